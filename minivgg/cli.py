@@ -1,0 +1,60 @@
+"""The ``minivgg`` command line. Each subcommand lives beside the code it drives and registers
+itself through an ``add_cli(subparsers)`` function; this module only dispatches and turns errors
+into exit codes: 0 success, 2 bad input (one line on stderr), 130 interrupted, 1 internal error
+(traceback only with ``--debug``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import UserError
+
+# Modules that contribute subcommands, in the order ``minivgg --help`` lists them.
+_COMMAND_MODULES = ("minivgg.transfer", "minivgg.weights", "minivgg.gradcheck_cli", "minivgg.doctor")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # usage errors: one line, exit 2
+        self.exit(2, f"minivgg: error: {message} (see 'minivgg --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="minivgg", description="Neural style transfer on a from-scratch NumPy/CuPy engine.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for modname in _COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name == modname:  # a subcommand module not written yet
+                continue
+            raise
+        mod.add_cli(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"minivgg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("minivgg: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # internal error
+        if args.debug:
+            raise
+        print(f"minivgg: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The engine's ops: plain forward/backward function pairs on NCHW activations, OIHW weights.
+
+``op_forward(...) -> (out, cache)``; ``op_backward(g, cache) -> grads`` (one per differentiable
+input, in input order). Every op runs on NumPy or CuPy (``xp = get_array_module(x)``), keeps the
+dtype of its input (float32 in the engine, float64 in gradient checks), and its cache holds exactly
+what its backward needs. Each backward is proven by ``minivgg.gradcheck`` (``minivgg gradcheck``).
+"""
+from __future__ import annotations
+
+from .backend import get_array_module
+from .im2col import col2im, im2col, out_size
+
+# Largest im2col buffer built at once on the 3x3 fast path (elements): bounds memory at any size.
+_CHUNK_ELEMENTS = 1 << 23
+
+
+def _require(cond: bool, op: str, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"{op}: {msg}")
+
+
+def _check_float(op: str, name: str, a) -> None:
+    kind = getattr(getattr(a, "dtype", None), "kind", None)
+    _require(kind == "f", op, f"{name} must be a float array, got dtype {getattr(a, 'dtype', type(a).__name__)}")
+
+
+def _check_nchw(op: str, x) -> None:
+    _check_float(op, "x", x)
+    _require(x.ndim == 4, op, f"x must be NCHW (4-D), got shape {tuple(x.shape)}")
+
+
+# --------------------------------------------------------------------------------------- conv2d
+
+def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1, save_input: bool = True):
+    """2-D cross-correlation: x (N, C, H, W), w (O, C, kh, kw), b (O,) -> y (N, O, Ho, Wo).
+
+    ``y[n,o,p,q] = b[o] + Σ_{c,i,j} w[o,c,i,j] · xpad[n,c,stride·p+i,stride·q+j]`` via im2col + GEMM
+    (3x3/s1/p1 builds the patch matrix in row bands so memory stays bounded).
+    The cache holds ``x`` (only for weight gradients; ``save_input=False`` drops it), ``w`` and the geometry.
+    """
+    op = "conv2d_forward"
+    _check_nchw(op, x)
+    _check_float(op, "w", w)
+    _require(w.ndim == 4, op, f"w must be OIHW (4-D), got shape {tuple(w.shape)}")
+    _require(w.shape[1] == x.shape[1], op,
+             f"x has {x.shape[1]} channels but w expects {w.shape[1]} (x {tuple(x.shape)}, w {tuple(w.shape)})")
+    _require(b is None or tuple(b.shape) == (w.shape[0],), op,
+             f"b must have shape ({w.shape[0]},), got {tuple(getattr(b, 'shape', ()))}")
+    _require(int(stride) >= 1 and int(pad) >= 0, op, f"stride must be >= 1 and pad >= 0, got stride={stride}, pad={pad}")
+    kh, kw = w.shape[2:]
+    ho, wo = out_size(x.shape[2], kh, stride, pad), out_size(x.shape[3], kw, stride, pad)
+    _require(ho >= 1 and wo >= 1, op,
+             f"input {tuple(x.shape)} is smaller than the kernel {tuple(w.shape)} with pad={pad}")
+    w = w.astype(x.dtype, copy=False)
+    if (kh, kw, stride, pad) == (3, 3, 1, 1):
+        y = _conv3x3_same(x, w)
+    else:
+        xp = get_array_module(x)
+        cols = im2col(x, kh, kw, stride, pad).reshape(x.shape[0], -1, ho * wo)
+        y = xp.matmul(w.reshape(w.shape[0], -1), cols).reshape(x.shape[0], w.shape[0], ho, wo)
+    if b is not None:
+        y += b.astype(x.dtype, copy=False).reshape(1, -1, 1, 1)
+    cache = (x if save_input else None, w, x.shape, stride, pad)
+    return y, cache
+
+
+def conv2d_backward(gy, cache, need_params: bool = False):
+    """Gradients of ``conv2d_forward``: gy (N, O, Ho, Wo) -> (gx, gw, gb).
+
+    ``gx = col2im(wᵀ · gy)``; on the 3x3/s1/p1 path it is the same-padded conv of gy with the
+    flipped, transposed kernel. ``gw, gb`` are computed only when ``need_params`` (else None).
+    """
+    x, w, xshape, stride, pad = cache
+    xp = get_array_module(gy)
+    n, o, ho, wo = gy.shape
+    kh, kw = w.shape[2:]
+    if (kh, kw, stride, pad) == (3, 3, 1, 1):
+        w_adj = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        gx = _conv3x3_same(gy, w_adj)
+    else:
+        gcols = xp.matmul(w.reshape(o, -1).T, gy.reshape(n, o, ho * wo))
+        gx = col2im(gcols.reshape(n, xshape[1], kh, kw, ho, wo), xshape[2], xshape[3], stride, pad)
+    gw = gb = None
+    if need_params:
+        if x is None:
+            raise ValueError("conv2d_backward: weight gradients need the input; call conv2d_forward with save_input=True")
+        cols = im2col(x, kh, kw, stride, pad).reshape(n, -1, ho * wo)
+        gw = xp.matmul(gy.reshape(n, o, -1), cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+        gb = gy.sum(axis=(0, 2, 3))
+    return gx, gw, gb
+
+
+def _conv3x3_same(x, w):
+    """3x3 stride-1 pad-1 conv without bias, im2col built in bands of output rows."""
+    xp = get_array_module(x)
+    n, c, h, wd = x.shape
+    o = w.shape[0]
+    xpad = xp.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    w2 = w.reshape(o, c * 9)
+    y = xp.empty((n, o, h, wd), dtype=x.dtype)
+    rows = max(1, min(h, _CHUNK_ELEMENTS // max(1, c * 9 * wd)))
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        cols = im2col(xpad[:, :, r0:r1 + 2], 3, 3, 1, 0).reshape(n, c * 9, (r1 - r0) * wd)
+        y[:, :, r0:r1] = xp.matmul(w2, cols).reshape(n, o, r1 - r0, wd)
+    return y
+
+
+# ----------------------------------------------------------------------------------------- relu
+
+def relu_forward(x):
+    """``y = max(x, 0)`` elementwise; the cache is the boolean mask ``x > 0`` (the only thing backward needs)."""
+    _check_float("relu_forward", "x", x)
+    xp = get_array_module(x)
+    mask = x > 0
+    return xp.where(mask, x, x.dtype.type(0)), mask
+
+
+def relu_backward(gy, cache):
+    """``gx = gy · [x > 0]`` (the subgradient at 0 is taken as 0)."""
+    _require(tuple(gy.shape) == tuple(cache.shape), "relu_backward",
+             f"gy shape {tuple(gy.shape)} does not match the forward shape {tuple(cache.shape)}")
+    return gy * cache
+
+
+# -------------------------------------------------------------------------------------- pooling
+
+def _pool_geometry(op: str, x, size: int, stride: int):
+    _check_nchw(op, x)
+    _require(size == stride == 2, op, f"only 2x2 windows with stride 2 are supported, got size={size}, stride={stride}")
+    n, c, h, w = x.shape
+    _require(h >= 2 and w >= 2, op, f"input {tuple(x.shape)} is smaller than the 2x2 window")
+    return n, c, h // 2, w // 2
+
+
+def avg_pool2d_forward(x, size: int = 2, stride: int = 2):
+    """2x2/stride-2 mean pool, x (N, C, H, W) -> (N, C, H//2, W//2); an odd last row/column is dropped
+    (floor, as Keras 'valid' and PyTorch do). The cache is the input shape."""
+    n, c, ho, wo = _pool_geometry("avg_pool2d_forward", x, size, stride)
+    y = x[:, :, :2 * ho, :2 * wo].reshape(n, c, ho, 2, wo, 2).mean(axis=(3, 5))
+    return y, x.shape
+
+
+def avg_pool2d_backward(gy, cache):
+    """Each input in a window gets ``gy/4``; dropped odd rows/columns get 0."""
+    xp = get_array_module(gy)
+    n, c, h, w = cache
+    ho, wo = h // 2, w // 2
+    gx = xp.zeros((n, c, h, w), dtype=gy.dtype)
+    quarter = (gy * gy.dtype.type(0.25)).reshape(n, c, ho, 1, wo, 1)
+    gx[:, :, :2 * ho, :2 * wo] = xp.broadcast_to(quarter, (n, c, ho, 2, wo, 2)).reshape(n, c, 2 * ho, 2 * wo)
+    return gx
+
+
+def max_pool2d_forward(x, size: int = 2, stride: int = 2):
+    """2x2/stride-2 max pool with floor for odd sizes. Ties go to the first maximum in row-major
+    window order (top-left, top-right, bottom-left, bottom-right), as ``argmax`` picks it.
+    The cache is the window argmax (uint8, N, C, Ho, Wo) and the input shape."""
+    xp = get_array_module(x)
+    n, c, ho, wo = _pool_geometry("max_pool2d_forward", x, size, stride)
+    win = x[:, :, :2 * ho, :2 * wo].reshape(n, c, ho, 2, wo, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, ho, wo, 4)
+    idx = win.argmax(axis=-1).astype(xp.uint8)
+    y = xp.take_along_axis(win, idx[..., None].astype(xp.intp), axis=-1)[..., 0]
+    return y, (idx, x.shape)
+
+
+def max_pool2d_backward(gy, cache):
+    """Route each ``gy`` to the window's (first) argmax; every other input gets 0."""
+    xp = get_array_module(gy)
+    idx, (n, c, h, w) = cache
+    ho, wo = h // 2, w // 2
+    onehot = idx[..., None] == xp.arange(4, dtype=xp.uint8)
+    g4 = onehot * gy[..., None]
+    gx = xp.zeros((n, c, h, w), dtype=gy.dtype)
+    gx[:, :, :2 * ho, :2 * wo] = g4.reshape(n, c, ho, wo, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, 2 * ho, 2 * wo)
+    return gx
+
+
+__all__ = [
+    "conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward",
+    "avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward", "max_pool2d_backward",
+]

@@ -1,0 +1,207 @@
+"""VGG16/VGG19 as an ordered layer table, with a forward that stops at the deepest tap and a
+backward to the input that adds each tap's gradient where it belongs.
+
+Names (``../shared/spec/objective.md``): ``input`` is the preprocessed network input ``y``;
+``convB_K`` is a convolution output before its ReLU; ``blockB_convK`` (alias ``reluB_K``) after it;
+``blockB_pool`` (alias ``poolB``) the pooling output. The tape is a plain list of per-op caches:
+conv weights, ReLU masks, pool argmax/shape — no activations are kept for the backward pass.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from . import ops
+from .backend import get_array_module, to_host, xp_for
+
+BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+BLOCK_CHANNELS = (64, 128, 256, 512, 512)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def conv_layer_table(arch: str) -> list[tuple[str, int, int]]:
+    """``[(name, in_channels, out_channels), …]`` for every conv of ``arch`` in network order
+    (Keras names ``block1_conv1`` …); kernels are 3x3, stride 1, pad 1."""
+    if arch not in BLOCKS:
+        raise ValueError(f"unknown architecture {arch!r}: expected one of {', '.join(BLOCKS)}")
+    table, cin = [], 3
+    for b, (n, cout) in enumerate(zip(BLOCKS[arch], BLOCK_CHANNELS), start=1):
+        for k in range(1, n + 1):
+            table.append((f"block{b}_conv{k}", cin, cout))
+            cin = cout
+    return table
+
+
+def layer_sequence(arch: str) -> list[tuple[str, str]]:
+    """The full op chain as ``[(kind, canonical_name)]``: kind is 'conv', 'relu' or 'pool';
+    the canonical name of a conv output is ``convB_K``, of a ReLU ``blockB_convK``, of a pool ``blockB_pool``."""
+    seq = []
+    for b, n in enumerate(BLOCKS[arch], start=1):
+        for k in range(1, n + 1):
+            seq.append(("conv", f"conv{b}_{k}"))
+            seq.append(("relu", f"block{b}_conv{k}"))
+        seq.append(("pool", f"block{b}_pool"))
+    return seq
+
+
+def layer_names(arch: str) -> list[str]:
+    """Every valid tap name of ``arch`` (canonical names and aliases)."""
+    names = ["input"]
+    for kind, name in layer_sequence(arch):
+        names.append(name)
+        names.extend(_aliases(kind, name))
+    return names
+
+
+def _aliases(kind, name):
+    if kind == "relu":  # block3_conv2 -> relu3_2
+        b, k = name[5], name.split("conv")[1]
+        return [f"relu{b}_{k}"]
+    if kind == "pool":
+        return [f"pool{name[5]}"]
+    return []
+
+
+def canonical_tap(arch: str, tap: str) -> str:
+    """Map an alias (``relu4_2``, ``pool3``) to its canonical name; ValueError listing valid names otherwise."""
+    if tap == "input":
+        return tap
+    for kind, name in layer_sequence(arch):
+        if tap == name or tap in _aliases(kind, name):
+            return name
+    raise ValueError(f"unknown layer {tap!r} for {arch}; valid names: {', '.join(layer_names(arch))}")
+
+
+@dataclasses.dataclass
+class VGG:
+    """Frozen VGG conv stack: ``params[name] = (w OIHW, b)`` on the engine's device and dtype.
+
+    Preprocessing belongs to the weights (Caffe convention: RGB→BGR, minus ``mean_bgr``, 0..255),
+    so callers hand ``preprocess`` plain RGB pixels.
+    """
+    arch: str
+    params: dict
+    mean_bgr: tuple = CAFFE_MEAN_BGR
+    device: str = "cpu"
+    dtype: type = np.float32
+    provenance: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def xp(self):
+        return xp_for(self.device)
+
+    def astype(self, dtype) -> "VGG":
+        """A copy of the network with parameters in ``dtype`` (float64 for gradient checks)."""
+        params = {k: (w.astype(dtype), b.astype(dtype)) for k, (w, b) in self.params.items()}
+        return dataclasses.replace(self, params=params, dtype=dtype)
+
+    def to(self, device: str) -> "VGG":
+        """A copy of the network on ``device`` ('cpu' or 'gpu')."""
+        xp = xp_for(device)
+        params = {k: (xp.asarray(to_host(w)), xp.asarray(to_host(b))) for k, (w, b) in self.params.items()}
+        return dataclasses.replace(self, params=params, device=device)
+
+    # ----------------------------------------------------------------- pre/post-processing
+    def preprocess(self, x):
+        """RGB pixels (H, W, 3), 0..255 -> network input (1, 3, H, W): BGR, mean-subtracted, engine dtype."""
+        xp = self.xp
+        x = xp.asarray(x, dtype=self.dtype)
+        y = x[:, :, ::-1] - xp.asarray(self.mean_bgr, dtype=self.dtype)
+        return xp.ascontiguousarray(y.transpose(2, 0, 1)[None])
+
+    def preprocess_backward(self, gy):
+        """Gradient w.r.t. the RGB pixels (H, W, 3) from the gradient w.r.t. the network input (1, 3, H, W)."""
+        return gy[0].transpose(1, 2, 0)[:, :, ::-1]
+
+    def deprocess(self, y):
+        """Network input (1, 3, H, W) -> RGB pixels (H, W, 3) float (not clipped)."""
+        y = to_host(y)[0].transpose(1, 2, 0) + np.asarray(self.mean_bgr)
+        return y[:, :, ::-1]
+
+    # ------------------------------------------------------------------ forward / backward
+    def features(self, y, taps, pooling: str = "avg", keep_tape: bool = True):
+        """Run the network on input ``y`` (1, 3, H, W) only as deep as the deepest of ``taps``.
+
+        Returns ``(feats, tape)``: ``feats[tap]`` for every requested tap (aliases allowed), and the
+        tape (per-op caches: conv weights, ReLU masks, pool argmax) for ``backward``; ``keep_tape=False``
+        keeps nothing (target computation).
+        """
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"unknown pooling {pooling!r}: expected 'avg' or 'max'")
+        canon = {t: canonical_tap(self.arch, t) for t in taps}
+        wanted = set(canon.values())
+        seq = layer_sequence(self.arch)
+        positions = {name: i for i, (_, name) in enumerate(seq)}
+        last = max([positions[t] for t in wanted if t != "input"], default=-1)
+        h = y
+        found = {"input": y} if "input" in wanted else {}
+        tape = []
+        for i in range(last + 1):
+            kind, name = seq[i]
+            if kind == "conv":
+                w, b = self.params[f"block{name[4]}_conv{name.split('_')[1]}"]
+                h, cache = ops.conv2d_forward(h, w, b, 1, 1, save_input=False)
+            elif kind == "relu":
+                h, cache = ops.relu_forward(h)
+            else:
+                fwd = ops.avg_pool2d_forward if pooling == "avg" else ops.max_pool2d_forward
+                bwd = ops.avg_pool2d_backward if pooling == "avg" else ops.max_pool2d_backward
+                h, pcache = fwd(h)
+                cache = (bwd, pcache)
+            if name in wanted:
+                found[name] = h
+            if keep_tape:
+                tape.append((kind, name, cache))
+        return {t: found[c] for t, c in canon.items()}, tape
+
+    def backward(self, tape, tap_grads):
+        """Gradient w.r.t. the network input given ``tap_grads[tap]`` (dL/d feature) for any taps in the tape."""
+        grads = {canonical_tap(self.arch, t): g for t, g in tap_grads.items()}
+        g = None
+        for kind, name, cache in reversed(tape):
+            if name in grads:
+                g = grads.pop(name) if g is None else g + grads.pop(name)
+            if g is None:
+                continue
+            if kind == "conv":
+                g = ops.conv2d_backward(g, cache)[0]
+            elif kind == "relu":
+                g = ops.relu_backward(g, cache)
+            else:
+                bwd, pcache = cache
+                g = bwd(g, pcache)
+        if "input" in grads:
+            g = grads.pop("input") if g is None else g + grads.pop("input")
+        if grads:
+            raise ValueError(f"gradients given for taps the forward pass did not reach: {sorted(grads)}")
+        return g
+
+
+def min_input_size(arch: str, taps, pooling="avg") -> int:
+    """Smallest image side whose pooling chain still leaves at least one pixel at the deepest tap."""
+    seq = layer_sequence(arch)
+    deepest = max([[n for _, n in seq].index(canonical_tap(arch, t)) for t in taps if canonical_tap(arch, t) != "input"], default=-1)
+    pools = sum(1 for kind, _ in seq[:deepest + 1] if kind == "pool")
+    return 2 ** pools
+
+
+def random_vgg(arch: str = "vgg16", seed: int = 0, dtype=np.float32) -> VGG:
+    """A VGG with He-initialised random weights (tests, synthetic VGG19 presets, benchmarks without weights)."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, cin, cout in conv_layer_table(arch):
+        w = rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (9 * cin))
+        params[name] = (w.astype(dtype), (rng.standard_normal(cout) * 0.01).astype(dtype))
+    return VGG(arch, params, dtype=dtype, provenance={"source": f"random seed {seed}"})
+
+
+def load_vgg(arch: str = "vgg16", weights=None, device: str = "cpu", flip_kernels=None) -> VGG:
+    """Load ``arch`` from ``weights`` (a file path) or, when None, from the verified cache.
+
+    The cache is filled by ``minivgg weights fetch``; a missing cache raises a WeightsError saying so.
+    """
+    from . import weights as W
+    wset = W.load_weights(weights, arch=arch, flip_kernels=flip_kernels) if weights is not None else W.load_cached(arch)
+    net = VGG(wset.arch, wset.params, provenance=wset.provenance)
+    return net.to(device) if device != "cpu" else net

@@ -205,3 +205,32 @@ def load_vgg(arch: str = "vgg16", weights=None, device: str = "cpu", flip_kernel
     wset = W.load_weights(weights, arch=arch, flip_kernels=flip_kernels) if weights is not None else W.load_cached(arch)
     net = VGG(wset.arch, wset.params, provenance=wset.provenance)
     return net.to(device) if device != "cpu" else net
+
+
+def gradcheck_cases():
+    """A VGG slice (block1-2, float64, 16x16) through ``features``/``backward``, both poolings,
+    with gradients entering at a pre-ReLU tap, a ReLU tap, a pool tap and the input at once."""
+    from .gradcheck import Case, check_vjp
+    cases = []
+    taps = ["input", "conv1_2", "block2_conv1", "block1_pool", "conv2_2"]
+    for pooling in ("avg", "max"):
+        def run(pooling=pooling):
+            net = random_vgg("vgg16", seed=1, dtype=np.float64)
+            x = np.random.default_rng(2).standard_normal((1, 3, 16, 16)) * 50
+
+            def forward(y):
+                feats, tape = net.features(y, taps, pooling)
+                flat = np.concatenate([feats[t].ravel() for t in taps])
+                return flat, (tape, {t: feats[t].shape for t in taps})
+
+            def backward(u, cache):
+                tape, shapes = cache
+                grads, k = {}, 0
+                for t in taps:
+                    n = int(np.prod(shapes[t]))
+                    grads[t] = u[k:k + n].reshape(shapes[t])
+                    k += n
+                return net.backward(tape, grads)
+            return check_vjp(forward, backward, (x,), eps=1e-5, name=f"vgg16 slice {pooling}")
+        cases.append(Case(f"vgg16 features/backward pooling={pooling}", "(1, 3, 16, 16)", run))
+    return cases

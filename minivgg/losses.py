@@ -1,0 +1,162 @@
+"""Loss terms of style transfer, each a pure function returning ``(value, grad)``.
+
+Features ``F`` arrive as (1, C, H, W) and are read as a matrix (C, M), M = H·W. Every gradient is
+written by hand and checked in float64 by ``gradcheck_cases`` (part of ``minivgg gradcheck``).
+Scalar values are accumulated in float64 whatever the engine dtype.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import get_array_module
+
+# ------------------------------------------------------------------------------------- content
+
+CONTENT_NORMS = ("half_sum", "sum", "mean")
+
+
+def content_loss(F, P, norm: str = "half_sum"):
+    """``L = k · Σ (F − P)²`` with ``k = ½`` ('half_sum', Gatys), ``1`` ('sum'), ``1/size`` ('mean').
+
+    Returns ``(L, dL/dF = 2k (F − P))``.
+    """
+    xp = get_array_module(F)
+    if norm not in CONTENT_NORMS:
+        raise ValueError(f"content_loss: unknown norm {norm!r}: expected one of {CONTENT_NORMS}")
+    k = {"half_sum": 0.5, "sum": 1.0, "mean": 1.0 / F.size}[norm]
+    diff = F - P
+    return k * float(xp.sum(diff.astype(xp.float64) ** 2)), (2 * k) * diff
+
+
+# ---------------------------------------------------------------------------------------- gram
+
+def gram(F, scale: float = 1.0, center: bool = False):
+    """Gram matrix ``G = scale · Fc Fcᵀ`` of F (1, C, H, W) read as (C, M); ``Fc = F − mean(F)``
+    (one scalar over all elements) when ``center`` else ``F``. Returns (C, C)."""
+    Fm = F.reshape(F.shape[1], -1)
+    if center:
+        Fm = Fm - Fm.mean()
+    return (Fm @ Fm.T) * Fm.dtype.type(scale)
+
+
+def gram_backward(gG, F, scale: float = 1.0, center: bool = False):
+    """``dL/dF`` from ``dL/dG`` for ``gram``: ``scale · (gG + gGᵀ) Fc``, then minus its mean when centred."""
+    Fm = F.reshape(F.shape[1], -1)
+    if center:
+        Fm = Fm - Fm.mean()
+    gF = ((gG + gG.T) @ Fm) * Fm.dtype.type(scale)
+    if center:
+        gF = gF - gF.mean()
+    return gF.reshape(F.shape)
+
+
+# Gram variants of the presets: name -> (scale as a function of (C, M), centred?)
+GRAMS = {
+    "plain": (lambda C, M: 1.0, False),             # G = F Fᵀ (Gatys, Keras, Harvard)
+    "centered": (lambda C, M: 1.0, True),           # g(F) = (F − μ)(F − μ)ᵀ (CNTK)
+    "per_cm": (lambda C, M: 1.0 / (C * M), False),  # F Fᵀ / (C·M) (D2L)
+    "per_m": (lambda C, M: 1.0 / M, False),         # F Fᵀ / M (EE8601)
+}
+
+
+def gram_variant(F, kind: str):
+    """The preset Gram ``kind`` of F (see ``GRAMS``)."""
+    scale, center = GRAMS[kind][0](F.shape[1], F.shape[2] * F.shape[3]), GRAMS[kind][1]
+    return gram(F, scale, center)
+
+
+def style_loss(F, A, kind: str = "plain", norm: float = 1.0):
+    """``E = norm · Σ (G(F) − A)²`` with ``G`` the Gram variant ``kind`` and target Gram ``A`` (C, C).
+
+    Returns ``(E, dE/dF)``; ``dE/dG = 2·norm·(G − A)`` is pushed through ``gram_backward``.
+    """
+    xp = get_array_module(F)
+    scale, center = GRAMS[kind][0](F.shape[1], F.shape[2] * F.shape[3]), GRAMS[kind][1]
+    R = gram(F, scale, center) - A
+    value = norm * float(xp.sum(R.astype(xp.float64) ** 2))
+    return value, gram_backward(R * R.dtype.type(2 * norm), F, scale, center)
+
+
+# ------------------------------------------------------------------------------------------ tv
+
+TV_KINDS = ("squared", "keras", "harvard", "mean_squared", "mean_abs", "abs255")
+
+
+def _diffs(x):
+    """Vertical and horizontal neighbour differences of x (H, W, C)."""
+    return x[1:, :, :] - x[:-1, :, :], x[:, 1:, :] - x[:, :-1, :]
+
+
+def tv_loss(x, kind: str = "squared"):
+    """Total variation of an image x (H, W, C) in pixel units, with its gradient.
+
+    'squared' (Gatys): Σ dv² + Σ dh² over all neighbour pairs; 'mean_squared' (CNTK): ½(mean dv² + mean dh²);
+    'mean_abs' (D2L): ½(mean|dv| + mean|dh|); 'abs255' (EE8601): (Σ|dv| + Σ|dh|)/255;
+    'harvard': Σ_{i<H−1, j<W−1} (a + b) and 'keras': Σ_{i<H−1, j<W−1} (a + b)^1.25 with
+    a = (x[i,j] − x[i+1,j])², b = (x[i,j] − x[i,j+1])². Subgradients at |0| and 0^0.25 are 0.
+    Mean-subtraction and channel order cancel in differences, so x may be pixels or network input.
+    """
+    xp = get_array_module(x)
+    if kind not in TV_KINDS:
+        raise ValueError(f"tv_loss: unknown kind {kind!r}: expected one of {TV_KINDS}")
+    g = xp.zeros_like(x)
+    if kind in ("keras", "harvard"):
+        dv = x[:-1, :-1] - x[1:, :-1]   # x[i,j] - x[i+1,j]
+        dh = x[:-1, :-1] - x[:-1, 1:]   # x[i,j] - x[i,j+1]
+        s = dv * dv + dh * dh
+        if kind == "harvard":
+            value, ds = float(xp.sum(s, dtype=xp.float64)), xp.ones_like(s)
+        else:
+            value, ds = float(xp.sum(s.astype(xp.float64) ** 1.25)), 1.25 * s ** 0.25
+        gv, gh = 2 * ds * dv, 2 * ds * dh
+        g[:-1, :-1] += gv + gh
+        g[1:, :-1] -= gv
+        g[:-1, 1:] -= gh
+        return value, g
+    dv, dh = _diffs(x)
+    if kind == "squared":
+        kv = kh = 1.0
+        fv, fh = dv * dv, dh * dh
+        gv, gh = 2 * dv, 2 * dh
+    elif kind == "mean_squared":
+        kv, kh = 0.5 / dv.size, 0.5 / dh.size
+        fv, fh, gv, gh = dv * dv, dh * dh, 2 * dv, 2 * dh
+    elif kind == "mean_abs":
+        kv, kh = 0.5 / dv.size, 0.5 / dh.size
+        fv, fh, gv, gh = xp.abs(dv), xp.abs(dh), xp.sign(dv), xp.sign(dh)
+    else:  # abs255
+        kv = kh = 1.0 / 255.0
+        fv, fh, gv, gh = xp.abs(dv), xp.abs(dh), xp.sign(dv), xp.sign(dh)
+    value = kv * float(xp.sum(fv, dtype=xp.float64)) + kh * float(xp.sum(fh, dtype=xp.float64))
+    gv, gh = gv * kv, gh * kh
+    g[1:] += gv
+    g[:-1] -= gv
+    g[:, 1:] += gh
+    g[:, :-1] -= gh
+    return value, g
+
+
+# ---------------------------------------------------------------------------------- gradcheck
+
+def gradcheck_cases():
+    """Gradient checks of every loss term (float64), for ``minivgg gradcheck``."""
+    from .gradcheck import Case, check_grad
+    rng = np.random.default_rng(1)
+    cases = []
+    F_shape = (1, 5, 4, 3)
+    P = rng.standard_normal(F_shape)
+    F0 = rng.standard_normal(F_shape)
+    for norm in CONTENT_NORMS:
+        cases.append(Case(f"content_loss {norm}", str(F_shape),
+                          lambda norm=norm: check_grad(lambda F: content_loss(F, P, norm), F0, name="content")))
+    for kind in GRAMS:
+        A = gram_variant(rng.standard_normal(F_shape), kind)
+        cases.append(Case(f"style_loss gram={kind}", str(F_shape),
+                          lambda kind=kind, A=A: check_grad(lambda F: style_loss(F, A, kind, 0.3), F0, name="style")))
+    x_shape = (6, 7, 3)
+    # |d| kinks are dodged: distinct values spaced far beyond eps.
+    x0 = rng.permutation(int(np.prod(x_shape))).reshape(x_shape).astype(np.float64) * 0.37
+    for kind in TV_KINDS:
+        cases.append(Case(f"tv_loss {kind}", str(x_shape),
+                          lambda kind=kind: check_grad(lambda x: tv_loss(x, kind), x0, name="tv")))
+    return cases

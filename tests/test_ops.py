@@ -1,0 +1,147 @@
+"""Every op: forward against a naive loop reference, backward through check_vjp over a grid of
+shapes, strides and pads (odd sizes included), im2col/col2im adjointness, clear errors."""
+import numpy as np
+import pytest
+
+from minivgg import ops
+from minivgg.gradcheck import check_vjp
+from minivgg.im2col import col2im, im2col
+
+rng = np.random.default_rng(0)
+
+
+def conv_naive(x, w, b, stride, pad):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    y = np.zeros((n, o, ho, wo))
+    for i in range(n):
+        for k in range(o):
+            for p in range(ho):
+                for q in range(wo):
+                    y[i, k, p, q] = np.sum(xp[i, :, p * stride:p * stride + kh, q * stride:q * stride + kw] * w[k]) + b[k]
+    return y
+
+
+def pool_naive(x, reduce):
+    n, c, h, w = x.shape
+    y = np.zeros((n, c, h // 2, w // 2))
+    for p in range(h // 2):
+        for q in range(w // 2):
+            y[:, :, p, q] = reduce(x[:, :, 2 * p:2 * p + 2, 2 * q:2 * q + 2].reshape(n, c, 4), axis=-1)
+    return y
+
+
+CONV_GRID = [((1, 3, 5, 5), (2, 3, 3, 3), 1, 1), ((2, 2, 7, 6), (3, 2, 3, 3), 1, 1),
+             ((1, 2, 8, 9), (4, 2, 3, 3), 2, 1), ((1, 3, 6, 7), (2, 3, 2, 2), 1, 0),
+             ((2, 1, 9, 7), (2, 1, 5, 3), 3, 2), ((1, 4, 4, 4), (2, 4, 1, 1), 1, 0),
+             ((1, 2, 5, 6), (3, 2, 3, 3), 2, 0)]
+
+
+@pytest.mark.parametrize("xs,ws,stride,pad", CONV_GRID)
+def test_conv_forward_matches_naive(xs, ws, stride, pad):
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    y, _ = ops.conv2d_forward(x, w, b, stride, pad)
+    np.testing.assert_allclose(y, conv_naive(x, w, b, stride, pad), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("xs,ws,stride,pad", CONV_GRID)
+@pytest.mark.parametrize("wrt", [0, 1, 2])
+def test_conv_backward(xs, ws, stride, pad, wrt):
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    res = check_vjp(ops.conv2d_forward, lambda g, c: ops.conv2d_backward(g, c, need_params=True),
+                    (x, w, b), wrt=wrt, kwargs={"stride": stride, "pad": pad}, eps=1e-5)
+    assert res.passed, res.report()
+
+
+def test_conv_float32_dtype_kept_and_chunked_path(monkeypatch):
+    # Force the row-band path to use many bands: the result must not change.
+    x = rng.standard_normal((1, 3, 11, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    y_full, _ = ops.conv2d_forward(x, w, b)
+    monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 3 * 9 * 9 * 2)
+    y_band, _ = ops.conv2d_forward(x, w, b)
+    assert y_full.dtype == np.float32
+    np.testing.assert_allclose(y_band, y_full, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(y_full, conv_naive(x.astype(float), w.astype(float), b.astype(float), 1, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_conv_backward_without_params_returns_none_and_needs_input_for_params():
+    x, w, b = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    y, cache = ops.conv2d_forward(x, w, b, save_input=False)
+    gx, gw, gb = ops.conv2d_backward(np.ones_like(y), cache)
+    assert gx.shape == x.shape and gw is None and gb is None
+    with pytest.raises(ValueError, match="save_input"):
+        ops.conv2d_backward(np.ones_like(y), cache, need_params=True)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 4, 4), (2, 3, 5, 7), (1, 2, 7, 6), (1, 1, 3, 2)])
+def test_pools_forward_match_naive(shape):
+    x = rng.standard_normal(shape)
+    np.testing.assert_allclose(ops.avg_pool2d_forward(x)[0], pool_naive(x, np.mean), rtol=1e-12)
+    np.testing.assert_allclose(ops.max_pool2d_forward(x)[0], pool_naive(x, np.max), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 4, 4), (2, 3, 5, 7), (1, 2, 7, 6), (1, 1, 3, 2)])
+def test_pools_backward(shape):
+    x = rng.standard_normal(shape)
+    assert check_vjp(ops.avg_pool2d_forward, ops.avg_pool2d_backward, (x,)).passed
+    distinct = (rng.permutation(x.size) / x.size).reshape(shape)  # no ties within eps
+    res = check_vjp(ops.max_pool2d_forward, ops.max_pool2d_backward, (distinct,), eps=1e-7)
+    assert res.passed, res.report()
+
+
+def test_max_pool_ties_go_to_first_maximum():
+    x = np.array([[[[1.0, 5.0], [5.0, 5.0]]]])
+    y, cache = ops.max_pool2d_forward(x)
+    gx = ops.max_pool2d_backward(np.ones_like(y), cache)
+    assert y[0, 0, 0, 0] == 5.0
+    np.testing.assert_array_equal(gx[0, 0], [[0, 1], [0, 0]])
+
+
+def test_pool_odd_edges_get_zero_gradient():
+    x = rng.standard_normal((1, 1, 5, 3))
+    y, cache = ops.avg_pool2d_forward(x)
+    assert y.shape == (1, 1, 2, 1)
+    gx = ops.avg_pool2d_backward(np.ones_like(y), cache)
+    assert np.all(gx[0, 0, 4, :] == 0) and np.all(gx[0, 0, :, 2] == 0)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 4, 5), (2, 2, 3, 3)])
+def test_relu(shape):
+    x = rng.standard_normal(shape)
+    x += np.sign(x) * 0.05  # keep the kink at 0 far outside ±eps
+    y, mask = ops.relu_forward(x)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    assert mask.dtype == bool
+    assert check_vjp(ops.relu_forward, ops.relu_backward, (x,)).passed
+
+
+@pytest.mark.parametrize("xs,k,stride,pad", [((1, 2, 5, 5), 3, 1, 1), ((2, 3, 7, 6), 3, 2, 1), ((1, 1, 6, 7), 2, 2, 0),
+                                             ((1, 2, 9, 8), 5, 3, 2)])
+def test_im2col_col2im_adjoint(xs, k, stride, pad):
+    x = rng.standard_normal(xs)
+    cols = im2col(x, k, k, stride, pad)
+    c = rng.standard_normal(cols.shape)
+    lhs = np.sum(cols * c)
+    rhs = np.sum(x * col2im(c, xs[2], xs[3], stride, pad))
+    assert abs(lhs - rhs) <= 1e-10 * max(abs(lhs), 1)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: ops.conv2d_forward(np.zeros((3, 5, 5)), np.zeros((2, 3, 3, 3)), None), r"conv2d_forward: x must be NCHW.*\(3, 5, 5\)"),
+    (lambda: ops.conv2d_forward(np.zeros((1, 4, 5, 5)), np.zeros((2, 3, 3, 3)), None), r"conv2d_forward: x has 4 channels but w expects 3"),
+    (lambda: ops.conv2d_forward(np.zeros((1, 3, 5, 5), dtype=np.int64), np.zeros((2, 3, 3, 3)), None), r"conv2d_forward: x must be a float"),
+    (lambda: ops.conv2d_forward(np.zeros((1, 3, 5, 5)), np.zeros((2, 3, 3)), None), r"conv2d_forward: w must be OIHW"),
+    (lambda: ops.conv2d_forward(np.zeros((1, 3, 5, 5)), np.zeros((2, 3, 3, 3)), np.zeros(3)), r"conv2d_forward: b must have shape \(2,\)"),
+    (lambda: ops.conv2d_forward(np.zeros((1, 3, 2, 2)), np.zeros((2, 3, 5, 5)), None, 1, 0), r"smaller than the kernel"),
+    (lambda: ops.relu_forward(np.zeros((2, 2), dtype=np.int32)), r"relu_forward: x must be a float"),
+    (lambda: ops.max_pool2d_forward(np.zeros((4, 4))), r"max_pool2d_forward: x must be NCHW"),
+    (lambda: ops.avg_pool2d_forward(np.zeros((1, 1, 1, 4))), r"avg_pool2d_forward: input \(1, 1, 1, 4\) is smaller"),
+    (lambda: ops.avg_pool2d_forward(np.zeros((1, 1, 4, 4)), size=3, stride=3), r"only 2x2 windows"),
+])
+def test_bad_arguments_raise_value_error_naming_op_and_shapes(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -39,6 +39,9 @@ SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "rocket"
 _HIGH_DEPTH_MODES = {"I;16": "16-bit", "I;16L": "16-bit", "I;16B": "16-bit", "I;16N": "16-bit",
                      "I": "32-bit integer", "F": "floating-point"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Magic numbers of the common formats: a file that has one but fails to open is damaged, not foreign.
+_SIGNATURES = (("PNG", _PNG_SIGNATURE), ("JPEG", b"\xff\xd8\xff"), ("GIF", b"GIF8"), ("BMP", b"BM"),
+               ("TIFF", b"II*\x00"), ("TIFF", b"MM\x00*"), ("WebP", b"RIFF"))
 
 # Decoding changes two process-wide settings (Pillow's pixel limit, the warning filters).
 _DECODE_LOCK = threading.Lock()
@@ -65,13 +68,16 @@ def load_image_with_notes(path, max_pixels=DEFAULT_MAX_PIXELS, what: str = "cont
 
     Fully decodes the first frame with EXIF orientation applied and any embedded ICC profile
     converted to sRGB; transparency is composited on white, CMYK converted, 16-bit/32-bit/float
-    images rescaled from their own min..max to 0..255. ``max_pixels`` (None: no limit) guards
-    against decompression bombs. Raises UserError naming the file (``what`` says which input).
+    images rescaled from their own min..max to 0..255. ``max_pixels`` guards against decompression
+    bombs (None: the default, 0: no limit). Raises UserError naming the file (``what``: which input).
     """
     label = f"{what} image '{os.fspath(path)}'"
-    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer))
-                                   or max_pixels < 1):
-        raise UserError(f"--max-pixels must be a positive whole number of pixels, got {max_pixels!r}")
+    # None is what an unset --max-pixels flag passes, so it must mean the default, not "unlimited".
+    if max_pixels is None:
+        max_pixels = DEFAULT_MAX_PIXELS
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 0:
+        raise UserError(f"--max-pixels must be a whole number of pixels (0 for no limit), got {max_pixels!r}")
+    max_pixels = int(max_pixels) or None  # Pillow spells "no limit" as None
     notes: list[str] = []
     frame = _decode(path, label, max_pixels, notes)
     return _to_rgb(frame, label, notes), notes
@@ -112,9 +118,12 @@ def _decode(path, label: str, max_pixels, notes: list[str]) -> Image.Image:
         warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         saved_limit = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow then checks the limit wherever it learns a size
         try:
+            # Opening reads only the header; checking its size here lets the message give the dimensions.
+            Image.MAX_IMAGE_PIXELS = None
             img = Image.open(f, formats=_read_formats())
+            # From here Pillow enforces the limit wherever it learns a size (later frames, icon entries).
+            Image.MAX_IMAGE_PIXELS = max_pixels
             w, h = img.size
             if w < 1 or h < 1:
                 raise UserError(f"{label} has zero size ({w}x{h} pixels)")
@@ -138,7 +147,10 @@ def _decode(path, label: str, max_pixels, notes: list[str]) -> Image.Image:
             raise UserError(f"{label} is too large to decode in the available memory; "
                             "use a smaller image or a lower --max-pixels") from None
         except Exception as exc:  # a damaged file makes Pillow raise almost anything (OSError, SyntaxError, struct.error, ...)
-            raise UserError(f"{label} is truncated or corrupt ({_pillow_detail(exc)})") from exc
+            detail = _pillow_detail(exc)
+            if "unsupported" in detail.lower() or "not yet supported" in detail:
+                raise UserError(f"{label} uses a variant of its format that Pillow cannot decode ({detail})") from exc
+            raise UserError(f"{label} is truncated or corrupt ({detail})") from exc
         finally:
             Image.MAX_IMAGE_PIXELS = saved_limit
         try:
@@ -146,7 +158,7 @@ def _decode(path, label: str, max_pixels, notes: list[str]) -> Image.Image:
         except Exception as exc:  # bad EXIF should not cost the user a readable picture
             notes.append(f"{label} has EXIF data that could not be read ({_pillow_detail(exc)}); "
                          "its orientation tag was ignored")
-    notes.extend(f"{label}: Pillow warned: {w.message}" for w in caught)
+    notes.extend(f"{label}: Pillow warned: {_pillow_detail(warning.message)}" for warning in caught)
     return img
 
 
@@ -178,11 +190,14 @@ def _unidentified_message(label: str, f) -> str:
         w, h = struct.unpack(">II", head[16:24])
         if w == 0 or h == 0:
             return f"{label} has zero size ({w}x{h} pixels)"
+    for fmt, magic in _SIGNATURES:
+        if head.startswith(magic) and (fmt != "WebP" or head[8:12] == b"WEBP"):
+            return f"{label} starts like a {fmt} file but is truncated or corrupt (its header cannot be read)"
     return (f"{label} is not an image minivgg can read (unknown format or damaged header; "
             "PNG, JPEG, WebP, GIF, BMP and TIFF work)")
 
 
-def _pillow_detail(exc: BaseException) -> str:
+def _pillow_detail(exc) -> str:
     """Pillow's reason in a few words, without object reprs or trailing punctuation."""
     text = re.sub(r"<[^>]*>", "", str(exc)).strip().rstrip(".") or type(exc).__name__
     return text.splitlines()[0][:120]

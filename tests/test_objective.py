@@ -1,0 +1,153 @@
+"""The objective: every preset's value_and_grad against a finite-difference directional derivative
+(real VGG16 weights; VGG19 presets on a synthetic VGG19 file), terms sum to the total, targets and
+overrides behave as the spec says."""
+import h5py
+import numpy as np
+import pytest
+
+from minivgg.errors import UserError
+from minivgg.gradcheck import check_grad
+from minivgg.objective import PRESETS, Objective, cntk_layers, resolve_settings
+from minivgg.vgg import conv_layer_table, load_vgg, random_vgg
+
+
+@pytest.fixture(scope="module")
+def vgg16_f64():
+    try:
+        net = load_vgg("vgg16")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"real VGG16 weights are not cached ({exc}); run `minivgg weights fetch vgg16`")
+    return net.astype(np.float64)
+
+
+def write_keras_h5(path, arch, seed=0):
+    """A synthetic weights file in the Keras legacy layout (tf.keras names, (H, W, in, out) kernels)."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        names = []
+        for name, cin, cout in conv_layer_table(arch):
+            g = f.create_group(name)
+            k = (rng.standard_normal((3, 3, cin, cout)) * np.sqrt(2 / (9 * cin))).astype(np.float32)
+            g.create_dataset(f"{name}/kernel:0", data=k)
+            g.create_dataset(f"{name}/bias:0", data=(rng.standard_normal(cout) * 0.01).astype(np.float32))
+            g.attrs["weight_names"] = [f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()]
+            names.append(name.encode())
+        f.attrs["layer_names"] = names
+    return path
+
+
+@pytest.fixture(scope="module")
+def vgg19_f64(tmp_path_factory):
+    path = write_keras_h5(tmp_path_factory.mktemp("w") / "vgg19_synthetic.h5", "vgg19")
+    return load_vgg("vgg19", weights=str(path)).astype(np.float64)
+
+
+def images(seed=0, shape=(48, 40, 3), style_shape=(40, 52, 3)):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, shape).astype(np.uint8), rng.integers(0, 256, style_shape).astype(np.uint8)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_gradient_matches_finite_differences(preset, request):
+    net = request.getfixturevalue("vgg19_f64" if PRESETS[preset].arch == "vgg19" else "vgg16_f64")
+    content, style = images()
+    obj = Objective(net, content, style, preset=preset)
+    x = content + np.random.default_rng(1).uniform(-10, 10, content.shape)
+    res = check_grad(obj.value_and_grad, x, eps=1e-3, rtol=1e-4, seed=2)
+    assert res.passed, res.report()
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_terms_sum_to_value(preset):
+    net = random_vgg(PRESETS[preset].arch, dtype=np.float64)
+    content, style = images(3)
+    obj = Objective(net, content, style, preset=preset)
+    x = np.random.default_rng(4).uniform(0, 255, content.shape)
+    value, grad = obj.value_and_grad(x)
+    parts = obj.terms(x)
+    assert grad.shape == x.shape and grad.dtype == np.float64
+    assert parts["total"] == pytest.approx(value, rel=1e-12)
+    assert parts["content"] + parts["style"] + parts["tv"] == pytest.approx(value, rel=1e-12)
+    assert parts["content"] > 0 and parts["style"] > 0 and parts["tv"] > 0
+
+
+def test_content_image_is_a_minimum_of_the_content_term():
+    net = random_vgg("vgg16", dtype=np.float64)
+    content, style = images(5)
+    obj = Objective(net, content, style, preset="gatys", style_weight=0, tv_weight=0)
+    value, grad = obj.value_and_grad(content.astype(np.float64))
+    assert value == 0 and np.all(grad == 0)
+
+
+def test_gatys_style_term_formula():
+    """E_l = Σ (G − A)² / (4 C² M²), weights 1/5, checked against a direct computation."""
+    net = random_vgg("vgg16", dtype=np.float64)
+    content, style = images(6, (32, 32, 3), (32, 32, 3))
+    obj = Objective(net, content, style, preset="gatys", content_weight=0, tv_weight=0, style_weight=1)
+    x = np.random.default_rng(7).uniform(0, 255, content.shape)
+    fx, _ = net.features(net.preprocess(x), ["block1_conv1", "block3_conv1"], "avg")
+    fs, _ = net.features(net.preprocess(style), ["block1_conv1", "block3_conv1"], "avg")
+    obj2 = Objective(net, content, style, preset="gatys", content_weight=0, tv_weight=0, style_weight=1,
+                     style_layers=("block1_conv1", "block3_conv1"), style_layer_weights=(0.5, 0.5))
+    expected = 0
+    for t in fx:
+        F, S = fx[t].reshape(fx[t].shape[1], -1), fs[t].reshape(fs[t].shape[1], -1)
+        C, M = F.shape
+        expected += 0.5 * np.sum((F @ F.T - S @ S.T) ** 2) / (4 * C ** 2 * M ** 2)
+    assert obj2.terms(x)["style"] == pytest.approx(expected, rel=1e-10)
+    assert obj.terms(x)["style"] > 0
+
+
+def test_style_of_another_size_has_its_gram_rescaled():
+    net = random_vgg("vgg16", dtype=np.float64)
+    content, _ = images(8, (32, 32, 3))
+    style = np.random.default_rng(9).integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    big = np.tile(style, (2, 2, 1))  # the same statistics on 4x the pixels
+    a = Objective(net, content, style, preset="gatys").style_targets["block1_conv1"]
+    b = Objective(net, content, big, preset="gatys").style_targets["block1_conv1"]
+    assert np.linalg.norm(a - b) < 0.1 * np.linalg.norm(a)  # without the M ratio b would be ~4x a
+
+
+def test_blend_weights_mix_target_grams():
+    net = random_vgg("vgg16", dtype=np.float64)
+    content, s1 = images(10, (32, 32, 3), (32, 32, 3))
+    s2 = np.random.default_rng(11).integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    o1 = Objective(net, content, s1)
+    o2 = Objective(net, content, s2)
+    ob = Objective(net, content, [s1, s2], style_blend_weights=[3, 1])
+    t = "block2_conv1"
+    np.testing.assert_allclose(ob.style_targets[t], 0.75 * o1.style_targets[t] + 0.25 * o2.style_targets[t])
+
+
+def test_cntk_schedule():
+    c, cw, s, sw = cntk_layers("vgg16", 0.5)
+    T = (1 - 0.5 ** 14) / 0.5
+    assert c[0] == "input" and s[0] == "block5_pool" and len(c) == len(s) == 14
+    assert cw[0] == pytest.approx(1 / T) and cw[1] == pytest.approx(0.5 / T) and cw[13] == pytest.approx(0.5 ** 13 / T)
+    assert sw[1] == pytest.approx(0.5 ** 13 / T) and sw[13] == pytest.approx(0.5 / T)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"style_weight": -1}, "style_weight must be a finite number"),
+    ({"tv_weight": float("nan")}, "tv_weight must be a finite number"),
+    ({"content_layers": ("block9_conv1",)}, "unknown layer 'block9_conv1'.*valid names"),
+    ({"style_layer_weights": (1, 2)}, "style_layer_weights has 2 values for 5"),
+    ({"bogus": 1}, "unknown setting"),
+    ({"pooling": "min"}, "pooling must be"),
+])
+def test_bad_overrides(overrides, match):
+    with pytest.raises(UserError, match=match):
+        resolve_settings("gatys", overrides)
+
+
+def test_bad_preset_and_arch_mismatch_and_small_image():
+    with pytest.raises(UserError, match="unknown preset 'nope'; valid presets: gatys"):
+        resolve_settings("nope", {})
+    net = random_vgg("vgg16")
+    content, style = images()
+    with pytest.raises(UserError, match="runs on vgg19"):
+        Objective(net, content, style, preset="d2l")
+    with pytest.raises(UserError, match="needs at least 16 pixels"):
+        Objective(net, content[:8], style, preset="gatys")
+    with pytest.raises(UserError, match="blend weights"):
+        Objective(net, content, [style, style], style_blend_weights=[1])

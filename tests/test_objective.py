@@ -1,14 +1,14 @@
 """The objective: every preset's value_and_grad against a finite-difference directional derivative
 (real VGG16 weights; VGG19 presets on a synthetic VGG19 file), terms sum to the total, targets and
 overrides behave as the spec says."""
-import h5py
 import numpy as np
 import pytest
 
 from minivgg.errors import UserError
 from minivgg.gradcheck import check_grad
 from minivgg.objective import PRESETS, Objective, cntk_layers, resolve_settings
-from minivgg.vgg import conv_layer_table, load_vgg, random_vgg
+from minivgg.vgg import load_vgg, random_vgg
+from synth import write_keras_h5
 
 
 @pytest.fixture(scope="module")
@@ -18,22 +18,6 @@ def vgg16_f64():
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"real VGG16 weights are not cached ({exc}); run `minivgg weights fetch vgg16`")
     return net.astype(np.float64)
-
-
-def write_keras_h5(path, arch, seed=0):
-    """A synthetic weights file in the Keras legacy layout (tf.keras names, (H, W, in, out) kernels)."""
-    rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as f:
-        names = []
-        for name, cin, cout in conv_layer_table(arch):
-            g = f.create_group(name)
-            k = (rng.standard_normal((3, 3, cin, cout)) * np.sqrt(2 / (9 * cin))).astype(np.float32)
-            g.create_dataset(f"{name}/kernel:0", data=k)
-            g.create_dataset(f"{name}/bias:0", data=(rng.standard_normal(cout) * 0.01).astype(np.float32))
-            g.attrs["weight_names"] = [f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()]
-            names.append(name.encode())
-        f.attrs["layer_names"] = names
-    return path
 
 
 @pytest.fixture(scope="module")

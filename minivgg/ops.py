@@ -8,10 +8,8 @@ what its backward needs. Each backward is proven by ``minivgg.gradcheck`` (``min
 from __future__ import annotations
 
 from .backend import get_array_module
+from . import winograd
 from .im2col import col2im, im2col, out_size
-
-# Largest im2col buffer built at once on the 3x3 fast path (elements): bounds memory at any size.
-_CHUNK_ELEMENTS = 1 << 23
 
 
 def _require(cond: bool, op: str, msg: str) -> None:
@@ -34,8 +32,8 @@ def _check_nchw(op: str, x) -> None:
 def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1, save_input: bool = True):
     """2-D cross-correlation: x (N, C, H, W), w (O, C, kh, kw), b (O,) -> y (N, O, Ho, Wo).
 
-    ``y[n,o,p,q] = b[o] + Σ_{c,i,j} w[o,c,i,j] · xpad[n,c,stride·p+i,stride·q+j]`` via im2col + GEMM
-    (3x3/s1/p1 builds the patch matrix in row bands so memory stays bounded).
+    ``y[n,o,p,q] = b[o] + Σ_{c,i,j} w[o,c,i,j] · xpad[n,c,stride·p+i,stride·q+j]`` via im2col + GEMM;
+    the 3x3/s1/p1 fast path (every VGG conv) is Winograd F(2x2,3x3) in row bands (``winograd.py``).
     The cache holds ``x`` (only for weight gradients; ``save_input=False`` drops it), ``w`` and the geometry.
     """
     op = "conv2d_forward"
@@ -53,7 +51,7 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1, save_input: bool = Tr
              f"input {tuple(x.shape)} is smaller than the kernel {tuple(w.shape)} with pad={pad}")
     w = w.astype(x.dtype, copy=False)
     if (kh, kw, stride, pad) == (3, 3, 1, 1):
-        y = _conv3x3_same(x, w)
+        y = winograd.conv3x3_same(x, w)
     else:
         xp = get_array_module(x)
         cols = im2col(x, kh, kw, stride, pad).reshape(x.shape[0], -1, ho * wo)
@@ -68,15 +66,14 @@ def conv2d_backward(gy, cache, need_params: bool = False):
     """Gradients of ``conv2d_forward``: gy (N, O, Ho, Wo) -> (gx, gw, gb).
 
     ``gx = col2im(wᵀ · gy)``; on the 3x3/s1/p1 path it is the same-padded conv of gy with the
-    flipped, transposed kernel. ``gw, gb`` are computed only when ``need_params`` (else None).
+    flipped, transposed kernel (Winograd again). ``gw, gb`` are computed only when ``need_params`` (else None).
     """
     x, w, xshape, stride, pad = cache
     xp = get_array_module(gy)
     n, o, ho, wo = gy.shape
     kh, kw = w.shape[2:]
     if (kh, kw, stride, pad) == (3, 3, 1, 1):
-        w_adj = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        gx = _conv3x3_same(gy, w_adj)
+        gx = winograd.conv3x3_same(gy, w, adjoint=True)
     else:
         gcols = xp.matmul(w.reshape(o, -1).T, gy.reshape(n, o, ho * wo))
         gx = col2im(gcols.reshape(n, xshape[1], kh, kw, ho, wo), xshape[2], xshape[3], stride, pad)
@@ -88,22 +85,6 @@ def conv2d_backward(gy, cache, need_params: bool = False):
         gw = xp.matmul(gy.reshape(n, o, -1), cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
         gb = gy.sum(axis=(0, 2, 3))
     return gx, gw, gb
-
-
-def _conv3x3_same(x, w):
-    """3x3 stride-1 pad-1 conv without bias, im2col built in bands of output rows."""
-    xp = get_array_module(x)
-    n, c, h, wd = x.shape
-    o = w.shape[0]
-    xpad = xp.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    w2 = w.reshape(o, c * 9)
-    y = xp.empty((n, o, h, wd), dtype=x.dtype)
-    rows = max(1, min(h, _CHUNK_ELEMENTS // max(1, c * 9 * wd)))
-    for r0 in range(0, h, rows):
-        r1 = min(h, r0 + rows)
-        cols = im2col(xpad[:, :, r0:r1 + 2], 3, 3, 1, 0).reshape(n, c * 9, (r1 - r0) * wd)
-        y[:, :, r0:r1] = xp.matmul(w2, cols).reshape(n, o, r1 - r0, wd)
-    return y
 
 
 # ----------------------------------------------------------------------------------------- relu

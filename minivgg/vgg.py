@@ -87,6 +87,12 @@ class VGG:
     dtype: type = np.float32
     provenance: dict = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self):
+        for w, b in self.params.values():  # frozen: lets ops memoise kernel transforms safely
+            for a in (w, b):
+                if isinstance(a, np.ndarray):
+                    a.flags.writeable = False
+
     @property
     def xp(self):
         return xp_for(self.device)

@@ -3,7 +3,7 @@ shapes, strides and pads (odd sizes included), im2col/col2im adjointness, clear 
 import numpy as np
 import pytest
 
-from minivgg import ops
+from minivgg import ops, winograd
 from minivgg.gradcheck import check_vjp
 from minivgg.im2col import col2im, im2col
 
@@ -55,13 +55,13 @@ def test_conv_backward(xs, ws, stride, pad, wrt):
     assert res.passed, res.report()
 
 
-def test_conv_float32_dtype_kept_and_chunked_path(monkeypatch):
-    # Force the row-band path to use many bands: the result must not change.
+def test_conv_float32_dtype_kept_and_banded_winograd(monkeypatch):
+    # Force the Winograd path to use many tile-row bands: the result must not change.
     x = rng.standard_normal((1, 3, 11, 9)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     b = rng.standard_normal(4).astype(np.float32)
     y_full, _ = ops.conv2d_forward(x, w, b)
-    monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 3 * 9 * 9 * 2)
+    monkeypatch.setattr(winograd, "_BAND_ELEMENTS", 16 * 4 * 5 * 2)
     y_band, _ = ops.conv2d_forward(x, w, b)
     assert y_full.dtype == np.float32
     np.testing.assert_allclose(y_band, y_full, rtol=1e-6, atol=1e-5)
@@ -145,3 +145,24 @@ def test_im2col_col2im_adjoint(xs, k, stride, pad):
 def test_bad_arguments_raise_value_error_naming_op_and_shapes(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 5, 7), (2, 4, 6, 6), (1, 2, 1, 1), (1, 5, 9, 4), (1, 1, 2, 3)])
+def test_winograd_matches_naive_and_its_adjoint(shape):
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((3, shape[1], 3, 3))
+    y = winograd.conv3x3_same(x, w)
+    np.testing.assert_allclose(y, conv_naive(x, w, np.zeros(3), 1, 1), rtol=1e-10, atol=1e-10)
+    u = rng.standard_normal(y.shape)
+    lhs, rhs = np.sum(y * u), np.sum(x * winograd.conv3x3_same(u, w, adjoint=True))
+    assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
+
+
+def test_winograd_memo_only_for_frozen_weights():
+    w = rng.standard_normal((2, 2, 3, 3))
+    x = rng.standard_normal((1, 2, 4, 4))
+    y1 = winograd.conv3x3_same(x, w)
+    w *= 2  # a writable array may change: never served from the memo
+    np.testing.assert_allclose(winograd.conv3x3_same(x, w), 2 * y1, rtol=1e-12)
+    w.flags.writeable = False
+    assert winograd.kernel_transform(w) is winograd.kernel_transform(w)

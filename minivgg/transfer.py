@@ -309,8 +309,8 @@ def add_cli(sub) -> None:
 
     p = sub.add_parser("demo", help="stylize bundled sample photographs (no arguments needed)")
     p.add_argument("-o", "--outdir", default="minivgg-demo", help="output folder (default ./minivgg-demo)")
-    p.add_argument("--size", type=int, default=192)
-    p.add_argument("--iters", type=int, default=60)
+    p.add_argument("--size", type=int, default=256, help="longest side (default 256)")
+    p.add_argument("--iters", type=int, default=80, help="L-BFGS iterations (default 80)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
 

@@ -235,37 +235,40 @@ class Objective:
         """``(L(x), dL/dx)`` for x (H, W, 3) float64 RGB pixels; ``self.last_terms`` keeps the parts."""
         x = self._check_x(x)
         s, net = self.settings, self.net
-        y = net.preprocess(x)
-        feats, tape = net.features(y, self.taps, s["pooling"])
-        tap_grads = {}
-        content = style = 0.0
-        cw, sw = s["content_weight"], s["style_weight"]
+        parts = {"content": 0.0, "style": 0.0}
+        content_w = {}
         for tap, w in zip(self.content_taps, s["content_layer_weights"]):
-            if cw * w == 0:
-                continue
-            v, g = losses.content_loss(feats[tap], self.content_targets[tap], s["content_norm"])
-            content += cw * w * v
-            tap_grads[tap] = tap_grads.get(tap, 0) + g * g.dtype.type(cw * w)
+            content_w[tap] = content_w.get(tap, 0.0) + s["content_weight"] * w
+        style_w = {}
         for tap, w in zip(self.style_taps, s["style_layer_weights"]):
-            if sw * w == 0:
-                continue
-            F = feats[tap]
-            norm = _style_norm(s["style_norm"], F.shape[1], F.shape[2] * F.shape[3], self.shape[:2])
-            v, g = losses.style_loss(F, self.style_targets[tap], s["gram"], norm)
-            style += sw * w * v
-            tap_grads[tap] = tap_grads.get(tap, 0) + g * g.dtype.type(sw * w)
-        del feats
+            style_w[tap] = style_w.get(tap, 0.0) + s["style_weight"] * w
+
+        def tap_loss(tap, F):
+            """Weighted content and style terms of one tap, and their gradient w.r.t. its features."""
+            value, grad = 0.0, None
+            if content_w.get(tap):
+                v, g = losses.content_loss(F, self.content_targets[tap], s["content_norm"])
+                parts["content"] += content_w[tap] * v
+                value, grad = value + content_w[tap] * v, g * g.dtype.type(content_w[tap])
+            if style_w.get(tap):
+                norm = _style_norm(s["style_norm"], F.shape[1], F.shape[2] * F.shape[3], self.shape[:2])
+                v, g = losses.style_loss(F, self.style_targets[tap], s["gram"], norm * style_w[tap])
+                parts["style"] += v
+                value, grad = value + v, g if grad is None else grad + g
+            return value, grad
+
+        taps = [t for t in self.taps if content_w.get(t) or style_w.get(t)]
         grad = np.zeros_like(x)
-        if tap_grads:
-            gy = net.backward(tape, tap_grads)
-            grad += to_host(net.preprocess_backward(gy)).astype(np.float64)
+        if taps:
+            _, gy = net.loss_and_input_grad(net.preprocess(x), taps, tap_loss, s["pooling"])
+            grad += to_host(net.preprocess_backward(gy))
         tv = 0.0
         if s["tv_weight"]:
             v, g = losses.tv_loss(x, s["tv"])
             tv = s["tv_weight"] * v
             grad += s["tv_weight"] * g
-        total = content + style + tv
-        self.last_terms = {"content": content, "style": style, "tv": tv, "total": total}
+        total = parts["content"] + parts["style"] + tv
+        self.last_terms = {"content": parts["content"], "style": parts["style"], "tv": tv, "total": total}
         return total, grad
 
     def terms(self, x) -> dict:

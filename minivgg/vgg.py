@@ -184,6 +184,77 @@ class VGG:
         return g
 
 
+    def loss_and_input_grad(self, y, taps, tap_loss, pooling: str = "avg"):
+        """The memory-lean path of the objective: forward to the deepest tap, calling
+        ``tap_loss(tap, F) -> (value, dL/dF)`` the moment each tap is computed, then backward to the input.
+
+        Returns ``(Σ values, dL/dy)``. Nothing but ReLU masks (bit-packed on large maps), pool
+        argmax and the tap gradients is kept; ReLUs run in place. Same result as
+        ``features`` + ``backward`` (the tests compare them).
+        """
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"unknown pooling {pooling!r}: expected 'avg' or 'max'")
+        at = {}
+        for t in taps:
+            at.setdefault(canonical_tap(self.arch, t), []).append(t)
+        seq = layer_sequence(self.arch)
+        positions = {name: i for i, (_, name) in enumerate(seq)}
+        last = max([positions[c] for c in at if c != "input"], default=-1)
+        total, stored = 0.0, {}
+
+        def visit(name, h):
+            nonlocal total
+            for t in at.get(name, ()):
+                v, g = tap_loss(t, h)
+                total += v
+                if g is not None:
+                    stored[name] = g if name not in stored else stored[name] + g
+
+        visit("input", y)
+        h, tape = y, []
+        for i in range(last + 1):
+            kind, name = seq[i]
+            if kind == "conv":
+                w, b = self.params[f"block{name[4]}_conv{name.split('_')[1]}"]
+                h, cache = ops.conv2d_forward(h, w, b, 1, 1, save_input=False)
+            elif kind == "relu":
+                h, cache = ops.relu_forward(h, inplace=True, pack=h.size >= _PACK_MASKS_FROM)
+            else:
+                fwd = ops.avg_pool2d_forward if pooling == "avg" else ops.max_pool2d_forward
+                bwd = ops.avg_pool2d_backward if pooling == "avg" else ops.max_pool2d_backward
+                h, pcache = fwd(h)
+                cache = (bwd, pcache)
+            visit(name, h)
+            tape.append((kind, name, cache))
+        del h
+        g = None
+        for kind, name, cache in reversed(tape):
+            if name in stored:
+                tg = stored.pop(name)
+                g = tg if g is None else _accumulate(g, tg)
+            if g is None:
+                continue
+            if kind == "conv":
+                g = ops.conv2d_backward(g, cache)[0]
+            elif kind == "relu":
+                g = ops.relu_backward(g, cache, inplace=True)
+            else:
+                bwd, pcache = cache
+                g = bwd(g, pcache)
+        if "input" in stored:
+            g = stored.pop("input") if g is None else _accumulate(g, stored.pop("input"))
+        return total, (g if g is not None else self.xp.zeros_like(y))
+
+
+# ReLU masks of at least this many elements are bit-packed (8x smaller, ~free next to a conv).
+_PACK_MASKS_FROM = 1 << 22
+
+
+def _accumulate(g, extra):
+    g += extra
+    return g
+
+
 def min_input_size(arch: str, taps, pooling="avg") -> int:
     """Smallest image side whose pooling chain still leaves at least one pixel at the deepest tap."""
     seq = layer_sequence(arch)

@@ -97,26 +97,36 @@ def conv3x3_same(x, w, adjoint: bool = False):
     """y = conv(x, w), 3x3 kernel, stride 1, zero pad 1, no bias: x (N, C, H, W), w (O, C, 3, 3) -> (N, O, H, W).
 
     ``adjoint=True`` applies the transpose instead (backward-data: the conv with the flipped,
-    transposed kernel), x then being (N, O, H, W). Odd H or W are padded to the next tile and cropped.
+    transposed kernel), x then being (N, O, H, W). The zero padding is built band by band, so
+    beyond ``x`` and ``y`` only one band's buffers are ever allocated; odd H or W are handled by
+    computing the last half tile into a scratch band and cropping.
     """
     xp = get_array_module(x)
     n, c, h, wd = x.shape
     U = kernel_transform(w, adjoint)
     o = U.shape[1]
     th_all, tw = (h + 1) // 2, (wd + 1) // 2
-    xpad = xp.zeros((n, c, 2 * th_all + 2, 2 * tw + 2), dtype=x.dtype)
-    xpad[:, :, 1:h + 1, 1:wd + 1] = x
-    y = xp.empty((n, o, 2 * th_all, 2 * tw), dtype=x.dtype)
+    y = xp.empty((n, o, h, wd), dtype=x.dtype)
     band = max(1, min(th_all, _BAND_ELEMENTS // (16 * max(c, o) * tw)))
-    V = xp.empty((16, c, band, tw), dtype=x.dtype)
+    xb_buf = xp.empty((c, 2 * band + 2, 2 * tw + 2), dtype=x.dtype)
+    V_buf = xp.empty((16, c, band * tw), dtype=x.dtype)
     for i in range(n):
         for t0 in range(0, th_all, band):
             t1 = min(th_all, t0 + band)
             nt = t1 - t0
-            Vb = V[:, :, :nt] if nt == band else xp.empty((16, c, nt, tw), dtype=x.dtype)
-            _input_transform(xpad[i, :, 2 * t0:2 * t1 + 2], Vb)
-            M = xp.matmul(U, Vb.reshape(16, c, nt * tw)).reshape(16, o, nt, tw)
-            _output_transform(M, y[i, :, 2 * t0:2 * t1])
-    if 2 * th_all != h or 2 * tw != wd:
-        y = xp.ascontiguousarray(y[:, :, :h, :wd])
+            # padded rows [2·t0, 2·t1 + 2) are image rows [2·t0 − 1, 2·t1 + 1), clipped to the image
+            xb = xb_buf[:, :2 * nt + 2]
+            xb.fill(0)
+            lo, hi = max(0, 2 * t0 - 1), min(h, 2 * t1 + 1)
+            xb[:, lo - (2 * t0 - 1):hi - (2 * t0 - 1), 1:wd + 1] = x[i, :, lo:hi]
+            V = V_buf[:, :, :nt * tw]
+            _input_transform(xb, V.reshape(16, c, nt, tw))
+            M = xp.matmul(U, V).reshape(16, o, nt, tw)
+            r0, r1 = 2 * t0, min(h, 2 * t1)
+            if r1 - r0 == 2 * nt and 2 * tw == wd:
+                _output_transform(M, y[i, :, r0:r1])
+            else:  # ragged edge: compute whole tiles, keep what is inside the image
+                yb = xp.empty((o, 2 * nt, 2 * tw), dtype=x.dtype)
+                _output_transform(M, yb)
+                y[i, :, r0:r1] = yb[:, :r1 - r0, :wd]
     return y

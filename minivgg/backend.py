@@ -5,6 +5,8 @@ here (``to_device``/``to_host``) and nowhere else.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 try:  # a CPU-only install must import cleanly
@@ -42,6 +44,40 @@ def xp_for(device: str):
     raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'gpu'")
 
 
+# numba.cuda kernels (minivgg._kernels.cuda_ops) for CuPy arrays: loaded on first use; None until
+# then, False when unavailable (the reason is kept for ``info``) or disabled by MINIVGG_CUDA_KERNELS=0.
+_cuda_kernels = None
+_cuda_kernels_error = None
+
+
+def cuda_kernels_for(*arrays):
+    """The numba.cuda kernel module when any argument is a CuPy array and numba-cuda loads, else None.
+
+    Ops call it to hand CuPy arrays to a hand-written kernel; None means the plain ``xp`` code runs
+    (NumPy arrays, no numba-cuda, the CUDA simulator switched on, or ``MINIVGG_CUDA_KERNELS=0``).
+    """
+    global _cuda_kernels, _cuda_kernels_error
+    if _cupy is None or not any(isinstance(a, _cupy.ndarray) for a in arrays):
+        return None
+    if _cuda_kernels is None:
+        _cuda_kernels = False
+        if os.environ.get("MINIVGG_CUDA_KERNELS", "1") == "0":
+            _cuda_kernels_error = "disabled by MINIVGG_CUDA_KERNELS=0"
+        else:
+            try:
+                from numba.core import config
+                if config.ENABLE_CUDASIM:  # simulator kernels cannot read device memory
+                    raise RuntimeError("NUMBA_ENABLE_CUDASIM=1 is set")
+                from ._kernels import cuda_ops
+                _cuda_kernels = cuda_ops
+            except Exception as exc:  # ImportError, or numba-cuda failing to find the driver
+                _cuda_kernels_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                import warnings
+                warnings.warn(f"minivgg: numba.cuda kernels unavailable ({_cuda_kernels_error}); "
+                              "GPU ops run as plain CuPy code", RuntimeWarning, stacklevel=2)
+    return _cuda_kernels or None
+
+
 def to_device(a, device: str = "cpu", dtype=None):
     """Move a host array to ``device`` (optionally casting); a no-op for numpy on 'cpu'."""
     xp = xp_for(device)
@@ -57,7 +93,13 @@ def to_host(a) -> np.ndarray:
 
 def info() -> dict:
     """Backend facts for ``minivgg doctor`` and bug reports."""
-    out = {"numpy": np.__version__, "cupy": None, "cuda_devices": 0}
+    out = {"numpy": np.__version__, "cupy": None, "cuda_devices": 0, "numba_cuda": None}
+    try:
+        from importlib.metadata import version
+        out["numba_cuda"] = version("numba-cuda")
+        out["cuda_simulator"] = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+    except Exception:  # PackageNotFoundError: numba-cuda not installed
+        pass
     if _cupy is not None:
         out["cupy"] = _cupy.__version__
         try:
@@ -70,4 +112,7 @@ def info() -> dict:
                 out["cuda_runtime"] = _cupy.cuda.runtime.runtimeGetVersion()
         except Exception as exc:  # driver missing etc.
             out["cuda_error"] = str(exc).splitlines()[0]
+        if out["cuda_devices"]:
+            cuda_kernels_for(_cupy.empty(0))
+            out["cuda_kernels"] = "numba.cuda" if _cuda_kernels else f"plain CuPy ({_cuda_kernels_error})"
     return out

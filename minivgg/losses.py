@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import get_array_module
+from .backend import cuda_kernels_for, get_array_module
 
 # ------------------------------------------------------------------------------------- content
 
@@ -99,6 +99,8 @@ def tv_loss(x, kind: str = "squared"):
     xp = get_array_module(x)
     if kind not in TV_KINDS:
         raise ValueError(f"tv_loss: unknown kind {kind!r}: expected one of {TV_KINDS}")
+    if (k := cuda_kernels_for(x)) is not None:
+        return k.tv_loss(x, kind)
     g = xp.zeros_like(x)
     if kind in ("keras", "harvard"):
         dv = x[:-1, :-1] - x[1:, :-1]   # x[i,j] - x[i+1,j]

@@ -7,7 +7,7 @@ what its backward needs. Each backward is proven by ``minivgg.gradcheck`` (``min
 """
 from __future__ import annotations
 
-from .backend import get_array_module
+from .backend import cuda_kernels_for, get_array_module
 from . import winograd
 from .im2col import col2im, im2col, out_size
 
@@ -89,18 +89,39 @@ def conv2d_backward(gy, cache, need_params: bool = False):
 
 # ----------------------------------------------------------------------------------------- relu
 
-def relu_forward(x):
-    """``y = max(x, 0)`` elementwise; the cache is the boolean mask ``x > 0`` (the only thing backward needs)."""
+def relu_forward(x, inplace: bool = False, pack: bool = False):
+    """``y = max(x, 0)`` elementwise; the cache is the mask ``x > 0`` (the only thing backward needs).
+
+    ``inplace`` overwrites ``x`` with ``y`` (the VGG forward does, to halve activation memory);
+    ``pack`` stores the mask as bits (``xp.packbits``, 1/8 of a bool mask) for very large maps.
+    """
     _check_float("relu_forward", "x", x)
+    if (k := cuda_kernels_for(x)) is not None:
+        return k.relu_forward(x)
     xp = get_array_module(x)
     mask = x > 0
-    return xp.where(mask, x, x.dtype.type(0)), mask
+    if inplace:
+        y = xp.maximum(x, x.dtype.type(0), out=x)
+    else:
+        y = xp.where(mask, x, x.dtype.type(0))
+    if pack:
+        return y, ("packed", xp.packbits(mask.ravel()), mask.shape)
+    return y, mask
 
 
-def relu_backward(gy, cache):
-    """``gx = gy · [x > 0]`` (the subgradient at 0 is taken as 0)."""
+def relu_backward(gy, cache, inplace: bool = False):
+    """``gx = gy · [x > 0]`` (the subgradient at 0 is taken as 0); unpacks a bit-packed mask.
+    ``inplace`` writes the result into ``gy``."""
+    if isinstance(cache, tuple):  # ("packed", bits, shape)
+        _, bits, shape = cache
+        xp = get_array_module(gy)
+        cache = xp.unpackbits(bits, count=int(xp.prod(xp.asarray(shape)))).reshape(shape).view(bool)
     _require(tuple(gy.shape) == tuple(cache.shape), "relu_backward",
              f"gy shape {tuple(gy.shape)} does not match the forward shape {tuple(cache.shape)}")
+    if (k := cuda_kernels_for(gy)) is not None:
+        return k.relu_backward(gy, cache)
+    if inplace:
+        return get_array_module(gy).multiply(gy, cache, out=gy)
     return gy * cache
 
 
@@ -118,12 +139,16 @@ def avg_pool2d_forward(x, size: int = 2, stride: int = 2):
     """2x2/stride-2 mean pool, x (N, C, H, W) -> (N, C, H//2, W//2); an odd last row/column is dropped
     (floor, as Keras 'valid' and PyTorch do). The cache is the input shape."""
     n, c, ho, wo = _pool_geometry("avg_pool2d_forward", x, size, stride)
+    if (k := cuda_kernels_for(x)) is not None:
+        return k.avg_pool_forward(x)
     y = x[:, :, :2 * ho, :2 * wo].reshape(n, c, ho, 2, wo, 2).mean(axis=(3, 5))
     return y, x.shape
 
 
 def avg_pool2d_backward(gy, cache):
     """Each input in a window gets ``gy/4``; dropped odd rows/columns get 0."""
+    if (k := cuda_kernels_for(gy)) is not None:
+        return k.avg_pool_backward(gy, cache)
     xp = get_array_module(gy)
     n, c, h, w = cache
     ho, wo = h // 2, w // 2
@@ -139,6 +164,8 @@ def max_pool2d_forward(x, size: int = 2, stride: int = 2):
     The cache is the window argmax (uint8, N, C, Ho, Wo) and the input shape."""
     xp = get_array_module(x)
     n, c, ho, wo = _pool_geometry("max_pool2d_forward", x, size, stride)
+    if (k := cuda_kernels_for(x)) is not None:
+        return k.max_pool_forward(x)
     win = x[:, :, :2 * ho, :2 * wo].reshape(n, c, ho, 2, wo, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, ho, wo, 4)
     idx = win.argmax(axis=-1).astype(xp.uint8)
     y = xp.take_along_axis(win, idx[..., None].astype(xp.intp), axis=-1)[..., 0]
@@ -147,6 +174,8 @@ def max_pool2d_forward(x, size: int = 2, stride: int = 2):
 
 def max_pool2d_backward(gy, cache):
     """Route each ``gy`` to the window's (first) argmax; every other input gets 0."""
+    if (k := cuda_kernels_for(gy)) is not None:
+        return k.max_pool_backward(gy, cache)
     xp = get_array_module(gy)
     idx, (n, c, h, w) = cache
     ho, wo = h // 2, w // 2

@@ -16,7 +16,7 @@ import numpy as np
 from . import losses
 from .backend import to_host
 from .errors import UserError
-from .vgg import canonical_tap, layer_names, min_input_size
+from .vgg import canonical_tap, layer_names, layer_sequence, min_input_size
 
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
@@ -163,6 +163,17 @@ def _style_norm(kind: str, C: int, M: int, image_hw: tuple) -> float:
     raise ValueError(f"unknown style norm {kind!r}")
 
 
+def _tap_pixels(arch, tap, h, w) -> int:
+    """M = H_l · W_l of ``tap`` for an (h, w) input: each pool before it floors both sides by 2."""
+    seq = layer_sequence(arch)
+    name = canonical_tap(arch, tap)
+    upto = [n for _, n in seq].index(name) if name != "input" else -1
+    for kind, _ in seq[:upto + 1]:
+        if kind == "pool":
+            h, w = h // 2, w // 2
+    return h * w
+
+
 def _as_image(a, what):
     a = np.asarray(a)
     if a.ndim != 3 or a.shape[2] != 3:
@@ -206,23 +217,20 @@ class Objective:
         self.content_taps = list(s["content_layers"])
         self.style_taps = list(s["style_layers"])
         self.taps = list(dict.fromkeys(self.content_taps + self.style_taps))
-        xp = net.xp
-        feats, _ = net.features(net.preprocess(self.content), self.content_taps, s["pooling"], keep_tape=False)
-        self.content_targets = {t: feats[t] for t in self.content_taps}
-        content_m = {}
-        if self.style_taps:
-            shapes, _ = net.features(net.preprocess(self.content), self.style_taps, s["pooling"], keep_tape=False)
-            content_m = {t: f.shape[2] * f.shape[3] for t, f in shapes.items()}
+        content_targets = {}
+        net.visit(net.preprocess(self.content), self.content_taps,
+                  lambda t, F: content_targets.__setitem__(t, F.copy()), s["pooling"])
+        self.content_targets = content_targets
+        h, w = self.shape[:2]
         self.style_targets = {t: 0 for t in self.style_taps}
         for b, st in zip(self.blend, self.styles):
-            feats, _ = net.features(net.preprocess(st), self.style_taps, s["pooling"], keep_tape=False)
-            for t, F in feats.items():
+            def add_gram(t, F, b=b):
                 A = losses.gram_variant(F, s["gram"])
                 if s["gram"] in ("plain", "centered"):  # unnormalised Gram: bring to the content's scale
-                    A = A * (content_m[t] / (F.shape[2] * F.shape[3]))
+                    A = A * (_tap_pixels(net.arch, t, h, w) / (F.shape[2] * F.shape[3]))
                 self.style_targets[t] = self.style_targets[t] + A * A.dtype.type(b)
+            net.visit(net.preprocess(st), self.style_taps, add_gram, s["pooling"])
         self.last_terms = None
-        del xp
 
     # ------------------------------------------------------------------------------------
     def _check_x(self, x):

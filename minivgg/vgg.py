@@ -126,6 +126,31 @@ class VGG:
         return y[:, :, ::-1]
 
     # ------------------------------------------------------------------ forward / backward
+    def _forward(self, y, canonical_taps, pooling: str, lean: bool):
+        """Yield ``(kind, name, h, cache)`` op by op up to the deepest canonical tap.
+
+        ``lean`` runs ReLUs in place (``h`` is valid only until the next step) and bit-packs large
+        masks; otherwise every yielded ``h`` is a fresh array that stays valid.
+        """
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"unknown pooling {pooling!r}: expected 'avg' or 'max'")
+        seq = layer_sequence(self.arch)
+        positions = {name: i for i, (_, name) in enumerate(seq)}
+        last = max([positions[t] for t in canonical_taps if t != "input"], default=-1)
+        fwd = ops.avg_pool2d_forward if pooling == "avg" else ops.max_pool2d_forward
+        bwd = ops.avg_pool2d_backward if pooling == "avg" else ops.max_pool2d_backward
+        h = y
+        for kind, name in seq[:last + 1]:
+            if kind == "conv":
+                w, b = self.params[f"block{name[4]}_conv{name.split('_')[1]}"]
+                h, cache = ops.conv2d_forward(h, w, b, 1, 1, save_input=False)
+            elif kind == "relu":
+                h, cache = ops.relu_forward(h, inplace=lean, pack=lean and h.size >= _PACK_MASKS_FROM)
+            else:
+                h, pcache = fwd(h)
+                cache = (bwd, pcache)
+            yield kind, name, h, cache
+
     def features(self, y, taps, pooling: str = "avg", keep_tape: bool = True):
         """Run the network on input ``y`` (1, 3, H, W) only as deep as the deepest of ``taps``.
 
@@ -133,56 +158,60 @@ class VGG:
         tape (per-op caches: conv weights, ReLU masks, pool argmax) for ``backward``; ``keep_tape=False``
         keeps nothing (target computation).
         """
-        if pooling not in ("avg", "max"):
-            raise ValueError(f"unknown pooling {pooling!r}: expected 'avg' or 'max'")
         canon = {t: canonical_tap(self.arch, t) for t in taps}
         wanted = set(canon.values())
-        seq = layer_sequence(self.arch)
-        positions = {name: i for i, (_, name) in enumerate(seq)}
-        last = max([positions[t] for t in wanted if t != "input"], default=-1)
-        h = y
         found = {"input": y} if "input" in wanted else {}
         tape = []
-        for i in range(last + 1):
-            kind, name = seq[i]
-            if kind == "conv":
-                w, b = self.params[f"block{name[4]}_conv{name.split('_')[1]}"]
-                h, cache = ops.conv2d_forward(h, w, b, 1, 1, save_input=False)
-            elif kind == "relu":
-                h, cache = ops.relu_forward(h)
-            else:
-                fwd = ops.avg_pool2d_forward if pooling == "avg" else ops.max_pool2d_forward
-                bwd = ops.avg_pool2d_backward if pooling == "avg" else ops.max_pool2d_backward
-                h, pcache = fwd(h)
-                cache = (bwd, pcache)
+        for kind, name, h, cache in self._forward(y, wanted, pooling, lean=False):
             if name in wanted:
                 found[name] = h
             if keep_tape:
                 tape.append((kind, name, cache))
         return {t: found[c] for t, c in canon.items()}, tape
 
+    def visit(self, y, taps, fn, pooling: str = "avg") -> None:
+        """Forward only, calling ``fn(tap, F)`` as soon as each tap is computed; keeps nothing.
+        ``F`` is valid only during the call (ReLUs run in place afterwards)."""
+        at = {}
+        for t in taps:
+            at.setdefault(canonical_tap(self.arch, t), []).append(t)
+        for t in at.get("input", ()):
+            fn(t, y)
+        for kind, name, h, _ in self._forward(y, set(at), pooling, lean=True):
+            for t in at.get(name, ()):
+                fn(t, h)
+
     def backward(self, tape, tap_grads):
         """Gradient w.r.t. the network input given ``tap_grads[tap]`` (dL/d feature) for any taps in the tape."""
-        grads = {canonical_tap(self.arch, t): g for t, g in tap_grads.items()}
+        grads = {}
+        for t, g in tap_grads.items():
+            c = canonical_tap(self.arch, t)
+            grads[c] = g if c not in grads else grads[c] + g
+        g = self._backward(tape, grads, inplace=False)
+        if grads:
+            raise ValueError(f"gradients given for taps the forward pass did not reach: {sorted(grads)}")
+        return g
+
+    def _backward(self, tape, grads, inplace: bool):
+        """Walk the tape backwards, adding (and popping) ``grads[name]`` where each tap sits."""
         g = None
         for kind, name, cache in reversed(tape):
             if name in grads:
-                g = grads.pop(name) if g is None else g + grads.pop(name)
+                tg = grads.pop(name)
+                g = tg if g is None else (_accumulate(g, tg) if inplace else g + tg)
             if g is None:
                 continue
             if kind == "conv":
                 g = ops.conv2d_backward(g, cache)[0]
             elif kind == "relu":
-                g = ops.relu_backward(g, cache)
+                g = ops.relu_backward(g, cache, inplace=inplace)
             else:
                 bwd, pcache = cache
                 g = bwd(g, pcache)
         if "input" in grads:
-            g = grads.pop("input") if g is None else g + grads.pop("input")
-        if grads:
-            raise ValueError(f"gradients given for taps the forward pass did not reach: {sorted(grads)}")
+            tg = grads.pop("input")
+            g = tg if g is None else g + tg
         return g
-
 
     def loss_and_input_grad(self, y, taps, tap_loss, pooling: str = "avg"):
         """The memory-lean path of the objective: forward to the deepest tap, calling
@@ -192,14 +221,9 @@ class VGG:
         argmax and the tap gradients is kept; ReLUs run in place. Same result as
         ``features`` + ``backward`` (the tests compare them).
         """
-        if pooling not in ("avg", "max"):
-            raise ValueError(f"unknown pooling {pooling!r}: expected 'avg' or 'max'")
         at = {}
         for t in taps:
             at.setdefault(canonical_tap(self.arch, t), []).append(t)
-        seq = layer_sequence(self.arch)
-        positions = {name: i for i, (_, name) in enumerate(seq)}
-        last = max([positions[c] for c in at if c != "input"], default=-1)
         total, stored = 0.0, {}
 
         def visit(name, h):
@@ -211,38 +235,12 @@ class VGG:
                     stored[name] = g if name not in stored else stored[name] + g
 
         visit("input", y)
-        h, tape = y, []
-        for i in range(last + 1):
-            kind, name = seq[i]
-            if kind == "conv":
-                w, b = self.params[f"block{name[4]}_conv{name.split('_')[1]}"]
-                h, cache = ops.conv2d_forward(h, w, b, 1, 1, save_input=False)
-            elif kind == "relu":
-                h, cache = ops.relu_forward(h, inplace=True, pack=h.size >= _PACK_MASKS_FROM)
-            else:
-                fwd = ops.avg_pool2d_forward if pooling == "avg" else ops.max_pool2d_forward
-                bwd = ops.avg_pool2d_backward if pooling == "avg" else ops.max_pool2d_backward
-                h, pcache = fwd(h)
-                cache = (bwd, pcache)
+        tape = []
+        for kind, name, h, cache in self._forward(y, set(at), pooling, lean=True):
             visit(name, h)
             tape.append((kind, name, cache))
         del h
-        g = None
-        for kind, name, cache in reversed(tape):
-            if name in stored:
-                tg = stored.pop(name)
-                g = tg if g is None else _accumulate(g, tg)
-            if g is None:
-                continue
-            if kind == "conv":
-                g = ops.conv2d_backward(g, cache)[0]
-            elif kind == "relu":
-                g = ops.relu_backward(g, cache, inplace=True)
-            else:
-                bwd, pcache = cache
-                g = bwd(g, pcache)
-        if "input" in stored:
-            g = stored.pop("input") if g is None else _accumulate(g, stored.pop("input"))
+        g = self._backward(tape, stored, inplace=True)
         return total, (g if g is not None else self.xp.zeros_like(y))
 
 

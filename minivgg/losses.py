@@ -25,7 +25,9 @@ def content_loss(F, P, norm: str = "half_sum"):
         raise ValueError(f"content_loss: unknown norm {norm!r}: expected one of {CONTENT_NORMS}")
     k = {"half_sum": 0.5, "sum": 1.0, "mean": 1.0 / F.size}[norm]
     diff = F - P
-    return k * float(xp.sum(diff.astype(xp.float64) ** 2)), (2 * k) * diff
+    value = k * float(xp.sum(xp.square(diff), dtype=xp.float64))
+    diff *= diff.dtype.type(2 * k)
+    return value, diff
 
 
 # ---------------------------------------------------------------------------------------- gram
@@ -44,9 +46,10 @@ def gram_backward(gG, F, scale: float = 1.0, center: bool = False):
     Fm = F.reshape(F.shape[1], -1)
     if center:
         Fm = Fm - Fm.mean()
-    gF = ((gG + gG.T) @ Fm) * Fm.dtype.type(scale)
+    gF = (gG + gG.T) @ Fm
+    gF *= Fm.dtype.type(scale)  # in place: gF is as large as the feature map
     if center:
-        gF = gF - gF.mean()
+        gF -= gF.mean()
     return gF.reshape(F.shape)
 
 

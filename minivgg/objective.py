@@ -16,7 +16,7 @@ import numpy as np
 from . import losses
 from .backend import to_host
 from .errors import UserError
-from .vgg import canonical_tap, layer_names, layer_sequence, min_input_size
+from .vgg import _accumulate, canonical_tap, layer_names, layer_sequence, min_input_size
 
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
@@ -257,12 +257,13 @@ class Objective:
             if content_w.get(tap):
                 v, g = losses.content_loss(F, self.content_targets[tap], s["content_norm"])
                 parts["content"] += content_w[tap] * v
-                value, grad = value + content_w[tap] * v, g * g.dtype.type(content_w[tap])
+                g *= g.dtype.type(content_w[tap])
+                value, grad = value + content_w[tap] * v, g
             if style_w.get(tap):
                 norm = _style_norm(s["style_norm"], F.shape[1], F.shape[2] * F.shape[3], self.shape[:2])
                 v, g = losses.style_loss(F, self.style_targets[tap], s["gram"], norm * style_w[tap])
                 parts["style"] += v
-                value, grad = value + v, g if grad is None else grad + g
+                value, grad = value + v, g if grad is None else _accumulate(grad, g)
             return value, grad
 
         taps = [t for t in self.taps if content_w.get(t) or style_w.get(t)]

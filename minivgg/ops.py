@@ -7,6 +7,8 @@ what its backward needs. Each backward is proven by ``minivgg.gradcheck`` (``min
 """
 from __future__ import annotations
 
+import math
+
 from .backend import cuda_kernels_for, get_array_module
 from . import winograd
 from .im2col import col2im, im2col, out_size
@@ -62,21 +64,25 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1, save_input: bool = Tr
     return y, cache
 
 
-def conv2d_backward(gy, cache, need_params: bool = False):
+def conv2d_backward(gy, cache, need_params: bool = False, gx_into=None):
     """Gradients of ``conv2d_forward``: gy (N, O, Ho, Wo) -> (gx, gw, gb).
 
     ``gx = col2im(wᵀ · gy)``; on the 3x3/s1/p1 path it is the same-padded conv of gy with the
     flipped, transposed kernel (Winograd again). ``gw, gb`` are computed only when ``need_params`` (else None).
+    ``gx_into`` (shaped like x) accumulates gx into that array, which is returned as gx.
     """
     x, w, xshape, stride, pad = cache
     xp = get_array_module(gy)
     n, o, ho, wo = gy.shape
     kh, kw = w.shape[2:]
     if (kh, kw, stride, pad) == (3, 3, 1, 1):
-        gx = winograd.conv3x3_same(gy, w, adjoint=True)
+        gx = winograd.conv3x3_same(gy, w, adjoint=True, accumulate_into=gx_into)
     else:
         gcols = xp.matmul(w.reshape(o, -1).T, gy.reshape(n, o, ho * wo))
         gx = col2im(gcols.reshape(n, xshape[1], kh, kw, ho, wo), xshape[2], xshape[3], stride, pad)
+        if gx_into is not None:
+            gx_into += gx
+            gx = gx_into
     gw = gb = None
     if need_params:
         if x is None:
@@ -97,7 +103,7 @@ def relu_forward(x, inplace: bool = False, pack: bool = False):
     """
     _check_float("relu_forward", "x", x)
     if (k := cuda_kernels_for(x)) is not None:
-        return k.relu_forward(x)
+        return k.relu_forward(x, inplace, pack)
     xp = get_array_module(x)
     mask = x > 0
     if inplace:
@@ -112,14 +118,14 @@ def relu_forward(x, inplace: bool = False, pack: bool = False):
 def relu_backward(gy, cache, inplace: bool = False):
     """``gx = gy · [x > 0]`` (the subgradient at 0 is taken as 0); unpacks a bit-packed mask.
     ``inplace`` writes the result into ``gy``."""
+    if (k := cuda_kernels_for(gy)) is not None:  # reads packed masks without unpacking them
+        return k.relu_backward(gy, cache, inplace)
     if isinstance(cache, tuple):  # ("packed", bits, shape)
         _, bits, shape = cache
         xp = get_array_module(gy)
-        cache = xp.unpackbits(bits, count=int(xp.prod(xp.asarray(shape)))).reshape(shape).view(bool)
+        cache = xp.unpackbits(bits)[:math.prod(shape)].reshape(shape).view(bool)  # cupy's has no `count`
     _require(tuple(gy.shape) == tuple(cache.shape), "relu_backward",
              f"gy shape {tuple(gy.shape)} does not match the forward shape {tuple(cache.shape)}")
-    if (k := cuda_kernels_for(gy)) is not None:
-        return k.relu_backward(gy, cache)
     if inplace:
         return get_array_module(gy).multiply(gy, cache, out=gy)
     return gy * cache
@@ -135,13 +141,22 @@ def _pool_geometry(op: str, x, size: int, stride: int):
     return n, c, h // 2, w // 2
 
 
+def _quarters(x, ho, wo):
+    """The four corners of every 2x2 window as strided views (top-left, top-right, bottom-left, bottom-right)."""
+    return [x[:, :, i:2 * ho:2, j:2 * wo:2] for i in (0, 1) for j in (0, 1)]
+
+
 def avg_pool2d_forward(x, size: int = 2, stride: int = 2):
     """2x2/stride-2 mean pool, x (N, C, H, W) -> (N, C, H//2, W//2); an odd last row/column is dropped
     (floor, as Keras 'valid' and PyTorch do). The cache is the input shape."""
     n, c, ho, wo = _pool_geometry("avg_pool2d_forward", x, size, stride)
     if (k := cuda_kernels_for(x)) is not None:
         return k.avg_pool_forward(x)
-    y = x[:, :, :2 * ho, :2 * wo].reshape(n, c, ho, 2, wo, 2).mean(axis=(3, 5))
+    tl, tr, bl, br = _quarters(x, ho, wo)
+    y = tl + tr
+    y += bl
+    y += br
+    y *= x.dtype.type(0.25)
     return y, x.shape
 
 
@@ -152,23 +167,30 @@ def avg_pool2d_backward(gy, cache):
     xp = get_array_module(gy)
     n, c, h, w = cache
     ho, wo = h // 2, w // 2
-    gx = xp.zeros((n, c, h, w), dtype=gy.dtype)
-    quarter = (gy * gy.dtype.type(0.25)).reshape(n, c, ho, 1, wo, 1)
-    gx[:, :, :2 * ho, :2 * wo] = xp.broadcast_to(quarter, (n, c, ho, 2, wo, 2)).reshape(n, c, 2 * ho, 2 * wo)
+    gx = xp.empty((n, c, h, w), dtype=gy.dtype)
+    gx[:, :, 2 * ho:] = 0
+    gx[:, :, :, 2 * wo:] = 0
+    quarter = gy * gy.dtype.type(0.25)
+    for view in _quarters(gx, ho, wo):
+        view[...] = quarter
     return gx
 
 
 def max_pool2d_forward(x, size: int = 2, stride: int = 2):
     """2x2/stride-2 max pool with floor for odd sizes. Ties go to the first maximum in row-major
-    window order (top-left, top-right, bottom-left, bottom-right), as ``argmax`` picks it.
-    The cache is the window argmax (uint8, N, C, Ho, Wo) and the input shape."""
+    window order (top-left, top-right, bottom-left, bottom-right): later corners win only when
+    strictly larger. The cache is the window argmax (uint8, N, C, Ho, Wo) and the input shape."""
     xp = get_array_module(x)
     n, c, ho, wo = _pool_geometry("max_pool2d_forward", x, size, stride)
     if (k := cuda_kernels_for(x)) is not None:
         return k.max_pool_forward(x)
-    win = x[:, :, :2 * ho, :2 * wo].reshape(n, c, ho, 2, wo, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, ho, wo, 4)
-    idx = win.argmax(axis=-1).astype(xp.uint8)
-    y = xp.take_along_axis(win, idx[..., None].astype(xp.intp), axis=-1)[..., 0]
+    corners = _quarters(x, ho, wo)
+    y = corners[0].copy()
+    idx = xp.zeros(y.shape, dtype=xp.uint8)
+    for k, v in enumerate(corners[1:], start=1):
+        better = v > y
+        xp.copyto(y, v, where=better)
+        idx[better] = k
     return y, (idx, x.shape)
 
 
@@ -179,10 +201,9 @@ def max_pool2d_backward(gy, cache):
     xp = get_array_module(gy)
     idx, (n, c, h, w) = cache
     ho, wo = h // 2, w // 2
-    onehot = idx[..., None] == xp.arange(4, dtype=xp.uint8)
-    g4 = onehot * gy[..., None]
     gx = xp.zeros((n, c, h, w), dtype=gy.dtype)
-    gx[:, :, :2 * ho, :2 * wo] = g4.reshape(n, c, ho, wo, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, 2 * ho, 2 * wo)
+    for k, view in enumerate(_quarters(gx, ho, wo)):
+        xp.copyto(view, gy, where=idx == k)
     return gx
 
 

@@ -195,14 +195,18 @@ class VGG:
     def _backward(self, tape, grads, inplace: bool):
         """Walk the tape backwards, adding (and popping) ``grads[name]`` where each tap sits."""
         g = None
-        for kind, name, cache in reversed(tape):
+        for i in range(len(tape) - 1, -1, -1):
+            kind, name, cache = tape[i]
             if name in grads:
                 tg = grads.pop(name)
                 g = tg if g is None else (_accumulate(g, tg) if inplace else g + tg)
             if g is None:
                 continue
             if kind == "conv":
-                g = ops.conv2d_backward(g, cache)[0]
+                # a tap gradient waiting at this conv's input: accumulate into it, no third buffer
+                below = tape[i - 1][1] if i > 0 else "input"
+                into = grads.pop(below) if inplace and below in grads else None
+                g = ops.conv2d_backward(g, cache, gx_into=into)[0]
             elif kind == "relu":
                 g = ops.relu_backward(g, cache, inplace=inplace)
             else:

@@ -18,7 +18,7 @@ import weakref
 from .backend import get_array_module
 
 # Largest transformed-input band (elements of V) built at once.
-_BAND_ELEMENTS = 1 << 24
+_BAND_ELEMENTS = 1 << 22
 # Transformed kernels of frozen weights, keyed by the weight array (weakly: freed with it).
 _U_MEMO: dict = {}
 
@@ -79,8 +79,8 @@ def _input_transform(xb, V):
         get_array_module(xb).subtract(e[1], e[3], out=V[4 * a + 3])
 
 
-def _output_transform(M, out):
-    """out (O, 2·th, 2·tw) = Aᵀ M A from M (16, O, th, tw)."""
+def _output_transform(M, out, accumulate=False):
+    """out (O, 2·th, 2·tw) = Aᵀ M A from M (16, O, th, tw); ``accumulate`` adds into ``out`` instead."""
     z = []
     for b in range(4):  # Aᵀ along rows: z[p][b]
         m0, m1, m2, m3 = M[b], M[4 + b], M[8 + b], M[12 + b]
@@ -89,24 +89,31 @@ def _output_transform(M, out):
     for p in range(2):
         z0, z1, z2, z3 = (z[b][p] for b in range(4))
         s = z1 + z2
-        out[:, p::2, 0::2] = z0 + s
-        out[:, p::2, 1::2] = z1 - z2 - z3
+        if accumulate:
+            out[:, p::2, 0::2] += z0 + s
+            out[:, p::2, 1::2] += z1 - z2 - z3
+        else:
+            out[:, p::2, 0::2] = z0 + s
+            out[:, p::2, 1::2] = z1 - z2 - z3
 
 
-def conv3x3_same(x, w, adjoint: bool = False):
+def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None):
     """y = conv(x, w), 3x3 kernel, stride 1, zero pad 1, no bias: x (N, C, H, W), w (O, C, 3, 3) -> (N, O, H, W).
 
     ``adjoint=True`` applies the transpose instead (backward-data: the conv with the flipped,
     transposed kernel), x then being (N, O, H, W). The zero padding is built band by band, so
     beyond ``x`` and ``y`` only one band's buffers are ever allocated; odd H or W are handled by
-    computing the last half tile into a scratch band and cropping.
+    computing the last half tile into a scratch band and cropping. ``accumulate_into`` adds the
+    result into that array (returned) instead of allocating ``y``: backward uses it to fold a tap's
+    gradient in without a third activation-sized buffer.
     """
     xp = get_array_module(x)
     n, c, h, wd = x.shape
     U = kernel_transform(w, adjoint)
     o = U.shape[1]
     th_all, tw = (h + 1) // 2, (wd + 1) // 2
-    y = xp.empty((n, o, h, wd), dtype=x.dtype)
+    acc = accumulate_into is not None
+    y = accumulate_into if acc else xp.empty((n, o, h, wd), dtype=x.dtype)
     band = max(1, min(th_all, _BAND_ELEMENTS // (16 * max(c, o) * tw)))
     xb_buf = xp.empty((c, 2 * band + 2, 2 * tw + 2), dtype=x.dtype)
     V_buf = xp.empty((16, c, band * tw), dtype=x.dtype)
@@ -124,9 +131,12 @@ def conv3x3_same(x, w, adjoint: bool = False):
             M = xp.matmul(U, V).reshape(16, o, nt, tw)
             r0, r1 = 2 * t0, min(h, 2 * t1)
             if r1 - r0 == 2 * nt and 2 * tw == wd:
-                _output_transform(M, y[i, :, r0:r1])
+                _output_transform(M, y[i, :, r0:r1], acc)
             else:  # ragged edge: compute whole tiles, keep what is inside the image
                 yb = xp.empty((o, 2 * nt, 2 * tw), dtype=x.dtype)
                 _output_transform(M, yb)
-                y[i, :, r0:r1] = yb[:, :r1 - r0, :wd]
+                if acc:
+                    y[i, :, r0:r1] += yb[:, :r1 - r0, :wd]
+                else:
+                    y[i, :, r0:r1] = yb[:, :r1 - r0, :wd]
     return y

@@ -69,8 +69,9 @@ def cuda_kernels_for(*arrays):
                 if config.ENABLE_CUDASIM:  # simulator kernels cannot read device memory
                     raise RuntimeError("NUMBA_ENABLE_CUDASIM=1 is set")
                 from ._kernels import cuda_ops
+                cuda_ops.relu_forward(_cupy.ones(1, dtype=_cupy.float32))  # compiles: fails here without NVVM
                 _cuda_kernels = cuda_ops
-            except Exception as exc:  # ImportError, or numba-cuda failing to find the driver
+            except Exception as exc:  # ImportError, no driver/NVVM for numba-cuda
                 _cuda_kernels_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 import warnings
                 warnings.warn(f"minivgg: numba.cuda kernels unavailable ({_cuda_kernels_error}); "

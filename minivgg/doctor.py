@@ -40,6 +40,11 @@ def run(args) -> int:
         print(f"GPU: CuPy {info['cupy']}, {info['cuda_devices']} CUDA device(s)"
               + (f", {info.get('device_name')} {info.get('device_memory_gb')} GiB, runtime {info.get('cuda_runtime')}"
                  if info["cuda_devices"] else f" ({info.get('cuda_error', 'no device')})"))
+    if info["numba_cuda"] is None:
+        print("numba-cuda: not installed (GPU ops run as plain CuPy code; pip install 'minivgg[gpu]')")
+    else:
+        print(f"numba-cuda {info['numba_cuda']}" + (" (CUDA simulator on)" if info.get("cuda_simulator") else "")
+              + (f"; GPU kernels: {info['cuda_kernels']}" if "cuda_kernels" in info else ""))
     from . import weights
     for arch in ("vgg16", "vgg19"):
         path = weights.cached_path(arch)

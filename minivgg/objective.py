@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from . import losses
-from .backend import to_host
+from .backend import get_array_module, to_host
 from .errors import UserError
 from .vgg import _accumulate, canonical_tap, layer_names, layer_sequence, min_input_size
 
@@ -234,14 +234,19 @@ class Objective:
 
     # ------------------------------------------------------------------------------------
     def _check_x(self, x):
-        x = np.asarray(x, dtype=np.float64)
-        if x.shape != self.shape:
-            raise ValueError(f"x has shape {x.shape}, the objective expects {self.shape}")
-        return x
+        xp = get_array_module(x)
+        x = xp.asarray(x, dtype=xp.float64)
+        if tuple(x.shape) != self.shape:
+            raise ValueError(f"x has shape {tuple(x.shape)}, the objective expects {self.shape}")
+        return x, xp
 
     def value_and_grad(self, x):
-        """``(L(x), dL/dx)`` for x (H, W, 3) float64 RGB pixels; ``self.last_terms`` keeps the parts."""
-        x = self._check_x(x)
+        """``(L(x), dL/dx)`` for x (H, W, 3) float64 RGB pixels; ``self.last_terms`` keeps the parts.
+
+        ``x`` may be a host array or, for a GPU network, a device array: the gradient comes back
+        where ``x`` lives, so an on-device optimiser moves nothing per evaluation.
+        """
+        x, xp = self._check_x(x)
         s, net = self.settings, self.net
         parts = {"content": 0.0, "style": 0.0}
         content_w = {}
@@ -267,10 +272,11 @@ class Objective:
             return value, grad
 
         taps = [t for t in self.taps if content_w.get(t) or style_w.get(t)]
-        grad = np.zeros_like(x)
+        grad = xp.zeros_like(x)
         if taps:
             _, gy = net.loss_and_input_grad(net.preprocess(x), taps, tap_loss, s["pooling"])
-            grad += to_host(net.preprocess_backward(gy))
+            gx = net.preprocess_backward(gy)
+            grad += gx if get_array_module(gx) is xp else to_host(gx)
         tv = 0.0
         if s["tv_weight"]:
             v, g = losses.tv_loss(x, s["tv"])

@@ -185,8 +185,11 @@ def stylize(content_path, style_paths, opts: RunOptions, overrides: dict, argv=N
             final = _run_lbfgs(obj, state["x"], remaining, settings, on_iteration, on_round, start_it)
         elif optimizer == "adam":
             final = _run_adam(obj, state["x"], remaining, settings, opts.lr, on_iteration, start_it)
+        elif optimizer == "lbfgs-device":
+            from .optim_device import run_transfer
+            final = run_transfer(obj, state["x"], remaining, settings, on_iteration, on_round, start_it)
         else:
-            raise UserError(f"unknown optimizer {optimizer!r}: expected lbfgs or adam")
+            raise UserError(f"unknown optimizer {optimizer!r}: expected lbfgs, lbfgs-device or adam")
     except KeyboardInterrupt:
         bar.close()
         save_image(output, state["best"])
@@ -282,7 +285,8 @@ def add_cli(sub) -> None:
     p.add_argument("--style-scale", type=float, help="style longest side as a multiple of --size "
                                                      "(default: style resized to the content's size)")
     p.add_argument("--iters", type=int, help="iterations (default: the preset's)")
-    p.add_argument("--optimizer", choices=["lbfgs", "adam"], help="default: the preset's")
+    p.add_argument("--optimizer", choices=["lbfgs", "lbfgs-device", "adam"],
+                   help="default: the preset's; lbfgs-device keeps L-BFGS on the --device (no per-step copies)")
     p.add_argument("--lr", type=float, help="Adam learning rate, in the preset's units")
     p.add_argument("--init", help="content, random, style, noise, or an image path (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="seed of random initialisation")

@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from . import ops
-from .backend import get_array_module, to_host, xp_for
+from .backend import to_host, xp_for
 
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 BLOCK_CHANNELS = (64, 128, 256, 512, 512)

@@ -1,0 +1,538 @@
+"""numba.cuda kernels for the GPU path: pooling, fused bias+ReLU+mask, ReLU backward, TV loss and
+gradient, im2col/col2im and the Winograd F(2x2,3x3) tile transforms.
+
+Every kernel is one thread per output element and gathers (no atomics), so results are
+deterministic, and follows its NumPy reference (``minivgg.ops``, ``minivgg.losses``, ``minivgg.im2col``,
+``minivgg.winograd``) operation by operation, so float32 results agree to the last bit or nearly.
+Arguments are CuPy arrays on a GPU (read through ``__cuda_array_interface__``) or NumPy arrays under
+the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, how CI runs them). Wrappers allocate their outputs
+with the input's array module and return what the reference returns (same value, same cache).
+
+Scalar constants enter kernels as arguments of the array's dtype: a Python literal would promote
+float32 arithmetic to float64 in compiled code (not in the simulator, which would hide it).
+Numba waits for the stream a CuPy array names before using it and launches on the default stream,
+so kernels and CuPy work stay in order (at the price of a host wait per launch).
+"""
+from __future__ import annotations
+
+from numba import cuda
+
+from minivgg.backend import get_array_module
+
+_THREADS = 256
+
+
+def _launch(kernel, n: int, *args) -> None:
+    """Run ``kernel`` on a 1-D grid of at least ``n`` threads (no launch when n == 0)."""
+    if n <= 0:
+        return
+    threads = min(_THREADS, n)
+    kernel[(n + threads - 1) // threads, threads](*args)
+
+
+# ------------------------------------------------------------------------------------- pooling
+
+@cuda.jit(device=True)
+def _beats(v, best):
+    """A later corner wins only when strictly larger (so a NaN wins only as the first corner)."""
+    return v > best
+
+
+@cuda.jit
+def _max_pool_fwd(x, y, idx):
+    t = cuda.grid(1)
+    n, c, ho, wo = y.shape
+    if t >= n * c * ho * wo:
+        return
+    q = t % wo
+    r = t // wo
+    p = r % ho
+    r = r // ho
+    ch = r % c
+    b = r // c
+    i = 2 * p
+    j = 2 * q
+    best = x[b, ch, i, j]
+    k = 0
+    v = x[b, ch, i, j + 1]
+    if _beats(v, best):
+        best = v
+        k = 1
+    v = x[b, ch, i + 1, j]
+    if _beats(v, best):
+        best = v
+        k = 2
+    v = x[b, ch, i + 1, j + 1]
+    if _beats(v, best):
+        best = v
+        k = 3
+    y[b, ch, p, q] = best
+    idx[b, ch, p, q] = k
+
+
+@cuda.jit
+def _max_pool_bwd(gy, idx, gx, zero):
+    t = cuda.grid(1)
+    n, c, ho, wo = gy.shape
+    if t >= n * c * ho * wo:
+        return
+    q = t % wo
+    r = t // wo
+    p = r % ho
+    r = r // ho
+    ch = r % c
+    b = r // c
+    g = gy[b, ch, p, q]
+    z = g * zero  # the reference multiplies by a one-hot mask: 0·gy, not a literal 0
+    k = idx[b, ch, p, q]
+    gx[b, ch, 2 * p, 2 * q] = g if k == 0 else z
+    gx[b, ch, 2 * p, 2 * q + 1] = g if k == 1 else z
+    gx[b, ch, 2 * p + 1, 2 * q] = g if k == 2 else z
+    gx[b, ch, 2 * p + 1, 2 * q + 1] = g if k == 3 else z
+
+
+@cuda.jit
+def _avg_pool_fwd(x, y, quarter):
+    t = cuda.grid(1)
+    n, c, ho, wo = y.shape
+    if t >= n * c * ho * wo:
+        return
+    q = t % wo
+    r = t // wo
+    p = r % ho
+    r = r // ho
+    ch = r % c
+    b = r // c
+    i = 2 * p
+    j = 2 * q
+    s = (x[b, ch, i, j] + x[b, ch, i, j + 1]) + (x[b, ch, i + 1, j] + x[b, ch, i + 1, j + 1])
+    y[b, ch, p, q] = s * quarter
+
+
+@cuda.jit
+def _avg_pool_bwd(gy, gx, quarter):
+    t = cuda.grid(1)
+    n, c, ho, wo = gy.shape
+    if t >= n * c * ho * wo:
+        return
+    q = t % wo
+    r = t // wo
+    p = r % ho
+    r = r // ho
+    ch = r % c
+    b = r // c
+    g = gy[b, ch, p, q] * quarter
+    gx[b, ch, 2 * p, 2 * q] = g
+    gx[b, ch, 2 * p, 2 * q + 1] = g
+    gx[b, ch, 2 * p + 1, 2 * q] = g
+    gx[b, ch, 2 * p + 1, 2 * q + 1] = g
+
+
+def _pool_grad_buffer(xp, xshape, dtype):
+    # An odd last row/column is dropped by the forward: its gradient must be 0, not garbage.
+    odd = xshape[2] % 2 or xshape[3] % 2
+    return (xp.zeros if odd else xp.empty)(tuple(xshape), dtype=dtype)
+
+
+def max_pool_forward(x):
+    """``ops.max_pool2d_forward`` (2x2/s2, floor, first-max ties): x (N, C, H, W) ->
+    (y (N, C, H//2, W//2), (argmax uint8 (N, C, H//2, W//2), x.shape))."""
+    xp = get_array_module(x)
+    shape = (x.shape[0], x.shape[1], x.shape[2] // 2, x.shape[3] // 2)
+    y = xp.empty(shape, dtype=x.dtype)
+    idx = xp.empty(shape, dtype=xp.uint8)
+    _launch(_max_pool_fwd, y.size, x, y, idx)
+    return y, (idx, x.shape)
+
+
+def max_pool_backward(gy, cache):
+    """``ops.max_pool2d_backward``: each ``gy`` goes to its window's argmax, everything else gets 0."""
+    idx, xshape = cache
+    xp = get_array_module(gy)
+    gx = _pool_grad_buffer(xp, xshape, gy.dtype)
+    _launch(_max_pool_bwd, gy.size, gy, idx, gx, gy.dtype.type(0))
+    return gx
+
+
+def avg_pool_forward(x):
+    """``ops.avg_pool2d_forward`` (2x2/s2 mean, floor): x (N, C, H, W) -> (y, x.shape)."""
+    xp = get_array_module(x)
+    y = xp.empty((x.shape[0], x.shape[1], x.shape[2] // 2, x.shape[3] // 2), dtype=x.dtype)
+    _launch(_avg_pool_fwd, y.size, x, y, x.dtype.type(0.25))
+    return y, x.shape
+
+
+def avg_pool_backward(gy, cache):
+    """``ops.avg_pool2d_backward``: every input of a window gets ``gy/4``; dropped rows/columns 0."""
+    xp = get_array_module(gy)
+    gx = _pool_grad_buffer(xp, cache, gy.dtype)
+    _launch(_avg_pool_bwd, gy.size, gy, gx, gy.dtype.type(0.25))
+    return gx
+
+
+# ----------------------------------------------------------------------------------------- relu
+
+@cuda.jit(device=True)
+def _biased(x, bias, hw, channels, use_bias, t):
+    v = x[t]
+    if use_bias:
+        v = v + bias[(t // hw) % channels]
+    return v
+
+
+@cuda.jit
+def _bias_relu(x, bias, hw, channels, use_bias, y, mask):
+    t = cuda.grid(1)
+    if t >= x.size:
+        return
+    v = _biased(x, bias, hw, channels, use_bias, t)
+    if v > 0:  # xp.where(v > 0, v, 0): NaN gives 0 and a False mask
+        y[t] = v
+        mask[t] = True
+    else:
+        y[t] = 0
+        mask[t] = False
+
+
+@cuda.jit
+def _bias_relu_packed(x, bias, hw, channels, use_bias, y, bits):
+    byte = cuda.grid(1)
+    if byte >= bits.size:
+        return
+    acc = 0
+    for k in range(8):  # xp.packbits order: the first element is the most significant bit
+        t = 8 * byte + k
+        if t < x.size:
+            v = _biased(x, bias, hw, channels, use_bias, t)
+            if v > 0:
+                y[t] = v
+                acc |= 1 << (7 - k)
+            else:
+                y[t] = 0
+    bits[byte] = acc
+
+
+@cuda.jit
+def _relu_bwd(gy, mask, gx, zero):
+    t = cuda.grid(1)
+    if t >= gy.size:
+        return
+    g = gy[t]
+    gx[t] = g if mask[t] else g * zero  # gy · [x > 0] as the reference's product (0·NaN stays NaN)
+
+
+@cuda.jit
+def _relu_bwd_packed(gy, bits, gx, zero):
+    t = cuda.grid(1)
+    if t >= gy.size:
+        return
+    g = gy[t]
+    gx[t] = g if (bits[t >> 3] >> (7 - (t & 7))) & 1 else g * zero
+
+
+def bias_relu_forward(x, b=None, inplace: bool = False, pack: bool = False):
+    """Fused ``y = max(x + b, 0)`` with its mask: x (N, C, H, W), b (C,) or None -> (y, mask).
+
+    The mask is bool like x, or with ``pack`` the ``("packed", bits, shape)`` of ``ops.relu_forward``
+    (``xp.packbits`` order); ``inplace`` writes y over a contiguous x. ``b=None`` is ``ops.relu_forward``.
+    """
+    xp = get_array_module(x)
+    xc = xp.ascontiguousarray(x)
+    y = xc if inplace else xp.empty_like(xc)
+    hw = int(x.shape[2] * x.shape[3]) if x.ndim == 4 else 1
+    channels = int(x.shape[1]) if x.ndim >= 2 else 1
+    bias = xp.zeros(1, dtype=x.dtype) if b is None else xp.ascontiguousarray(b.astype(x.dtype, copy=False))
+    args = (xc.reshape(-1), bias, hw, channels, b is not None, y.reshape(-1))
+    if pack:
+        bits = xp.empty((x.size + 7) // 8, dtype=xp.uint8)
+        _launch(_bias_relu_packed, bits.size, *args, bits)
+        return y, ("packed", bits, tuple(x.shape))
+    mask = xp.empty(x.shape, dtype=xp.bool_)
+    _launch(_bias_relu, x.size, *args, mask.reshape(-1))
+    return y, mask
+
+
+def relu_forward(x, inplace: bool = False, pack: bool = False):
+    """``ops.relu_forward``: ``(max(x, 0), x > 0)``, the mask bool or bit-packed."""
+    return bias_relu_forward(x, None, inplace, pack)
+
+
+def relu_backward(gy, mask, inplace: bool = False):
+    """``ops.relu_backward``: ``gx = gy · [x > 0]`` from a bool or bit-packed mask (read in place,
+    never unpacked); ``inplace`` writes gx over a contiguous gy."""
+    packed = isinstance(mask, tuple)
+    shape = tuple(mask[2]) if packed else tuple(mask.shape)
+    if tuple(gy.shape) != shape:
+        raise ValueError(f"relu_backward: gy shape {tuple(gy.shape)} does not match the forward shape {shape}")
+    xp = get_array_module(gy)
+    gyc = xp.ascontiguousarray(gy)
+    gx = gyc if inplace else xp.empty_like(gyc)
+    bits = mask[1] if packed else xp.ascontiguousarray(mask).reshape(-1)
+    _launch(_relu_bwd_packed if packed else _relu_bwd, gy.size, gyc.reshape(-1), bits, gx.reshape(-1),
+            gy.dtype.type(0))
+    return gx
+
+
+# ------------------------------------------------------------------------------------------- tv
+
+# Codes of losses.TV_KINDS in the kernel.
+TV_CODES = {"squared": 0, "mean_squared": 1, "mean_abs": 2, "abs255": 3, "harvard": 4, "keras": 5}
+
+
+@cuda.jit(device=True)
+def _phi(d, code):
+    """Per-difference penalty of the neighbour kinds: d² or |d|."""
+    return d * d if code <= 1 else abs(d)
+
+
+@cuda.jit(device=True)
+def _dphi(d, code, one):
+    """Its derivative: 2d, or sign(d) with sign(0) = 0."""
+    if code <= 1:
+        return d + d
+    if d > 0:
+        return one
+    if d < 0:
+        return -one
+    return d - d
+
+
+@cuda.jit(device=True)
+def _corner_grads(x, i, j, c, code, c125, p25):
+    """At a corner (i, j) of the keras/harvard kinds: (gv, gh, s) with gv = 2·ds·dv, gh = 2·ds·dh."""
+    dv = x[i, j, c] - x[i + 1, j, c]
+    dh = x[i, j, c] - x[i, j + 1, c]
+    s = dv * dv + dh * dh
+    if code == 4:
+        return dv + dv, dh + dh, s
+    ds = c125 * s ** p25
+    two_ds = ds + ds
+    return two_ds * dv, two_ds * dh, s
+
+
+@cuda.jit
+def _tv(x, g, contrib, code, kv, kh, kv64, kh64, one, c125, p25):
+    t = cuda.grid(1)
+    h, w, nc = x.shape
+    if t >= h * w * nc:
+        return
+    c = t % nc
+    r = t // nc
+    j = r % w
+    i = r // w
+    acc = one - one
+    val = 0.0
+    if code <= 3:
+        # g[1:] += gv; g[:-1] -= gv; g[:, 1:] += gh; g[:, :-1] -= gh, in the reference's order.
+        if i > 0:
+            acc += _dphi(x[i, j, c] - x[i - 1, j, c], code, one) * kv
+        if i < h - 1:
+            dv = x[i + 1, j, c] - x[i, j, c]
+            acc -= _dphi(dv, code, one) * kv
+            val += kv64 * float(_phi(dv, code))
+        if j > 0:
+            acc += _dphi(x[i, j, c] - x[i, j - 1, c], code, one) * kh
+        if j < w - 1:
+            dh = x[i, j + 1, c] - x[i, j, c]
+            acc -= _dphi(dh, code, one) * kh
+            val += kh64 * float(_phi(dh, code))
+    else:
+        # g[:-1, :-1] += gv + gh; g[1:, :-1] -= gv; g[:-1, 1:] -= gh.
+        if i < h - 1 and j < w - 1:
+            gv, gh, s = _corner_grads(x, i, j, c, code, c125, p25)
+            acc += gv + gh
+            sd = float(s)
+            val = sd if code == 4 else sd ** 1.25
+        if i > 0 and j < w - 1:
+            gv, gh, s = _corner_grads(x, i - 1, j, c, code, c125, p25)
+            acc -= gv
+        if i < h - 1 and j > 0:
+            gv, gh, s = _corner_grads(x, i, j - 1, c, code, c125, p25)
+            acc -= gh
+    g[i, j, c] = acc
+    contrib[i, j, c] = val
+
+
+def tv_loss(x, kind: str = "squared"):
+    """``losses.tv_loss`` on the GPU: x (H, W, C) -> (value float, gradient (H, W, C) in x's dtype).
+
+    One thread per pixel gathers the gradient from its (up to four) neighbour differences and writes
+    its share of the loss in float64; the shares are summed with ``xp.sum`` (one scalar to the host).
+    """
+    if kind not in TV_CODES:
+        raise ValueError(f"tv_loss: unknown kind {kind!r}: expected one of {tuple(TV_CODES)}")
+    xp = get_array_module(x)
+    x = xp.ascontiguousarray(x)
+    h, w, c = x.shape
+    dt = x.dtype.type
+    if kind in ("mean_squared", "mean_abs"):
+        kv, kh = 0.5 / ((h - 1) * w * c), 0.5 / (h * (w - 1) * c)
+    elif kind == "abs255":
+        kv = kh = 1.0 / 255.0
+    else:
+        kv = kh = 1.0
+    g = xp.empty_like(x)
+    contrib = xp.empty(x.shape, dtype=xp.float64)
+    _launch(_tv, x.size, x, g, contrib, TV_CODES[kind], dt(kv), dt(kh), float(kv), float(kh),
+            dt(1), dt(1.25), dt(0.25))
+    return float(xp.sum(contrib)), g
+
+
+# -------------------------------------------------------------------------------- im2col/col2im
+
+@cuda.jit
+def _im2col(x, cols, stride, pad):
+    t = cuda.grid(1)
+    n, c, kh, kw, ho, wo = cols.shape
+    if t >= cols.size:
+        return
+    q = t % wo
+    r = t // wo
+    p = r % ho
+    r = r // ho
+    j = r % kw
+    r = r // kw
+    i = r % kh
+    r = r // kh
+    ch = r % c
+    b = r // c
+    yy = i + stride * p - pad
+    xx = j + stride * q - pad
+    if 0 <= yy < x.shape[2] and 0 <= xx < x.shape[3]:
+        cols[b, ch, i, j, p, q] = x[b, ch, yy, xx]
+    else:
+        cols[b, ch, i, j, p, q] = 0
+
+
+@cuda.jit
+def _col2im(cols, img, stride, pad, zero):
+    t = cuda.grid(1)
+    n, c, h, w = img.shape
+    if t >= img.size:
+        return
+    xx = t % w
+    r = t // w
+    yy = r % h
+    r = r // h
+    ch = r % c
+    b = r // c
+    kh, kw, ho, wo = cols.shape[2], cols.shape[3], cols.shape[4], cols.shape[5]
+    acc = zero
+    for i in range(kh):  # the reference adds tap by tap in (i, j) order
+        py = yy + pad - i
+        if py < 0 or py % stride != 0 or py // stride >= ho:
+            continue
+        for j in range(kw):
+            px = xx + pad - j
+            if px < 0 or px % stride != 0 or px // stride >= wo:
+                continue
+            acc += cols[b, ch, i, j, py // stride, px // stride]
+    img[b, ch, yy, xx] = acc
+
+
+def im2col(x, kh: int, kw: int, stride: int = 1, pad: int = 0):
+    """``minivgg.im2col.im2col``: x (N, C, H, W) -> cols (N, C, kh, kw, Ho, Wo), zero padded."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    ho, wo = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+    cols = xp.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
+    _launch(_im2col, cols.size, xp.ascontiguousarray(x), cols, stride, pad)
+    return cols
+
+
+def col2im(cols, h: int, w: int, stride: int = 1, pad: int = 0):
+    """``minivgg.im2col.col2im`` (its adjoint): cols (N, C, kh, kw, Ho, Wo) -> (N, C, H, W)."""
+    xp = get_array_module(cols)
+    img = xp.empty((cols.shape[0], cols.shape[1], h, w), dtype=cols.dtype)
+    _launch(_col2im, img.size, xp.ascontiguousarray(cols), img, stride, pad, cols.dtype.type(0))
+    return img
+
+
+# ------------------------------------------------------------------------------------- winograd
+
+@cuda.jit
+def _wino_in(xb, V):
+    t = cuda.grid(1)
+    _, c, th, tw = V.shape
+    if t >= c * th * tw:
+        return
+    tj = t % tw
+    r = t // tw
+    ti = r % th
+    ch = r // th
+    y0 = 2 * ti
+    x0 = 2 * tj
+    # Bᵀ along rows into V[4a + b] (this thread's own 16 entries serve as scratch), then along columns.
+    for b in range(4):
+        d0 = xb[ch, y0, x0 + b]
+        d1 = xb[ch, y0 + 1, x0 + b]
+        d2 = xb[ch, y0 + 2, x0 + b]
+        d3 = xb[ch, y0 + 3, x0 + b]
+        V[b, ch, ti, tj] = d0 - d2
+        V[4 + b, ch, ti, tj] = d1 + d2
+        V[8 + b, ch, ti, tj] = d2 - d1
+        V[12 + b, ch, ti, tj] = d1 - d3
+    for a in range(4):
+        e0 = V[4 * a, ch, ti, tj]
+        e1 = V[4 * a + 1, ch, ti, tj]
+        e2 = V[4 * a + 2, ch, ti, tj]
+        e3 = V[4 * a + 3, ch, ti, tj]
+        V[4 * a, ch, ti, tj] = e0 - e2
+        V[4 * a + 1, ch, ti, tj] = e1 + e2
+        V[4 * a + 2, ch, ti, tj] = e2 - e1
+        V[4 * a + 3, ch, ti, tj] = e1 - e3
+
+
+@cuda.jit(device=True)
+def _wino_col(M, oc, ti, tj, b, p):
+    m0 = M[b, oc, ti, tj]
+    m1 = M[4 + b, oc, ti, tj]
+    m2 = M[8 + b, oc, ti, tj]
+    m3 = M[12 + b, oc, ti, tj]
+    if p == 0:
+        return m0 + (m1 + m2)
+    return m1 - m2 - m3
+
+
+@cuda.jit
+def _wino_out(M, out, accumulate):
+    t = cuda.grid(1)
+    _, o, th, tw = M.shape
+    if t >= o * th * tw:
+        return
+    tj = t % tw
+    r = t // tw
+    ti = r % th
+    oc = r // th
+    for p in range(2):
+        # z[b][p] = Aᵀ along rows of column b, then Aᵀ along the row p of z.
+        z0 = _wino_col(M, oc, ti, tj, 0, p)
+        z1 = _wino_col(M, oc, ti, tj, 1, p)
+        z2 = _wino_col(M, oc, ti, tj, 2, p)
+        z3 = _wino_col(M, oc, ti, tj, 3, p)
+        s = z1 + z2
+        if accumulate:
+            out[oc, 2 * ti + p, 2 * tj] += z0 + s
+            out[oc, 2 * ti + p, 2 * tj + 1] += z1 - z2 - z3
+        else:
+            out[oc, 2 * ti + p, 2 * tj] = z0 + s
+            out[oc, 2 * ti + p, 2 * tj + 1] = z1 - z2 - z3
+
+
+def winograd_input_transform(xb, V):
+    """``winograd._input_transform``: V[4a+b] = (Bᵀ d B)[a, b] for every tile of the padded band
+    xb (C, 2·th+2, 2·tw+2), written into V (16, C, th, tw)."""
+    _launch(_wino_in, V.shape[1] * V.shape[2] * V.shape[3], xb, V)
+
+
+def winograd_output_transform(M, out, accumulate: bool = False):
+    """``winograd._output_transform``: out (O, 2·th, 2·tw) = Aᵀ M A from M (16, O, th, tw);
+    ``accumulate`` adds into ``out`` instead."""
+    _launch(_wino_out, M.shape[1] * M.shape[2] * M.shape[3], M, out, bool(accumulate))
+
+
+__all__ = [
+    "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+    "bias_relu_forward", "relu_forward", "relu_backward", "tv_loss", "TV_CODES",
+    "im2col", "col2im", "winograd_input_transform", "winograd_output_transform",
+]

@@ -37,6 +37,7 @@ class RunOptions:
     init: str | None = None
     seed: int = 0
     weights: str | None = None
+    flip_kernels: str | None = None
     device: str = "cpu"
     save_every: int = 0
     log: str | None = None
@@ -119,7 +120,7 @@ def stylize(content_path, style_paths, opts: RunOptions, overrides: dict, argv=N
             st = resize_to(st, content.shape[:2])
         styles.append(st)
 
-    net = load_vgg(settings["arch"], weights=opts.weights, device=opts.device)
+    net = load_vgg(settings["arch"], weights=opts.weights, device=opts.device, flip_kernels=opts.flip_kernels)
     obj = Objective(net, content, styles, preset=opts.preset, **overrides)
     mean_rgb = net.mean_bgr[::-1]
 
@@ -299,6 +300,8 @@ def add_cli(sub) -> None:
     p.add_argument("--style-blend-weights", help="comma-separated, one per style image")
     p.add_argument("--pooling", choices=["avg", "max"])
     p.add_argument("--weights", help="a VGG weights file (default: the verified cache)")
+    p.add_argument("--flip-kernels", choices=["yes", "no", "auto"],
+                   help="kernel orientation of a Theano-era --weights file (default: detected from the manifest)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--save-every", type=int, default=0, metavar="N", help="write OUT_0100.png … every N iterations")
     p.add_argument("--log", help="write a JSON log of settings and per-iteration losses")
@@ -336,8 +339,8 @@ def _overrides_from_args(args) -> dict:
 def _cmd_transfer(args) -> int:
     opts = RunOptions(output=args.output, preset=args.preset, size=args.size, style_scale=args.style_scale,
                       iters=args.iters, optimizer=args.optimizer, lr=args.lr, init=args.init, seed=args.seed,
-                      weights=args.weights, device=args.device, save_every=args.save_every, log=args.log,
-                      report=args.report, quiet=args.quiet, max_pixels=args.max_pixels, resume=args.resume)
+                      weights=args.weights, flip_kernels=args.flip_kernels, device=args.device,
+                      save_every=args.save_every, log=args.log, report=args.report, quiet=args.quiet, max_pixels=args.max_pixels, resume=args.resume)
     overrides = _overrides_from_args(args)
     if args.style_blend_weights and len(overrides["style_blend_weights"]) != len(args.styles):
         raise UserError(f"--style-blend-weights has {len(overrides['style_blend_weights'])} values for "

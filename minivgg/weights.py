@@ -164,8 +164,8 @@ def _finish(path, raw: _Raw, arch, flip, verify_mode, digests=None) -> WeightSet
     return wset
 
 
-def _check_verified(path, wset, digests, strict: bool, what: str = "the manifest") -> None:
-    result = verify(wset, digests)
+def _check_verified(path, wset, digests, strict: bool, what: str = "the manifest", result=None) -> None:
+    result = verify(wset, digests) if result is None else result
     bad = [k for k, ok in result.items() if not ok]
     n = len(result)
     if not bad:
@@ -188,7 +188,8 @@ def _resolve_arch(path, n: int, arch):
         raise _error(path, f"has {n} conv layers, but VGG16 has 13 and VGG19 16", None)
     want = len(conv_layer_table(arch))
     if n != want:
-        other = f" (it looks like {counts[n]}: pass arch='{counts[n]}' or --arch {counts[n]})" if n in counts else ""
+        other = (f" (it looks like {counts[n]}: pass arch='{counts[n]}' or --arch {counts[n]}, or to `minivgg transfer` "
+                 f"a --preset that runs on {counts[n]}, listed by `minivgg presets`)") if n in counts else ""
         raise _error(path, f"has {n} conv layers but {arch} has {want}{other}", arch, hint=not other)
     return arch
 
@@ -196,7 +197,11 @@ def _resolve_arch(path, n: int, arch):
 def _read_array(path, arch, name, label, what, src, want_shape) -> np.ndarray:
     """Shape, dtype and finiteness checks of one kernel/bias (an h5py dataset or an ndarray)."""
     where = name if label == name else f"{name} (stored as {label})"
-    shape, dtype = tuple(src.shape), np.dtype(src.dtype)
+    try:
+        shape, dtype = tuple(src.shape), np.dtype(src.dtype)
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:  # h5py on a damaged datatype message
+        raise _error(path, f"is corrupt: layer {where} {what} has an unreadable shape or data type "
+                           f"({_first_line(exc)})", arch) from None
     if shape != tuple(want_shape):
         raise _error(path, f"has the wrong shape for layer {where} {what}: {shape}, but {arch} needs {tuple(want_shape)}", arch)
     if dtype.kind != "f":
@@ -204,7 +209,7 @@ def _read_array(path, arch, name, label, what, src, want_shape) -> np.ndarray:
     if isinstance(src, h5py.Dataset):
         try:
             src = src[()]
-        except (OSError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError, TypeError) as exc:
             raise _error(path, f"is corrupt: layer {where} {what} cannot be read ({_first_line(exc)})", arch) from None
     arr = np.asarray(src).astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
@@ -286,6 +291,8 @@ def _h5_walk(path, f, arch) -> list:
         for key in group:
             link = group.get(key, getlink=True)
             name = f"{group.name.rstrip('/')}/{key}"
+            if link is None:  # h5py's get() says None when a listed link does not resolve (a damaged header)
+                raise _error(path, f"is corrupt: {name} is listed but cannot be opened", arch)
             if isinstance(link, h5py.SoftLink):
                 raise _error(path, f"contains an HDF5 soft link {name} -> {link.path}, and minivgg reads only "
                                    "self-contained files without links", arch)
@@ -328,9 +335,9 @@ def _read_keras_h5(path, f, root, arch) -> _Raw:
     """Keras legacy ``.h5``: ``layer_names`` -> groups -> ``weight_names`` -> datasets (kernel HWIO)."""
     layers, naming = [], None
     for lname in _h5_names(root, "layer_names"):
-        if lname not in root:
+        group = root.get(lname) if lname else None
+        if not isinstance(group, h5py.Group):
             raise _error(path, f"is corrupt: layer {lname} is listed in layer_names but has no group", arch)
-        group = root[lname]
         wnames = _h5_names(group, "weight_names") or []
         arrays = []
         for wn in wnames:
@@ -396,9 +403,13 @@ def _read_keras0(path, f, arch) -> _Raw:
         if name not in f:
             raise _error(path, f"is corrupt: nb_layers says {int(f.attrs['nb_layers'])} but {name} is missing", arch)
         group = f[name]
+        if not isinstance(group, h5py.Group):
+            raise _error(path, f"is corrupt: {name} is not a group", arch)
         n = int(group.attrs.get("nb_params", 0))
+        if not 0 <= n <= len(group):  # a damaged count must not make a list of 2**62 lookups
+            raise _error(path, f"is corrupt: {name} says nb_params={n} but holds {len(group)} objects", arch)
         params = [group.get(f"param_{p}") for p in range(n)]
-        if any(p is None for p in params):
+        if any(not isinstance(p, h5py.Dataset) for p in params):
             raise _error(path, f"is corrupt: {name} says nb_params={n} but some param_p datasets are missing", arch)
         if n and params[0].ndim == 4:
             if n != 2 or params[1].ndim != 1:
@@ -494,7 +505,7 @@ def _read_onnx(path, data: bytes, arch) -> _Raw:
         raise
     except Exception as exc:  # protobuf DecodeError and friends
         raise _error(path, f"is a truncated or corrupt ONNX model ({type(exc).__name__}: {_first_line(exc)})", arch) from None
-    alias = {out: ins[0] for op, ins, outs in nodes if op == "Identity" for out in outs[:1]}
+    alias = {out: ins[0] for op, ins, outs in nodes if op == "Identity" and ins for out in outs[:1]}
 
     def tensor(name, role, node_no):
         seen = set()
@@ -528,7 +539,11 @@ def _onnx_graph(data: bytes, mods):
             if t.data_location == onnx.TensorProto.EXTERNAL:
                 raise _error(path, f"stores tensor {t.name!r} as external data outside the file, and minivgg "
                                    "reads only self-contained models", arch)
-            return numpy_helper.to_array(t)
+            try:
+                return numpy_helper.to_array(t)
+            except Exception as exc:  # data that does not fit its dims or dtype: a damaged model
+                raise _error(path, f"is a truncated or corrupt ONNX model: tensor {t.name!r} cannot be decoded "
+                                   f"({type(exc).__name__}: {_first_line(exc)})", arch) from None
         return get
 
     for t in model.graph.initializer:
@@ -843,8 +858,13 @@ def _describe(path, arch, flip_kernels):
                   for name, ok in result.items()]
     else:
         lines.append(f"verification: no per-layer digests for {wset.arch} (VGG19 is verified by the file MD5 at fetch)")
-    ok = not result or all(result.values())
-    return "\n".join(lines), ok
+    problem = None  # the verdict as the one-sentence error `weights info` ends with (exit 2)
+    if result and not all(result.values()):
+        try:
+            _check_verified(path, wset, digests, strict=True, what=what, result=result)
+        except WeightsError as exc:
+            problem = exc
+    return "\n".join(lines), problem
 
 
 # -------------------------------------------------------------------------------------------- CLI
@@ -879,9 +899,11 @@ def _cmd_fetch(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    text, ok = _describe(args.path, args.arch, args.flip_kernels)
+    text, problem = _describe(args.path, args.arch, args.flip_kernels)
     print(text)
-    return 0 if ok else 2
+    if problem is not None:  # the report is on stdout; the verdict is one line on stderr, exit 2 (cli.main)
+        raise problem
+    return 0
 
 
 # ---------------------------------------------------------------------------------------- helpers

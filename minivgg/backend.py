@@ -79,6 +79,29 @@ def cuda_kernels_for(*arrays):
     return _cuda_kernels or None
 
 
+# Numba CPU kernels (minivgg._kernels.cpu): None until first use, False when unavailable or
+# switched off with MINIVGG_CPU_KERNELS=0 (the NumPy reference code then runs).
+_cpu_kernels = None
+
+
+def cpu_kernels_for(*arrays):
+    """The numba CPU kernel module when every argument is a C-contiguous float32/float64 NumPy array,
+    else None (the plain NumPy code runs)."""
+    global _cpu_kernels
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype not in (np.float32, np.float64) or not a.flags.c_contiguous:
+            return None
+    if _cpu_kernels is None:
+        _cpu_kernels = False
+        if os.environ.get("MINIVGG_CPU_KERNELS", "1") != "0":
+            try:
+                from ._kernels import cpu
+                _cpu_kernels = cpu
+            except Exception:  # numba missing or broken: the NumPy path is complete on its own
+                _cpu_kernels = False
+    return _cpu_kernels or None
+
+
 def to_device(a, device: str = "cpu", dtype=None):
     """Move a host array to ``device`` (optionally casting); a no-op for numpy on 'cpu'."""
     xp = xp_for(device)

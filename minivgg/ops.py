@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import cuda_kernels_for, get_array_module
+from .backend import cpu_kernels_for, cuda_kernels_for, get_array_module
 from . import winograd
 from .im2col import col2im, im2col, out_size
 
@@ -105,11 +105,13 @@ def relu_forward(x, inplace: bool = False, pack: bool = False):
     if (k := cuda_kernels_for(x)) is not None:
         return k.relu_forward(x, inplace, pack)
     xp = get_array_module(x)
-    mask = x > 0
-    if inplace:
-        y = xp.maximum(x, x.dtype.type(0), out=x)
+    if (cpu := cpu_kernels_for(x)) is not None:  # one fused pass instead of compare + max
+        mask = xp.empty(x.shape, dtype=bool)
+        y = x if inplace else xp.empty_like(x)
+        (cpu.relu_inplace(x.ravel(), mask.ravel()) if inplace else cpu.relu_mask(x.ravel(), y.ravel(), mask.ravel()))
     else:
-        y = xp.where(mask, x, x.dtype.type(0))
+        mask = x > 0
+        y = xp.maximum(x, x.dtype.type(0), out=x) if inplace else xp.where(mask, x, x.dtype.type(0))
     if pack:
         return y, ("packed", xp.packbits(mask.ravel()), mask.shape)
     return y, mask
@@ -152,6 +154,11 @@ def avg_pool2d_forward(x, size: int = 2, stride: int = 2):
     n, c, ho, wo = _pool_geometry("avg_pool2d_forward", x, size, stride)
     if (k := cuda_kernels_for(x)) is not None:
         return k.avg_pool_forward(x)
+    if (cpu := cpu_kernels_for(x)) is not None:
+        y = get_array_module(x).empty((n, c, ho, wo), dtype=x.dtype)
+        for i in range(n):
+            cpu.avg_pool_fwd(x[i], y[i])
+        return y, x.shape
     tl, tr, bl, br = _quarters(x, ho, wo)
     y = tl + tr
     y += bl
@@ -168,6 +175,10 @@ def avg_pool2d_backward(gy, cache):
     n, c, h, w = cache
     ho, wo = h // 2, w // 2
     gx = xp.empty((n, c, h, w), dtype=gy.dtype)
+    if (cpu := cpu_kernels_for(gy)) is not None:
+        for i in range(n):
+            cpu.avg_pool_bwd(gy[i], gx[i])
+        return gx
     gx[:, :, 2 * ho:] = 0
     gx[:, :, :, 2 * wo:] = 0
     quarter = gy * gy.dtype.type(0.25)
@@ -184,6 +195,12 @@ def max_pool2d_forward(x, size: int = 2, stride: int = 2):
     n, c, ho, wo = _pool_geometry("max_pool2d_forward", x, size, stride)
     if (k := cuda_kernels_for(x)) is not None:
         return k.max_pool_forward(x)
+    if (cpu := cpu_kernels_for(x)) is not None:
+        y = xp.empty((n, c, ho, wo), dtype=x.dtype)
+        idx = xp.empty((n, c, ho, wo), dtype=xp.uint8)
+        for i in range(n):
+            cpu.max_pool_fwd(x[i], y[i], idx[i])
+        return y, (idx, x.shape)
     corners = _quarters(x, ho, wo)
     y = corners[0].copy()
     idx = xp.zeros(y.shape, dtype=xp.uint8)
@@ -201,6 +218,11 @@ def max_pool2d_backward(gy, cache):
     xp = get_array_module(gy)
     idx, (n, c, h, w) = cache
     ho, wo = h // 2, w // 2
+    if (cpu := cpu_kernels_for(gy)) is not None:
+        gx = xp.empty((n, c, h, w), dtype=gy.dtype)
+        for i in range(n):
+            cpu.max_pool_bwd(gy[i], idx[i], gx[i])
+        return gx
     gx = xp.zeros((n, c, h, w), dtype=gy.dtype)
     for k, view in enumerate(_quarters(gx, ho, wo)):
         xp.copyto(view, gy, where=idx == k)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import weakref
 
-from .backend import get_array_module
+from .backend import cpu_kernels_for, get_array_module
 
 # Largest transformed-input band (elements of V) built at once.
 _BAND_ELEMENTS = 1 << 22
@@ -115,6 +115,17 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None):
     acc = accumulate_into is not None
     y = accumulate_into if acc else xp.empty((n, o, h, wd), dtype=x.dtype)
     band = max(1, min(th_all, _BAND_ELEMENTS // (16 * max(c, o) * tw)))
+    x = xp.ascontiguousarray(x)
+    kernels = cpu_kernels_for(x, y, U)
+    if kernels is not None:  # fused, parallel transforms; the padding is read as zeros in place
+        V_buf = xp.empty((16, c, band * tw), dtype=x.dtype)
+        for i in range(n):
+            for t0 in range(0, th_all, band):
+                nt = min(th_all, t0 + band) - t0
+                V = V_buf[:, :, :nt * tw]
+                kernels.winograd_input(x[i], t0, nt, tw, V)
+                kernels.winograd_output(xp.matmul(U, V), nt, tw, y[i], 2 * t0, acc)
+        return y
     xb_buf = xp.empty((c, 2 * band + 2, 2 * tw + 2), dtype=x.dtype)
     V_buf = xp.empty((16, c, band * tw), dtype=x.dtype)
     for i in range(n):

@@ -120,6 +120,8 @@ def stylize(content_path, style_paths, opts: RunOptions, overrides: dict, argv=N
             st = resize_to(st, content.shape[:2])
         styles.append(st)
 
+    if opts.device == "cpu":
+        _check_memory(settings, content.shape[:2], optimizer)
     net = load_vgg(settings["arch"], weights=opts.weights, device=opts.device, flip_kernels=opts.flip_kernels)
     obj = Objective(net, content, styles, preset=opts.preset, **overrides)
     mean_rgb = net.mean_bgr[::-1]
@@ -223,11 +225,23 @@ def stylize(content_path, style_paths, opts: RunOptions, overrides: dict, argv=N
     return log
 
 
+def _check_memory(settings, hw, optimizer):
+    """Refuse, before allocating, a size whose estimated peak exceeds the memory available now."""
+    from .memory import available_bytes, estimate_bytes, largest_fitting_size
+    taps = list(settings["content_layers"]) + list(settings["style_layers"])
+    need, have = estimate_bytes(settings["arch"], *hw, taps, optimizer), available_bytes()
+    if have is not None and need > 0.9 * have:
+        fits = largest_fitting_size(settings["arch"], *hw, taps, int(0.9 * have), optimizer)
+        raise UserError(f"a {hw[1]}x{hw[0]} run needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB "
+                        f"are available; use --size {fits} or smaller (or free memory)")
+
+
 def _run_lbfgs(obj, x, iters, s, on_iteration, on_round, start_it):
     from .optim import lbfgs
     bounds = (0.0, 255.0) if s["bounds"] else None
+    from .memory import lbfgs_history
     return lbfgs(obj, x, iters, round_evals=s["round_evals"], bounds=bounds, callback=on_iteration,
-                 round_callback=on_round, start_iteration=start_it)
+                 round_callback=on_round, start_iteration=start_it, history=lbfgs_history(x.shape[0] * x.shape[1]))
 
 
 def _run_adam(obj, x, iters, s, lr, on_iteration, start_it):

@@ -173,3 +173,23 @@ def test_real_transfer_128px_20_iterations_loss_falls(real_weights, tmp_path):
     assert all(b < a for a, b in zip(snaps, snaps[1:])), snaps
     for i in (5, 10, 15, 20):
         assert (tmp_path / f"real_{i:04d}.png").exists()
+
+
+def test_run_too_big_for_memory_is_refused_before_allocating(files, tmp_path, capsys, monkeypatch):
+    from minivgg import memory
+    monkeypatch.setattr(memory, "available_bytes", lambda: 600 * 2**20)
+    rc = run_cli("transfer", files / "content.png", files / "style.jpg", "-o", tmp_path / "big.png",
+                 "--weights", files / "vgg16.h5", "--size", 4096, "--quiet")
+    err = capsys.readouterr().err
+    assert rc == 2 and "needs about" in err and "use --size" in err
+    assert not (tmp_path / "big.png").exists()
+
+
+def test_memory_estimate_grows_with_size_and_history_shrinks():
+    from minivgg.memory import estimate_bytes, largest_fitting_size, lbfgs_history
+    taps = ["block4_conv2", "block1_conv1", "block5_conv1"]
+    sizes = [estimate_bytes("vgg16", n, n, taps) for n in (256, 512, 1024, 2048)]
+    assert sizes == sorted(sizes) and sizes[-1] > 3 * sizes[-2] / 1.5
+    assert lbfgs_history(512 * 512) == 10 and lbfgs_history(4096 * 4096) == 3
+    budget = estimate_bytes("vgg16", 768, 1024, taps)
+    assert 1000 <= largest_fitting_size("vgg16", 1536, 2048, taps, budget) <= 1024

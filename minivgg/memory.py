@@ -1,0 +1,73 @@
+"""Memory planning: estimate a run's peak before allocating anything, and size L-BFGS's history.
+
+The lean objective path (``VGG.loss_and_input_grad``) peaks at about three activation-sized buffers of
+the widest tapped layer (a conv's input and output plus the first style tap's gradient) plus the
+bit-packed ReLU masks; scipy's L-BFGS-B adds ``(2m + 5)·n`` doubles of workspace for ``n`` pixels.
+The numbers were fitted to measured peak RSS (``bench/``); they err on the high side.
+"""
+from __future__ import annotations
+
+import os
+
+from .vgg import BLOCKS, BLOCK_CHANNELS, canonical_tap, layer_sequence
+
+_BASELINE = 400 * 2**20       # interpreter, libraries, weights and their Winograd transforms, bands
+_HISTORY_BUDGET = 2 * 2**30   # bytes of L-BFGS (s, y) pairs we allow before shortening the history
+
+
+def lbfgs_history(n_pixels: int, default: int = 10) -> int:
+    """L-BFGS history length m for an image of ``n_pixels``: 10, fewer (≥ 3) when 2·m·3n doubles exceed 2 GiB."""
+    per_pair = 2 * 3 * n_pixels * 8
+    return max(3, min(default, _HISTORY_BUDGET // max(1, per_pair)))
+
+
+def estimate_bytes(arch: str, h: int, w: int, taps, optimizer: str = "lbfgs") -> int:
+    """Estimated peak bytes of a run at (h, w) that taps ``taps`` (engine in float32)."""
+    deepest = max([[n for _, n in layer_sequence(arch)].index(canonical_tap(arch, t))
+                   for t in taps if canonical_tap(arch, t) != "input"], default=-1)
+    widest, masks = 3 * h * w, 0
+    hh, ww = h, w
+    block_of = {}
+    for b, n in enumerate(BLOCKS[arch], start=1):
+        block_of[b] = (n, BLOCK_CHANNELS[b - 1])
+    for i, (kind, name) in enumerate(layer_sequence(arch)[:deepest + 1]):
+        if kind == "pool":
+            hh, ww = hh // 2, ww // 2
+            continue
+        channels = block_of[int(name[4] if kind == "conv" else name[5])][1]
+        size = channels * hh * ww
+        widest = max(widest, size)
+        if kind == "relu":
+            masks += size // 8 if size >= 1 << 22 else size
+    n = 3 * h * w
+    opt = (2 * lbfgs_history(h * w) + 5 + 4) * n * 8 if optimizer.startswith("lbfgs") else 6 * n * 8
+    return int(3 * widest * 4 + masks + _BASELINE + opt)
+
+
+def available_bytes() -> int | None:
+    """Memory available to this process now (Linux MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def largest_fitting_size(arch: str, h: int, w: int, taps, budget: int, optimizer: str = "lbfgs") -> int:
+    """The largest longest side (same aspect) whose estimate fits in ``budget`` bytes (at least 16)."""
+    longest = max(h, w)
+    lo, hi = 16, longest
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        s = mid / longest
+        if estimate_bytes(arch, max(1, round(h * s)), max(1, round(w * s)), taps, optimizer) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

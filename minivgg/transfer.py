@@ -183,6 +183,8 @@ def stylize(content_path, style_paths, opts: RunOptions, overrides: dict, argv=N
         return ck_path
 
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+    quiet_fp = np.errstate(over="ignore", invalid="ignore")  # overflow is reported as one sentence below
+    quiet_fp.__enter__()
     try:
         if optimizer == "lbfgs":
             final = _run_lbfgs(obj, state["x"], remaining, settings, on_iteration, on_round, start_it)
@@ -209,6 +211,7 @@ def stylize(content_path, style_paths, opts: RunOptions, overrides: dict, argv=N
         raise UserError(f"{exc} at iteration {state['it'] + 1}; the last finite image is in {output}; "
                         f"lower --{exc.term}-weight or --lr") from None
     finally:
+        quiet_fp.__exit__(None, None, None)
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
     bar.close()

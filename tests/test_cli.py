@@ -193,3 +193,14 @@ def test_memory_estimate_grows_with_size_and_history_shrinks():
     assert lbfgs_history(512 * 512) == 10 and lbfgs_history(4096 * 4096) == 3
     budget = estimate_bytes("vgg16", 768, 1024, taps)
     assert 1000 <= largest_fitting_size("vgg16", 1536, 2048, taps, budget) <= 1024
+
+
+def test_non_finite_loss_stops_keeps_last_finite_image_and_names_the_term(files, tmp_path, capsys):
+    out = tmp_path / "nan.png"
+    rc = run_cli("transfer", files / "content.png", files / "style.jpg", "-o", out, "--weights", files / "vgg16.h5",
+                 "--size", 48, "--iters", 5, "--style-weight", "1e308", "--quiet")
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "the style term became non-finite" in err and "lower --style-weight" in err
+    assert len(err.strip().splitlines()) == 1
+    assert np.isfinite(np.asarray(Image.open(out), dtype=float)).all()

@@ -21,31 +21,6 @@ from .backend import cpu_kernels_for, get_array_module
 _BAND_ELEMENTS = 1 << 22
 # Transformed kernels of frozen weights, keyed by the weight array (weakly: freed with it).
 _U_MEMO: dict = {}
-# Force F(2x2, 3x3) on the Numba path too (benchmarks and tests compare the two variants).
-_F2_ONLY = False
-
-
-def kernel_transform6(w, adjoint: bool = False):
-    """U = G w Gᵀ of Winograd F(4x4, 3x3) (the CPU kernels' variant): w (O, C, 3, 3) -> U (36, O, C),
-    G = [[1/4, 0, 0], [−1/6, −1/6, −1/6], [−1/6, 1/6, −1/6], [1/24, 1/12, 1/6], [1/24, −1/12, 1/6], [0, 0, 1]].
-    Memoised for read-only weights like ``kernel_transform``."""
-    return _memo(w, adjoint, 6)
-
-
-def _g6(g0, g1, g2):
-    return (g0 / 4, -(g0 + g1 + g2) / 6, -(g0 - g1 + g2) / 6, g0 / 24 + g1 / 12 + g2 / 6,
-            g0 / 24 - g1 / 12 + g2 / 6, g2)
-
-
-def _transform6(w):
-    xp = get_array_module(w)
-    w64 = w.astype(xp.float64)  # the 1/6 and 1/24 are not exact in float32: transform in float64
-    rows = _g6(w64[:, :, 0, :], w64[:, :, 1, :], w64[:, :, 2, :])
-    U = xp.empty((36,) + w.shape[:2], dtype=w.dtype)
-    for a, r in enumerate(rows):
-        for b, v in enumerate(_g6(r[..., 0], r[..., 1], r[..., 2])):
-            U[6 * a + b] = v
-    return U
 
 
 def kernel_transform(w, adjoint: bool = False):
@@ -55,19 +30,14 @@ def kernel_transform(w, adjoint: bool = False):
     Results are memoised for read-only weight arrays (``VGG`` freezes its parameters), so a frozen
     network transforms each kernel once; writable arrays are transformed on every call.
     """
-    return _memo(w, adjoint, 4)
-
-
-def _memo(w, adjoint, alpha):
-    transform = _transform if alpha == 4 else _transform6
     frozen = getattr(getattr(w, "flags", None), "writeable", True) is False
     if not frozen:
-        return transform(_oriented(w, adjoint))
-    key = (id(w), adjoint, alpha)
+        return _transform(_oriented(w, adjoint))
+    key = (id(w), adjoint)
     hit = _U_MEMO.get(key)
     if hit is not None and hit[0]() is w:
         return hit[1]
-    U = transform(_oriented(w, adjoint))
+    U = _transform(_oriented(w, adjoint))
     try:
         ref = weakref.ref(w, lambda _, key=key: _U_MEMO.pop(key, None))
         _U_MEMO[key] = (ref, U)
@@ -139,29 +109,15 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None):
     """
     xp = get_array_module(x)
     n, c, h, wd = x.shape
-    acc = accumulate_into is not None
-    x = xp.ascontiguousarray(x)
-    kernels = cpu_kernels_for(x, accumulate_into if acc else x)
-    if kernels is not None and not _F2_ONLY:  # F(4x4, 3x3) in fused, parallel Numba transforms; padding read as zeros in place
-        U = kernel_transform6(w, adjoint)
-        o = U.shape[1]
-        y = accumulate_into if acc else xp.empty((n, o, h, wd), dtype=x.dtype)
-        th_all, tw = (h + 3) // 4, (wd + 3) // 4
-        band = max(1, min(th_all, _BAND_ELEMENTS // (36 * max(c, o) * tw)))
-        V_buf = xp.empty((36, c, band * tw), dtype=x.dtype)
-        for i in range(n):
-            for t0 in range(0, th_all, band):
-                nt = min(th_all, t0 + band) - t0
-                V = V_buf[:, :, :nt * tw]
-                kernels.winograd6_input(x[i], t0, nt, tw, V)
-                kernels.winograd6_output(xp.matmul(U, V), nt, tw, y[i], 4 * t0, acc)
-        return y
     U = kernel_transform(w, adjoint)
     o = U.shape[1]
     th_all, tw = (h + 1) // 2, (wd + 1) // 2
+    acc = accumulate_into is not None
     y = accumulate_into if acc else xp.empty((n, o, h, wd), dtype=x.dtype)
     band = max(1, min(th_all, _BAND_ELEMENTS // (16 * max(c, o) * tw)))
-    if kernels is not None:  # F(2x2, 3x3) with the Numba transforms
+    x = xp.ascontiguousarray(x)
+    kernels = cpu_kernels_for(x, y, U)
+    if kernels is not None:  # fused, parallel transforms; the padding is read as zeros in place
         V_buf = xp.empty((16, c, band * tw), dtype=x.dtype)
         for i in range(n):
             for t0 in range(0, th_all, band):

@@ -14,11 +14,15 @@ def both_paths(monkeypatch):
     if backend.cpu_kernels_for(np.zeros(1, np.float32)) is None:
         pytest.skip("minivgg._kernels.cpu is not importable (package not installed)")
 
+    kernels = backend._cpu_kernels
+
     def run(thunk):
         fast = thunk()
-        monkeypatch.setattr(backend, "_cpu_kernels", False)
-        ref = thunk()
-        monkeypatch.undo()
+        backend._cpu_kernels = False
+        try:
+            ref = thunk()
+        finally:
+            backend._cpu_kernels = kernels
         return fast, ref
     return run
 

@@ -5,7 +5,6 @@ Compiled on first use for float32 (the engine) and float64 (gradient checks), ca
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
 _JIT = dict(parallel=True, cache=True, nogil=True)

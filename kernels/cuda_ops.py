@@ -33,6 +33,16 @@ def _launch(kernel, n: int, *args) -> None:
 # ------------------------------------------------------------------------------------- pooling
 
 @cuda.jit(device=True)
+def _nchw(t, c, ho, wo):
+    """Flat output index t -> (batch, channel, row, column) of an (n, c, ho, wo) array."""
+    q = t % wo
+    r = t // wo
+    p = r % ho
+    r = r // ho
+    return r // c, r % c, p, q
+
+
+@cuda.jit(device=True)
 def _beats(v, best):
     """A later corner wins only when strictly larger (so a NaN wins only as the first corner)."""
     return v > best
@@ -44,12 +54,7 @@ def _max_pool_fwd(x, y, idx):
     n, c, ho, wo = y.shape
     if t >= n * c * ho * wo:
         return
-    q = t % wo
-    r = t // wo
-    p = r % ho
-    r = r // ho
-    ch = r % c
-    b = r // c
+    b, ch, p, q = _nchw(t, c, ho, wo)
     i = 2 * p
     j = 2 * q
     best = x[b, ch, i, j]
@@ -76,12 +81,7 @@ def _max_pool_bwd(gy, idx, gx, zero):
     n, c, ho, wo = gy.shape
     if t >= n * c * ho * wo:
         return
-    q = t % wo
-    r = t // wo
-    p = r % ho
-    r = r // ho
-    ch = r % c
-    b = r // c
+    b, ch, p, q = _nchw(t, c, ho, wo)
     g = gy[b, ch, p, q]
     z = g * zero  # the reference multiplies by a one-hot mask: 0·gy, not a literal 0
     k = idx[b, ch, p, q]
@@ -97,12 +97,7 @@ def _avg_pool_fwd(x, y, quarter):
     n, c, ho, wo = y.shape
     if t >= n * c * ho * wo:
         return
-    q = t % wo
-    r = t // wo
-    p = r % ho
-    r = r // ho
-    ch = r % c
-    b = r // c
+    b, ch, p, q = _nchw(t, c, ho, wo)
     i = 2 * p
     j = 2 * q
     s = (x[b, ch, i, j] + x[b, ch, i, j + 1]) + (x[b, ch, i + 1, j] + x[b, ch, i + 1, j + 1])
@@ -115,12 +110,7 @@ def _avg_pool_bwd(gy, gx, quarter):
     n, c, ho, wo = gy.shape
     if t >= n * c * ho * wo:
         return
-    q = t % wo
-    r = t // wo
-    p = r % ho
-    r = r // ho
-    ch = r % c
-    b = r // c
+    b, ch, p, q = _nchw(t, c, ho, wo)
     g = gy[b, ch, p, q] * quarter
     gx[b, ch, 2 * p, 2 * q] = g
     gx[b, ch, 2 * p, 2 * q + 1] = g

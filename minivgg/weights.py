@@ -786,20 +786,20 @@ def _reason(exc) -> str:
     return _first_line(text).rstrip(".")[:300]
 
 
-def _file_sha256(path) -> str:
-    h = hashlib.sha256()
+def _file_digest(path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _file_sha256(path) -> str:
+    return _file_digest(path, "sha256")
 
 
 def _file_md5(path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return _file_digest(path, "md5")
 
 
 def _now() -> str:

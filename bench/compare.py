@@ -2,7 +2,7 @@
 
 For each size: both objectives on the same weights, images and start point; one warm-up evaluation
 per side (whose outputs are compared: loss, gradient, each term); then interleaved timed
-evaluations (A B, B A, …) and their medians; then peak RSS of one evaluation per engine in a
+evaluations (A B, B A, …), each engine in a worker process of its own (``bench.workers``), and their medians; then peak RSS of one evaluation per engine in a
 fresh process (``--size-only``). Threads are pinned equal on both sides. Writes ``bench/results.md``
 and ``bench/results.png``. ``--size-only N --engine E`` measures just one evaluation at one size.
 """
@@ -22,6 +22,7 @@ import numpy as np
 
 from . import environment
 from .timing import interleaved, peak_rss_mib, reset_peak_rss, rss_mib
+from .workers import Worker
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT_TAG = "BENCH_RESULT "
@@ -206,33 +207,38 @@ def compare(args) -> int:
     net, weights_desc, weights_choice = load_network(args.weights)
     log(f"weights: {weights_desc}; threads {environment.thread_report()}")
     repeats = args.repeats or 5
-    rows, breakdown = {}, {}
+    rows, breakdown, thread_reports = {}, {}, {}
     breakdown_size = args.breakdown_size or max([s for s in args.sizes if s <= 512] or [min(args.sizes)])
     for size in args.sizes:
         content, style = load_images(size, args.images)
         x = start_point(content, args.noise, args.seed)
-        objectives = {eng: build(eng, net, content, style) for eng in report.ENGINES}
-        # The first evaluation of each side is the warm-up; its outputs are what the agreement check compares.
-        outputs = {eng: obj.value_and_grad(x) for eng, obj in objectives.items()}
-        reference = None
-        if args.reference64:
-            from minivgg.objective import Objective
-            reference = Objective(net.astype(np.float64), content, style, preset=PRESET).value_and_grad(x)
-        agree = agreement(outputs["minivgg"], outputs["torch"], objectives["minivgg"].last_terms,
-                          objectives["torch"].last_terms, reference)
-        del outputs, reference
-        log(f"{size}²: loss rel diff {agree['loss_rel']:.1e}, grad rel L2 diff {agree['grad_rel_l2']:.1e} "
-            f"({agree['verdict']})")
-        fns = {eng: (lambda obj=obj: obj.value_and_grad(x)) for eng, obj in objectives.items()}
-        times = interleaved(fns, repeats, warmup=max(0, args.warmup - 1), cooldown=args.cooldown)
-        ratio = float(np.median(times["minivgg"]) / np.median(times["torch"]))
-        log(f"{size}²: minivgg {np.median(times['minivgg']):.3f} s, torch {np.median(times['torch']):.3f} s, "
-            f"ratio {ratio:.2f}")
-        rows[size] = {"times": times, "ratio": ratio, "agreement": agree, "memory": {}}
-        if args.ops and size == breakdown_size:
-            breakdown = {"size": size, "minivgg": bench_ops.minivgg_breakdown(objectives["minivgg"], x),
-                         "torch": bench_ops.torch_breakdown(objectives["torch"], x)}
-        del objectives, fns
+        workers = {eng: Worker(eng, size, args, weights_choice) for eng in report.ENGINES}
+        try:
+            # The first evaluation of each side is the warm-up; its outputs are what the agreement check compares.
+            outputs = {eng: w.call("outputs") for eng, w in workers.items()}
+            reference = None
+            if args.reference64:
+                from minivgg.objective import Objective
+                reference = Objective(net.astype(np.float64), content, style, preset=PRESET).value_and_grad(x)
+            agree = agreement(outputs["minivgg"][:2], outputs["torch"][:2], outputs["minivgg"][2],
+                              outputs["torch"][2], reference)
+            del outputs, reference
+            log(f"{size}²: loss rel diff {agree['loss_rel']:.1e}, grad rel L2 diff {agree['grad_rel_l2']:.1e} "
+                f"({agree['verdict']})")
+            fns = {eng: (lambda w=w: w.call("eval")) for eng, w in workers.items()}
+            times = interleaved(fns, repeats, warmup=max(0, args.warmup - 1), cooldown=args.cooldown,
+                                self_timed=True)
+            ratio = float(np.median(times["minivgg"]) / np.median(times["torch"]))
+            log(f"{size}²: minivgg {np.median(times['minivgg']):.3f} s, torch {np.median(times['torch']):.3f} s, "
+                f"ratio {ratio:.2f}")
+            rows[size] = {"times": times, "ratio": ratio, "agreement": agree, "memory": {}}
+            if args.ops and size == breakdown_size:
+                breakdown = {eng: w.call("breakdown") for eng, w in workers.items()}
+                breakdown["size"] = size
+            thread_reports = {eng: w.call("threads") for eng, w in workers.items()}
+        finally:
+            for w in workers.values():
+                w.close()
         gc.collect()
         if not args.skip_memory:
             for eng in report.ENGINES:
@@ -251,7 +257,8 @@ def compare(args) -> int:
         ops_rows = bench_ops.op_timings(shapes, repeats=max(repeats, 5), cooldown=args.cooldown)
     meta = {"command": "python -m bench.compare " + shlex.join(sys.argv[1:]), "date": environment.now(),
             "machine": machine, "versions": environment.versions(),
-            "weights": weights_desc, "threads": args.threads, "thread_report": environment.thread_report(),
+            "weights": weights_desc, "threads": args.threads, "thread_report": thread_reports,
+            "workers": True, "minivgg_thread_defaults": environment.minivgg_thread_defaults(),
             "blas": environment.blas_report(), "torch_backend": environment.torch_backend_report(),
             "env": env_at_start, "note": args.note, "images": f"{CONTENT_IMAGE} (content), {STYLE_IMAGE} (style)",
             "noise": args.noise, "seed": args.seed, "warmup": args.warmup, "repeats": repeats,

@@ -11,7 +11,8 @@ from pathlib import Path
 # Environment settings that change BLAS/OpenMP behaviour; reported whenever they are set.
 REPORTED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                 "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
-                "KMP_BLOCKTIME", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "MINIVGG_HOME")
+                "KMP_BLOCKTIME", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "MINIVGG_HOME",
+                "OPENBLAS_THREAD_TIMEOUT")
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 _LIMITER = []  # keeps the threadpoolctl limits alive for the life of the process
@@ -26,10 +27,27 @@ def usable_cores() -> int:
 
 
 def thread_env(threads: int) -> dict:
-    """A copy of ``os.environ`` with every thread-count variable set to ``threads`` (for child processes)."""
-    env = dict(os.environ)
+    """The user's environment (``bench.USER_ENV``, without minivgg's thread defaults, which the child's own
+    ``import minivgg`` sets) with every thread-count variable set to ``threads`` (for child processes)."""
+    from . import USER_ENV
+    env = dict(USER_ENV)
     env.update({k: str(threads) for k in THREAD_ENV})
     return env
+
+
+def import_torch():
+    """``import torch`` under the user's environment: minivgg's thread defaults (``OMP_WAIT_POLICY=passive``
+    and the rest) are taken out while torch's OpenMP runtime reads the environment, then put back."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"]
+    import minivgg
+    from . import USER_ENV
+    ours = {k: os.environ.pop(k) for k in minivgg.THREAD_DEFAULTS if k in os.environ and k not in USER_ENV}
+    try:
+        import torch
+    finally:
+        os.environ.update(ours)
+    return torch
 
 
 def pin_threads(threads: int, torch_too: bool = True) -> None:
@@ -41,8 +59,7 @@ def pin_threads(threads: int, torch_too: bool = True) -> None:
         os.environ[k] = str(threads)
     from threadpoolctl import threadpool_limits
     if torch_too:
-        import torch
-        torch.set_num_threads(threads)
+        import_torch().set_num_threads(threads)
     _LIMITER.append(threadpool_limits(limits=threads))
     numba = sys.modules.get("numba")
     if numba is not None and numba.config.NUMBA_NUM_THREADS != threads:
@@ -155,8 +172,17 @@ def versions(torch_too: bool = True) -> dict:
 
 
 def env_settings() -> dict:
-    """The BLAS/OpenMP-related environment variables that are set (unset ones are omitted)."""
-    return {k: os.environ[k] for k in REPORTED_ENV if k in os.environ}
+    """The BLAS/OpenMP-related environment variables the user set (unset ones are omitted; minivgg's
+    own defaults are reported by ``minivgg_thread_defaults``)."""
+    from . import USER_ENV
+    return {k: USER_ENV[k] for k in REPORTED_ENV if k in USER_ENV}
+
+
+def minivgg_thread_defaults() -> dict:
+    """The thread settings minivgg put in its environment because the user had not set them."""
+    import minivgg
+    from . import USER_ENV
+    return {k: v for k, v in minivgg.THREAD_DEFAULTS.items() if k not in USER_ENV}
 
 
 def now() -> str:

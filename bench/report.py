@@ -105,7 +105,10 @@ def markdown(meta: dict, rows: dict, large: list, ops_rows: list, breakdown: dic
     for k, v in meta["versions"].items():
         L.append(f"- {k}: {v}")
     L.append(f"- weights: {meta['weights']}")
-    pools = ", ".join(f"{k}: {v}" for k, v in meta["thread_report"].items())
+    reports = meta["thread_report"]
+    if not all(isinstance(v, dict) for v in reports.values()):  # results from before the worker processes
+        reports = {"both": reports}
+    pools = "; ".join(f"{eng}: " + ", ".join(f"{k}: {v}" for k, v in rep.items()) for eng, rep in reports.items())
     L.append(f"- threads: {meta['threads']} on both sides — {pools}")
     for line in meta["blas"]:
         L.append(f"- BLAS {line}")
@@ -115,10 +118,15 @@ def markdown(meta: dict, rows: dict, large: list, ops_rows: list, breakdown: dic
     L.append("- BLAS/OpenMP environment: " + (", ".join(f"`{k}={v}`" for k, v in env.items()) if env else
                                               "none of OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE, OMP_*, MKL_*, "
                                               "NUMBA_NUM_THREADS set (library defaults)"))
+    if meta.get("minivgg_thread_defaults"):
+        L.append("- minivgg's own thread defaults, set by `import minivgg` in its process only: "
+                 + ", ".join(f"`{k}={v}`" for k, v in meta["minivgg_thread_defaults"].items())
+                 + " (idle OpenBLAS and OpenMP threads sleep instead of spinning; torch keeps its library defaults)")
     L.append(f"- method: images {meta['images']}, resized to size×size (Pillow LANCZOS); x = content + "
              f"uniform(±{meta['noise']}) noise (seed {meta['seed']}); {meta['warmup']} warm-up evaluation(s) per side "
              f"excluded; {meta['repeats']} timed evaluations per side, interleaved (A B, B A, …), "
-             "each after gc and a "
+             + ("each engine in a spawned worker process of its own, timed inside it, "
+                if meta.get("workers") else "") + "each after gc and a "
              f"{meta['cooldown']:g} s pause outside the timer; median; "
              "peak RSS from one evaluation in a fresh process per engine and size.")
     L += ["", "## Time and memory per evaluation", "",

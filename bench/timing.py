@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 
 
-def interleaved(fns: dict, repeats: int, warmup: int = 1, cooldown: float = 0.0) -> dict:
+def interleaved(fns: dict, repeats: int, warmup: int = 1, cooldown: float = 0.0, self_timed: bool = False) -> dict:
     """Seconds per call of each function in ``fns``, run in alternating order (A B, B A, …) so drift
     and a busy neighbour hit every side alike. ``warmup`` untimed rounds first; before each timed
     call, outside the timer, ``gc.collect()`` and a ``cooldown`` sleep (so the other library's
-    spinning worker threads have gone idle). Returns ``{name: [seconds, …]}``."""
+    spinning worker threads have gone idle). ``self_timed``: each call returns its own seconds (a
+    worker process timing itself) and that is what is recorded. Returns ``{name: [seconds, …]}``."""
     names = list(fns)
     for _ in range(warmup):
         for name in names:
@@ -23,8 +24,8 @@ def interleaved(fns: dict, repeats: int, warmup: int = 1, cooldown: float = 0.0)
             if cooldown:
                 time.sleep(cooldown)
             t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
+            got = fns[name]()
+            times[name].append(got if self_timed else time.perf_counter() - t0)
     return times
 
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+from .environment import import_torch
+
+torch = import_torch()
+import torch.nn.functional as F  # noqa: E402
 
 from minivgg.objective import resolve_settings
 from minivgg.vgg import canonical_tap, layer_sequence

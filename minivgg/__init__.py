@@ -3,6 +3,18 @@
 Public surface: ``minivgg.ops`` (forward/backward pairs), ``minivgg.gradcheck``, ``load_vgg``,
 ``Objective`` and the optimisers. Every gradient is hand-written and checked by finite differences.
 """
+import os as _os
+
+# Thread pools that take turns. Each 3x3 conv alternates OpenBLAS GEMMs with Numba (OpenMP)
+# transforms. Both runtimes busy-wait after their work by default: OpenBLAS for about 2^28 cycles
+# (~0.1 s), libgomp for a while. The idle pool then spins on the core that the other pool needs;
+# on 2 cores that made a conv ~2.5x slower. These defaults make idle threads sleep. They only take
+# effect if set before numpy loads OpenBLAS and before Numba starts OpenMP, so they live here, ahead of every
+# other import. The CLI always gets them. A library user who imported numpy first keeps OpenBLAS's
+# spinning, as does anyone who sets either variable themselves.
+THREAD_DEFAULTS = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "passive"}
+for _name, _value in THREAD_DEFAULTS.items():
+    _os.environ.setdefault(_name, _value)
 from . import gradcheck, ops
 from .vgg import VGG, load_vgg
 

@@ -1,0 +1,91 @@
+"""Each engine in a process of its own for the A/B runs.
+
+minivgg alternates OpenBLAS with Numba's OpenMP pool and sets both to sleep when idle
+(``minivgg.THREAD_DEFAULTS``). torch brings its own OpenMP runtime, and importing it into the same
+process made minivgg's evaluation ~25% slower at 512². Neither side's users run both in one
+process, so the bench doesn't either: a ``Worker`` is a spawned process holding one engine's
+objective at one size, and the parent drives both sides in the interleaved order over a pipe. Times are
+measured inside the worker, around ``value_and_grad`` only, after a ``gc.collect()``.
+"""
+from __future__ import annotations
+
+import gc
+import multiprocessing as mp
+import time
+
+
+def _serve(conn, engine, size, weights, images, noise, seed, threads):
+    from . import compare, environment
+    environment.pin_threads(threads, torch_too=engine == "torch")
+    net, _, _ = compare.load_network(weights)
+    content, style = compare.load_images(size, images)
+    x = compare.start_point(content, noise, seed)
+    objective = compare.build(engine, net, content, style)
+    del content, style
+    conn.send("ready")
+    while True:
+        cmd = conn.recv()
+        if cmd == "stop":
+            break
+        try:
+            if cmd == "outputs":
+                loss, grad = objective.value_and_grad(x)
+                conn.send((loss, grad, dict(objective.last_terms)))
+            elif cmd == "eval":
+                gc.collect()
+                t0 = time.perf_counter()
+                objective.value_and_grad(x)
+                conn.send(time.perf_counter() - t0)
+            elif cmd == "breakdown":
+                from . import ops as bench_ops
+                fn = bench_ops.minivgg_breakdown if engine == "minivgg" else bench_ops.torch_breakdown
+                conn.send(fn(objective, x))
+            elif cmd == "threads":
+                conn.send(environment.thread_report())
+        except Exception as exc:  # report, keep serving
+            conn.send(RuntimeError(f"{engine} worker: {type(exc).__name__}: {exc}"))
+    conn.close()
+
+
+class Worker:
+    """One engine's objective at one size, in a spawned process; ``call(cmd)`` runs a command there."""
+
+    def __init__(self, engine: str, size: int, args, weights: str):
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, engine, size, weights, args.images, args.noise,
+                                                     args.seed, args.threads), daemon=True)
+        self.proc.start()
+        child.close()
+        self.engine = engine
+        self._expect("ready")
+
+    def _expect(self, what):
+        try:
+            got = self.conn.recv()
+        except EOFError:
+            raise RuntimeError(f"the {self.engine} worker died (exit status {self.proc.exitcode})") from None
+        if isinstance(got, Exception):
+            raise got
+        if what is not None and got != what:
+            raise RuntimeError(f"the {self.engine} worker answered {got!r}, expected {what!r}")
+        return got
+
+    def call(self, cmd: str):
+        self.conn.send(cmd)
+        return self._expect(None)
+
+    def close(self):
+        try:
+            self.conn.send("stop")
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.join(30)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -60,25 +60,27 @@ def winograd_input(x, t0, nt, tw, V):
 
 
 @njit(**_JIT)
-def winograd_output(M, nt, tw, y, r0, accumulate):
-    """y[o, r0 + 2i + p, 2j + q] (+)= (Aᵀ m A)[p, q] for m = M[:, o, i·tw + j] (16 values), cropped to y's
-    rows and columns (odd sizes). M is (16, O, nt·tw), y (O, H, W)."""
+def winograd_output(M, nt, tw, y, r0, accumulate, bias):
+    """y[o, r0 + 2i + p, 2j + q] (+)= (Aᵀ m A)[p, q] + bias[o] for m = M[:, o, i·tw + j] (16 values),
+    cropped to y's rows and columns (odd sizes). M is (16, O, nt·tw), y (O, H, W); ``bias`` is (O,)
+    or empty for none (the conv's bias rides along instead of costing a pass of its own)."""
     O = M.shape[1]
     H, W = y.shape[1], y.shape[2]
     for o in prange(O):
+        b = bias[o] if bias.size else M[0, o, 0] * 0
         for i in range(nt):
             for j in range(tw):
                 k = i * tw + j
                 z00 = z01 = z02 = z03 = z10 = z11 = z12 = z13 = M[0, o, k] * 0
-                for b in range(4):
-                    m0, m1, m2, m3 = M[b, o, k], M[4 + b, o, k], M[8 + b, o, k], M[12 + b, o, k]
+                for q in range(4):
+                    m0, m1, m2, m3 = M[q, o, k], M[4 + q, o, k], M[8 + q, o, k], M[12 + q, o, k]
                     s = m1 + m2
                     v0, v1 = m0 + s, m1 - m2 - m3
-                    if b == 0:
+                    if q == 0:
                         z00, z10 = v0, v1
-                    elif b == 1:
+                    elif q == 1:
                         z01, z11 = v0, v1
-                    elif b == 2:
+                    elif q == 2:
                         z02, z12 = v0, v1
                     else:
                         z03, z13 = v0, v1
@@ -88,7 +90,7 @@ def winograd_output(M, nt, tw, y, r0, accumulate):
                         continue
                     a0, a1, a2, a3 = (z00, z01, z02, z03) if p == 0 else (z10, z11, z12, z13)
                     s = a1 + a2
-                    out0, out1 = a0 + s, a1 - a2 - a3
+                    out0, out1 = a0 + s + b, a1 - a2 - a3 + b
                     col = 2 * j
                     if accumulate:
                         y[o, r, col] += out0

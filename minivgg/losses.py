@@ -46,8 +46,9 @@ def gram_backward(gG, F, scale: float = 1.0, center: bool = False):
     Fm = F.reshape(F.shape[1], -1)
     if center:
         Fm = Fm - Fm.mean()
-    gF = (gG + gG.T) @ Fm
-    gF *= Fm.dtype.type(scale)  # in place: gF is as large as the feature map
+    S = gG + gG.T
+    S *= S.dtype.type(scale)  # scaled while (C, C): no extra pass over the feature-map-sized result
+    gF = S @ Fm
     if center:
         gF -= gF.mean()
     return gF.reshape(F.shape)

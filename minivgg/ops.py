@@ -53,13 +53,13 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1, save_input: bool = Tr
              f"input {tuple(x.shape)} is smaller than the kernel {tuple(w.shape)} with pad={pad}")
     w = w.astype(x.dtype, copy=False)
     if (kh, kw, stride, pad) == (3, 3, 1, 1):
-        y = winograd.conv3x3_same(x, w)
+        y = winograd.conv3x3_same(x, w, bias=b)
     else:
         xp = get_array_module(x)
         cols = im2col(x, kh, kw, stride, pad).reshape(x.shape[0], -1, ho * wo)
         y = xp.matmul(w.reshape(w.shape[0], -1), cols).reshape(x.shape[0], w.shape[0], ho, wo)
-    if b is not None:
-        y += b.astype(x.dtype, copy=False).reshape(1, -1, 1, 1)
+        if b is not None:
+            y += b.astype(x.dtype, copy=False).reshape(1, -1, 1, 1)
     cache = (x if save_input else None, w, x.shape, stride, pad)
     return y, cache
 

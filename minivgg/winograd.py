@@ -13,6 +13,7 @@ bands of tile rows so the 4x-expanded ``V`` never exceeds a fixed size at any im
 """
 from __future__ import annotations
 
+import threading
 import weakref
 
 from .backend import cpu_kernels_for, get_array_module
@@ -21,6 +22,22 @@ from .backend import cpu_kernels_for, get_array_module
 _BAND_ELEMENTS = 1 << 22
 # Transformed kernels of frozen weights, keyed by the weight array (weakly: freed with it).
 _U_MEMO: dict = {}
+# Per-thread scratch for the V and M bands, reused across calls (allocating 16 MB per band made
+# every call page-fault its scratch afresh): {(module, dtype, role): flat buffer}.
+_SCRATCH = threading.local()
+
+
+def _scratch(xp, dtype, role: str, shape):
+    """A C-contiguous ``shape`` view of this thread's reusable ``role`` buffer, grown when too small."""
+    size = 1
+    for d in shape:
+        size *= d
+    bufs = _SCRATCH.__dict__.setdefault("bufs", {})
+    key = (xp.__name__, xp.dtype(dtype).str, role)
+    buf = bufs.get(key)
+    if buf is None or buf.size < size:
+        buf = bufs[key] = xp.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)
 
 
 def kernel_transform(w, adjoint: bool = False):
@@ -97,7 +114,7 @@ def _output_transform(M, out, accumulate=False):
             out[:, p::2, 1::2] = z1 - z2 - z3
 
 
-def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None):
+def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
     """y = conv(x, w), 3x3 kernel, stride 1, zero pad 1, no bias: x (N, C, H, W), w (O, C, 3, 3) -> (N, O, H, W).
 
     ``adjoint=True`` applies the transpose instead (backward-data: the conv with the flipped,
@@ -105,7 +122,8 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None):
     beyond ``x`` and ``y`` only one band's buffers are ever allocated; odd H or W are handled by
     computing the last half tile into a scratch band and cropping. ``accumulate_into`` adds the
     result into that array (returned) instead of allocating ``y``: backward uses it to fold a tap's
-    gradient in without a third activation-sized buffer.
+    gradient in without a third activation-sized buffer. ``bias`` (O,) is added to every output
+    (in the output transform on the Numba path, so it costs no pass of its own).
     """
     xp = get_array_module(x)
     n, c, h, wd = x.shape
@@ -118,13 +136,14 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None):
     x = xp.ascontiguousarray(x)
     kernels = cpu_kernels_for(x, y, U)
     if kernels is not None:  # fused, parallel transforms; the padding is read as zeros in place
-        V_buf = xp.empty((16, c, band * tw), dtype=x.dtype)
+        b = xp.zeros(0, dtype=x.dtype) if bias is None else xp.ascontiguousarray(bias, dtype=x.dtype)
         for i in range(n):
             for t0 in range(0, th_all, band):
                 nt = min(th_all, t0 + band) - t0
-                V = V_buf[:, :, :nt * tw]
+                V = _scratch(xp, x.dtype, "V", (16, c, nt * tw))
+                M = _scratch(xp, x.dtype, "M", (16, o, nt * tw))
                 kernels.winograd_input(x[i], t0, nt, tw, V)
-                kernels.winograd_output(xp.matmul(U, V), nt, tw, y[i], 2 * t0, acc)
+                kernels.winograd_output(xp.matmul(U, V, out=M), nt, tw, y[i], 2 * t0, acc, b)
         return y
     xb_buf = xp.empty((c, 2 * band + 2, 2 * tw + 2), dtype=x.dtype)
     V_buf = xp.empty((16, c, band * tw), dtype=x.dtype)
@@ -150,4 +169,6 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None):
                     y[i, :, r0:r1] += yb[:, :r1 - r0, :wd]
                 else:
                     y[i, :, r0:r1] = yb[:, :r1 - r0, :wd]
+    if bias is not None:
+        y += bias.astype(x.dtype, copy=False).reshape(1, -1, 1, 1)
     return y

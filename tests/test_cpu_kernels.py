@@ -43,6 +43,12 @@ def test_winograd(both_paths, monkeypatch, dtype, shape, adjoint):
     np.testing.assert_allclose(fast, ref, rtol=tol, atol=tol)
     fast, ref = both_paths(lambda: winograd.conv3x3_same(x, w, adjoint, accumulate_into=acc.copy()))
     np.testing.assert_allclose(fast, ref, rtol=tol, atol=tol)
+    b = rng.standard_normal(shape[1]).astype(dtype)  # the bias the kernel's output transform adds
+    fast, ref = both_paths(lambda: winograd.conv3x3_same(x, w, adjoint, bias=b))
+    np.testing.assert_allclose(fast, ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(fast, winograd.conv3x3_same(x, w, adjoint) + b.reshape(1, -1, 1, 1), rtol=tol, atol=tol)
+    fast, ref = both_paths(lambda: winograd.conv3x3_same(x, w, adjoint, accumulate_into=acc.copy(), bias=b))
+    np.testing.assert_allclose(fast, ref, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

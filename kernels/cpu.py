@@ -5,58 +5,50 @@ Compiled on first use for float32 (the engine) and float64 (gradient checks), ca
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 _JIT = dict(parallel=True, cache=True, nogil=True)
-
-
-@njit(inline="always")
-def _at(x, c, r, q, H, W):
-    return x[c, r, q] if (0 <= r < H and 0 <= q < W) else x[c, 0, 0] * 0
 
 
 @njit(**_JIT)
 def winograd_input(x, t0, nt, tw, V):
     """V[4a+b, c, i·tw + j] = (Bᵀ d B)[a, b] for the 4x4 tile d at image rows 2(t0+i)−1…, cols 2j−1…
     of x (C, H, W), zero outside the image (the conv's padding). V is (16, C, nt·tw).
-    The 16 tile values live in scalars (registers); only border tiles pay for bounds checks."""
+
+    Two passes per tile row, each a branch-free loop the compiler vectorises: Bᵀ along the four image
+    rows into T (one value per column, zero-padded on both sides), then B along T's columns at stride 2.
+    """
     C, H, W = x.shape
     for c in prange(C):
+        T = np.zeros((4, 2 * tw + 2), x.dtype)  # T[a, 1 + col]; T[:, 0] and T[:, W + 1:] stay 0
         for i in range(nt):
             r = 2 * (t0 + i) - 1
-            for j in range(tw):
-                q = 2 * j - 1
-                if r >= 0 and r + 3 < H and q >= 0 and q + 3 < W:
-                    d00 = x[c, r + 0, q + 0]; d01 = x[c, r + 0, q + 1]; d02 = x[c, r + 0, q + 2]; d03 = x[c, r + 0, q + 3]
-                    d10 = x[c, r + 1, q + 0]; d11 = x[c, r + 1, q + 1]; d12 = x[c, r + 1, q + 2]; d13 = x[c, r + 1, q + 3]
-                    d20 = x[c, r + 2, q + 0]; d21 = x[c, r + 2, q + 1]; d22 = x[c, r + 2, q + 2]; d23 = x[c, r + 2, q + 3]
-                    d30 = x[c, r + 3, q + 0]; d31 = x[c, r + 3, q + 1]; d32 = x[c, r + 3, q + 2]; d33 = x[c, r + 3, q + 3]
-                else:
-                    d00 = _at(x, c, r + 0, q + 0, H, W); d01 = _at(x, c, r + 0, q + 1, H, W); d02 = _at(x, c, r + 0, q + 2, H, W); d03 = _at(x, c, r + 0, q + 3, H, W)
-                    d10 = _at(x, c, r + 1, q + 0, H, W); d11 = _at(x, c, r + 1, q + 1, H, W); d12 = _at(x, c, r + 1, q + 2, H, W); d13 = _at(x, c, r + 1, q + 3, H, W)
-                    d20 = _at(x, c, r + 2, q + 0, H, W); d21 = _at(x, c, r + 2, q + 1, H, W); d22 = _at(x, c, r + 2, q + 2, H, W); d23 = _at(x, c, r + 2, q + 3, H, W)
-                    d30 = _at(x, c, r + 3, q + 0, H, W); d31 = _at(x, c, r + 3, q + 1, H, W); d32 = _at(x, c, r + 3, q + 2, H, W); d33 = _at(x, c, r + 3, q + 3, H, W)
-                k = i * tw + j
-                t00 = d00 - d20; t10 = d10 + d20; t20 = d20 - d10; t30 = d10 - d30
-                t01 = d01 - d21; t11 = d11 + d21; t21 = d21 - d11; t31 = d11 - d31
-                t02 = d02 - d22; t12 = d12 + d22; t22 = d22 - d12; t32 = d12 - d32
-                t03 = d03 - d23; t13 = d13 + d23; t23 = d23 - d13; t33 = d13 - d33
-                V[0, c, k] = t00 - t02
-                V[1, c, k] = t01 + t02
-                V[2, c, k] = t02 - t01
-                V[3, c, k] = t01 - t03
-                V[4, c, k] = t10 - t12
-                V[5, c, k] = t11 + t12
-                V[6, c, k] = t12 - t11
-                V[7, c, k] = t11 - t13
-                V[8, c, k] = t20 - t22
-                V[9, c, k] = t21 + t22
-                V[10, c, k] = t22 - t21
-                V[11, c, k] = t21 - t23
-                V[12, c, k] = t30 - t32
-                V[13, c, k] = t31 + t32
-                V[14, c, k] = t32 - t31
-                V[15, c, k] = t31 - t33
+            if r >= 0 and r + 3 < H:
+                for q in range(W):
+                    d0, d1, d2, d3 = x[c, r, q], x[c, r + 1, q], x[c, r + 2, q], x[c, r + 3, q]
+                    T[0, q + 1] = d0 - d2
+                    T[1, q + 1] = d1 + d2
+                    T[2, q + 1] = d2 - d1
+                    T[3, q + 1] = d1 - d3
+            else:  # top or bottom tile row: rows outside the image read as 0 (T[0, 0] is a zero)
+                for q in range(W):
+                    d0 = x[c, r, q] if 0 <= r < H else T[0, 0]
+                    d1 = x[c, r + 1, q] if 0 <= r + 1 < H else T[0, 0]
+                    d2 = x[c, r + 2, q] if 0 <= r + 2 < H else T[0, 0]
+                    d3 = x[c, r + 3, q] if 0 <= r + 3 < H else T[0, 0]
+                    T[0, q + 1] = d0 - d2
+                    T[1, q + 1] = d1 + d2
+                    T[2, q + 1] = d2 - d1
+                    T[3, q + 1] = d1 - d3
+            k = i * tw
+            for a in range(4):
+                for j in range(tw):
+                    e0, e1, e2, e3 = T[a, 2 * j], T[a, 2 * j + 1], T[a, 2 * j + 2], T[a, 2 * j + 3]
+                    V[4 * a + 0, c, k + j] = e0 - e2
+                    V[4 * a + 1, c, k + j] = e1 + e2
+                    V[4 * a + 2, c, k + j] = e2 - e1
+                    V[4 * a + 3, c, k + j] = e1 - e3
 
 
 @njit(**_JIT)
@@ -67,39 +59,40 @@ def winograd_output(M, nt, tw, y, r0, accumulate, bias):
     O = M.shape[1]
     H, W = y.shape[1], y.shape[2]
     for o in prange(O):
-        b = bias[o] if bias.size else M[0, o, 0] * 0
+        b = bias[o] if bias.size else M[0, o, 0] - M[0, o, 0]
         for i in range(nt):
+            r = r0 + 2 * i
+            if r >= H:
+                continue
+            two = r + 1 < H
             for j in range(tw):
                 k = i * tw + j
-                z00 = z01 = z02 = z03 = z10 = z11 = z12 = z13 = M[0, o, k] * 0
-                for q in range(4):
-                    m0, m1, m2, m3 = M[q, o, k], M[4 + q, o, k], M[8 + q, o, k], M[12 + q, o, k]
-                    s = m1 + m2
-                    v0, v1 = m0 + s, m1 - m2 - m3
-                    if q == 0:
-                        z00, z10 = v0, v1
-                    elif q == 1:
-                        z01, z11 = v0, v1
-                    elif q == 2:
-                        z02, z12 = v0, v1
-                    else:
-                        z03, z13 = v0, v1
-                for p in range(2):
-                    r = r0 + 2 * i + p
-                    if r >= H:
-                        continue
-                    a0, a1, a2, a3 = (z00, z01, z02, z03) if p == 0 else (z10, z11, z12, z13)
-                    s = a1 + a2
-                    out0, out1 = a0 + s + b, a1 - a2 - a3 + b
-                    col = 2 * j
-                    if accumulate:
-                        y[o, r, col] += out0
-                        if col + 1 < W:
-                            y[o, r, col + 1] += out1
-                    else:
-                        y[o, r, col] = out0
-                        if col + 1 < W:
-                            y[o, r, col + 1] = out1
+                m00, m01, m02, m03 = M[0, o, k], M[1, o, k], M[2, o, k], M[3, o, k]
+                m10, m11, m12, m13 = M[4, o, k], M[5, o, k], M[6, o, k], M[7, o, k]
+                m20, m21, m22, m23 = M[8, o, k], M[9, o, k], M[10, o, k], M[11, o, k]
+                m30, m31, m32, m33 = M[12, o, k], M[13, o, k], M[14, o, k], M[15, o, k]
+                u0, u1, u2, u3 = m00 + m10 + m20, m01 + m11 + m21, m02 + m12 + m22, m03 + m13 + m23  # Aᵀ row 0
+                v0, v1, v2, v3 = m10 - m20 - m30, m11 - m21 - m31, m12 - m22 - m32, m13 - m23 - m33  # Aᵀ row 1
+                y00, y01 = u0 + u1 + u2 + b, u1 - u2 - u3 + b
+                y10, y11 = v0 + v1 + v2 + b, v1 - v2 - v3 + b
+                q = 2 * j
+                pair = q + 1 < W
+                if accumulate:
+                    y[o, r, q] += y00
+                    if pair:
+                        y[o, r, q + 1] += y01
+                    if two:
+                        y[o, r + 1, q] += y10
+                        if pair:
+                            y[o, r + 1, q + 1] += y11
+                else:
+                    y[o, r, q] = y00
+                    if pair:
+                        y[o, r, q + 1] = y01
+                    if two:
+                        y[o, r + 1, q] = y10
+                        if pair:
+                            y[o, r + 1, q + 1] = y11
 
 
 @njit(**_JIT)
@@ -121,6 +114,42 @@ def relu_mask(x, y, mask):
         pos = v > 0
         mask[i] = pos
         y[i] = v if pos else 0
+
+
+@njit(**_JIT)
+def relu_inplace_packed(x, bits):
+    """x ← max(x, 0) and bits ← packbits(x > 0) (numpy's big-endian bit order), flat arrays, one pass."""
+    n = x.size
+    for byte in prange(bits.size):
+        v = 0
+        for t in range(8):
+            i = 8 * byte + t
+            if i < n:
+                if x[i] > 0:
+                    v |= 128 >> t
+                else:
+                    x[i] = 0
+        bits[byte] = v
+
+
+@njit(**_JIT)
+def relu_backward_inplace(g, mask):
+    """g ← g · mask, flat arrays (mask bool)."""
+    for i in prange(g.size):
+        if not mask[i]:
+            g[i] = 0
+
+
+@njit(**_JIT)
+def relu_backward_packed(g, bits):
+    """g ← g · unpackbits(bits), flat, without unpacking."""
+    n = g.size
+    for byte in prange(bits.size):
+        v = bits[byte]
+        for t in range(8):
+            i = 8 * byte + t
+            if i < n and not (v & (128 >> t)):
+                g[i] = 0
 
 
 @njit(**_JIT)

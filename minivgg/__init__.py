@@ -12,7 +12,11 @@ import os as _os
 # effect if set before numpy loads OpenBLAS and before Numba starts OpenMP, so they live here, ahead of every
 # other import. The CLI always gets them. A library user who imported numpy first keeps OpenBLAS's
 # spinning, as does anyone who sets either variable themselves.
+import sys as _sys
+
 THREAD_DEFAULTS = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "passive"}
+# True when numpy (so OpenBLAS) was loaded before these could take effect (``minivgg doctor`` says so).
+NUMPY_FIRST = "numpy" in _sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in _os.environ
 for _name, _value in THREAD_DEFAULTS.items():
     _os.environ.setdefault(_name, _value)
 from . import gradcheck, ops

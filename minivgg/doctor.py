@@ -33,6 +33,10 @@ def run(args) -> int:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "MINIVGG_HOME"):
         if os.environ.get(var):
             print(f"{var}={os.environ[var]}")
+    import minivgg
+    print("idle threads: " + ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in minivgg.THREAD_DEFAULTS)
+          + ("" if not minivgg.NUMPY_FIRST else
+             " (numpy was imported before minivgg here, so OpenBLAS still spins: import minivgg first)"))
     info = backend.info()
     if info["cupy"] is None:
         print("GPU: CuPy not installed (pip install 'minivgg[gpu]')")

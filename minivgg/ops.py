@@ -105,7 +105,11 @@ def relu_forward(x, inplace: bool = False, pack: bool = False):
     if (k := cuda_kernels_for(x)) is not None:
         return k.relu_forward(x, inplace, pack)
     xp = get_array_module(x)
-    if (cpu := cpu_kernels_for(x)) is not None:  # one fused pass instead of compare + max
+    if (cpu := cpu_kernels_for(x)) is not None and pack and inplace and x.flags.c_contiguous:
+        bits = xp.empty((x.size + 7) // 8, dtype=xp.uint8)  # the packed mask straight from one pass
+        cpu.relu_inplace_packed(x.reshape(-1), bits)
+        return x, ("packed", bits, x.shape)
+    if cpu is not None:  # one fused pass instead of compare + max
         mask = xp.empty(x.shape, dtype=bool)
         y = x if inplace else xp.empty_like(x)
         (cpu.relu_inplace(x.ravel(), mask.ravel()) if inplace else cpu.relu_mask(x.ravel(), y.ravel(), mask.ravel()))
@@ -122,12 +126,19 @@ def relu_backward(gy, cache, inplace: bool = False):
     ``inplace`` writes the result into ``gy``."""
     if (k := cuda_kernels_for(gy)) is not None:  # reads packed masks without unpacking them
         return k.relu_backward(gy, cache, inplace)
+    cpu = cpu_kernels_for(gy) if inplace and gy.flags.c_contiguous else None
     if isinstance(cache, tuple):  # ("packed", bits, shape)
         _, bits, shape = cache
         xp = get_array_module(gy)
+        if cpu is not None and tuple(gy.shape) == tuple(shape):
+            cpu.relu_backward_packed(gy.reshape(-1), bits)
+            return gy
         cache = xp.unpackbits(bits)[:math.prod(shape)].reshape(shape).view(bool)  # cupy's has no `count`
     _require(tuple(gy.shape) == tuple(cache.shape), "relu_backward",
              f"gy shape {tuple(gy.shape)} does not match the forward shape {tuple(cache.shape)}")
+    if inplace and cpu is not None:
+        cpu.relu_backward_inplace(gy.reshape(-1), cache.reshape(-1))
+        return gy
     if inplace:
         return get_array_module(gy).multiply(gy, cache, out=gy)
     return gy * cache

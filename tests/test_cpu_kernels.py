@@ -70,3 +70,23 @@ def test_pools_and_relu(both_paths, dtype, shape):
     (yf, mf), (yr, mr) = both_paths(lambda: ops.relu_forward(x.copy(), inplace=True))
     np.testing.assert_array_equal(yf, yr)
     np.testing.assert_array_equal(mf, mr)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 3, 6, 6), (2, 2, 7, 5), (1, 1, 1, 3)])
+@pytest.mark.parametrize("pack", [False, True])
+def test_relu_inplace_paths(both_paths, dtype, shape, pack):
+    """The in-place ReLU of the lean path: packed masks written and read without unpacking."""
+    x = rng.standard_normal(shape).astype(dtype)
+    x.ravel()[::3] = 0.0  # exact zeros: masked out on both paths
+    (yf, cf), (yr, cr) = both_paths(lambda: ops.relu_forward(x.copy(), inplace=True, pack=pack))
+    np.testing.assert_array_equal(yf, yr)
+    if pack:
+        assert cf[0] == cr[0] == "packed" and cf[2] == cr[2] == x.shape
+        np.testing.assert_array_equal(cf[1], cr[1])
+    else:
+        np.testing.assert_array_equal(cf, cr)
+    g = rng.standard_normal(shape).astype(dtype)
+    gf, gr = both_paths(lambda: ops.relu_backward(g.copy(), cf, inplace=True))
+    np.testing.assert_array_equal(gf, gr)
+    np.testing.assert_array_equal(gf, np.where(x > 0, g, 0))

@@ -41,17 +41,34 @@ def gram(F, scale: float = 1.0, center: bool = False):
     return (Fm @ Fm.T) * Fm.dtype.type(scale)
 
 
-def gram_backward(gG, F, scale: float = 1.0, center: bool = False):
-    """``dL/dF`` from ``dL/dG`` for ``gram``: ``scale · (gG + gGᵀ) Fc``, then minus its mean when centred."""
+def gram_backward(gG, F, scale: float = 1.0, center: bool = False, overwrite: bool = False):
+    """``dL/dF`` from ``dL/dG`` for ``gram``: ``scale · (gG + gGᵀ) Fc``, then minus its mean when centred.
+
+    ``overwrite=True`` writes the result into F's own memory (F is consumed), one column block at a
+    time, so no second feature-map-sized array is ever allocated.
+    """
     Fm = F.reshape(F.shape[1], -1)
-    if center:
-        Fm = Fm - Fm.mean()
     S = gG + gG.T
     S *= S.dtype.type(scale)  # scaled while (C, C): no extra pass over the feature-map-sized result
+    if overwrite:
+        if center:
+            Fm -= Fm.mean()
+        step = max(1, _OVERWRITE_BLOCK // Fm.shape[0])
+        for j in range(0, Fm.shape[1], step):
+            Fm[:, j:j + step] = S @ Fm[:, j:j + step]
+        if center:
+            Fm -= Fm.mean()
+        return F
+    if center:
+        Fm = Fm - Fm.mean()
     gF = S @ Fm
     if center:
         gF -= gF.mean()
     return gF.reshape(F.shape)
+
+
+# Elements per column block of ``gram_backward(overwrite=True)`` (16 MiB in float32).
+_OVERWRITE_BLOCK = 1 << 22
 
 
 # Gram variants of the presets: name -> (scale as a function of (C, M), centred?)
@@ -74,11 +91,26 @@ def style_loss(F, A, kind: str = "plain", norm: float = 1.0):
 
     Returns ``(E, dE/dF)``; ``dE/dG = 2·norm·(G − A)`` is pushed through ``gram_backward``.
     """
+    value, gG, scale, center = _style_parts(F, A, kind, norm)
+    return value, gram_backward(gG, F, scale, center)
+
+
+def style_loss_deferred(F, A, kind: str = "plain", norm: float = 1.0):
+    """``style_loss`` with the gradient left for later: ``(E, grad)``, where ``grad(F2, overwrite=False)``
+    returns ``dE/dF`` for F2 holding the same features (``overwrite=True``: computed in F2's memory). The value
+    needs only the (C, C) Gram, so a caller short of memory can drop F and recompute it when the
+    backward pass needs the gradient (``VGG.loss_and_input_grad`` does, for the first layer's tap)."""
+    value, gG, scale, center = _style_parts(F, A, kind, norm)
+    return value, lambda F2, overwrite=False: gram_backward(gG, F2, scale, center, overwrite)
+
+
+def _style_parts(F, A, kind, norm):
+    """``(E, dE/dG, scale, centred?)`` of the style term."""
     xp = get_array_module(F)
     scale, center = GRAMS[kind][0](F.shape[1], F.shape[2] * F.shape[3]), GRAMS[kind][1]
     R = gram(F, scale, center) - A
     value = norm * float(xp.sum(R.astype(xp.float64) ** 2))
-    return value, gram_backward(R * R.dtype.type(2 * norm), F, scale, center)
+    return value, R * R.dtype.type(2 * norm), scale, center
 
 
 # ------------------------------------------------------------------------------------------ tv

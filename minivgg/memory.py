@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .vgg import BLOCKS, BLOCK_CHANNELS, canonical_tap, layer_sequence
+from .vgg import _DEFER_FROM, BLOCKS, BLOCK_CHANNELS, canonical_tap, layer_sequence
 
 _BASELINE = 400 * 2**20       # interpreter, libraries, weights and their Winograd transforms, bands
 _HISTORY_BUDGET = 2 * 2**30   # bytes of L-BFGS (s, y) pairs we allow before shortening the history
@@ -40,8 +40,13 @@ def estimate_bytes(arch: str, h: int, w: int, taps, optimizer: str = "lbfgs") ->
         if kind == "relu":
             masks += size // 8 if size >= 1 << 22 else size
     n = 3 * h * w
-    opt = (2 * lbfgs_history(h * w) + 5 + 4) * n * 8 if optimizer.startswith("lbfgs") else 6 * n * 8
-    return int(3 * widest * 4 + masks + _BASELINE + opt)
+    # scipy: (2m + 5)·n doubles of workspace plus x, g and copies; the in-house L-BFGS (large n):
+    # x, g, the free mask, the direction, the trial point and its gradient beside 2(m + 1) pairs.
+    opt = (2 * lbfgs_history(h * w) + 9) * n * 8 if optimizer.startswith("lbfgs") else 6 * n * 8
+    # three maps of the widest layer at once (a conv's input and output and the first tap's
+    # gradient), two when that gradient is recomputed in the backward pass instead (vgg._DEFER_FROM)
+    maps = 2 if widest >= _DEFER_FROM else 3
+    return int(maps * widest * 4 + masks + _BASELINE + opt)
 
 
 def available_bytes() -> int | None:

@@ -16,7 +16,7 @@ import numpy as np
 from . import losses
 from .backend import get_array_module, to_host
 from .errors import UserError
-from .vgg import _accumulate, canonical_tap, layer_names, layer_sequence, min_input_size
+from .vgg import DeferredGrad, _accumulate, canonical_tap, layer_names, layer_sequence, min_input_size
 
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
@@ -266,7 +266,11 @@ class Objective:
                 value, grad = value + content_w[tap] * v, g
             if style_w.get(tap):
                 norm = _style_norm(s["style_norm"], F.shape[1], F.shape[2] * F.shape[3], self.shape[:2])
-                v, g = losses.style_loss(F, self.style_targets[tap], s["gram"], norm * style_w[tap])
+                if grad is None:  # linear in F: the network may compute it later, from recomputed features
+                    v, g = losses.style_loss_deferred(F, self.style_targets[tap], s["gram"], norm * style_w[tap])
+                    g = DeferredGrad(g)
+                else:
+                    v, g = losses.style_loss(F, self.style_targets[tap], s["gram"], norm * style_w[tap])
                 parts["style"] += v
                 value, grad = value + v, g if grad is None else _accumulate(grad, g)
             return value, grad

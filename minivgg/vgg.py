@@ -192,11 +192,15 @@ class VGG:
             raise ValueError(f"gradients given for taps the forward pass did not reach: {sorted(grads)}")
         return g
 
-    def _backward(self, tape, grads, inplace: bool):
-        """Walk the tape backwards, adding (and popping) ``grads[name]`` where each tap sits."""
+    def _backward(self, tape, grads, inplace: bool, deferred=None):
+        """Walk the tape backwards, adding (and popping) ``grads[name]`` where each tap sits.
+        ``deferred[name]()`` produces a tap's gradient only when the walk gets there."""
+        deferred = deferred or {}
         g = None
         for i in range(len(tape) - 1, -1, -1):
             kind, name, cache = tape[i]
+            if name in deferred:
+                grads[name] = deferred.pop(name)()
             if name in grads:
                 tg = grads.pop(name)
                 g = tg if g is None else (_accumulate(g, tg) if inplace else g + tg)
@@ -205,6 +209,8 @@ class VGG:
             if kind == "conv":
                 # a tap gradient waiting at this conv's input: accumulate into it, no third buffer
                 below = tape[i - 1][1] if i > 0 else "input"
+                if below in deferred:
+                    grads[below] = deferred.pop(below)()
                 into = grads.pop(below) if inplace and below in grads else None
                 g = ops.conv2d_backward(g, cache, gx_into=into)[0]
             elif kind == "relu":
@@ -224,17 +230,29 @@ class VGG:
         Returns ``(Σ values, dL/dy)``. Nothing but ReLU masks (bit-packed on large maps), pool
         argmax and the tap gradients is kept; ReLUs run in place. Same result as
         ``features`` + ``backward`` (the tests compare them).
+
+        ``tap_loss`` may return a ``DeferredGrad`` instead of the gradient. On a large first-layer tap
+        (``conv1_1``/``relu1_1``, at least ``_DEFER_FROM`` elements) it is kept that way: the forward
+        pass then holds no gradient of the widest map, and the backward pass recomputes those
+        features (one conv from the input) and turns them into the gradient in place. At 4096² that
+        is 4.3 GB less at the peak, for one extra 3→64 conv. Elsewhere it is evaluated at once.
         """
         at = {}
         for t in taps:
             at.setdefault(canonical_tap(self.arch, t), []).append(t)
-        total, stored = 0.0, {}
+        total, stored, later = 0.0, {}, {}
+        first = {name for _, name in layer_sequence(self.arch)[:2]}  # one conv (+ its ReLU) from the input
 
         def visit(name, h):
             nonlocal total
             for t in at.get(name, ()):
                 v, g = tap_loss(t, h)
                 total += v
+                if isinstance(g, DeferredGrad):
+                    if name in first and h.size >= _DEFER_FROM:
+                        later.setdefault(name, []).append(g)
+                        continue
+                    g = g(h)
                 if g is not None:
                     stored[name] = g if name not in stored else stored[name] + g
 
@@ -244,12 +262,37 @@ class VGG:
             visit(name, h)
             tape.append((kind, name, cache))
         del h
-        g = self._backward(tape, stored, inplace=True)
+
+        def recomputed(name):
+            def grad():
+                F = next(h for _, n, h, _ in self._forward(y, {name}, pooling, lean=True) if n == name)
+                fns = later[name]
+                g = fns[0](F if len(fns) == 1 else F.copy(), overwrite=True)
+                for fn in fns[1:]:
+                    g += fn(F)
+                return g if name not in stored else _accumulate(g, stored.pop(name))
+            return grad
+        g = self._backward(tape, stored, inplace=True, deferred={name: recomputed(name) for name in later})
         return total, (g if g is not None else self.xp.zeros_like(y))
 
 
 # ReLU masks of at least this many elements are bit-packed (8x smaller, ~free next to a conv).
 _PACK_MASKS_FROM = 1 << 22
+# First-layer tap gradients of at least this many elements are recomputed in the backward pass
+# (64 channels at 1024²: 256 MB saved at the peak for ~2% more time).
+_DEFER_FROM = 1 << 26
+
+
+class DeferredGrad:
+    """A tap gradient that needs the tap's features: ``self(F, overwrite=False) -> dL/dF``;
+    ``overwrite=True`` may compute it in F's own memory. Returned by ``tap_loss`` callbacks of
+    ``VGG.loss_and_input_grad`` when the gradient is linear in F (Gram-based style terms)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, F, overwrite: bool = False):
+        return self.fn(F, overwrite)
 
 
 def _accumulate(g, extra):

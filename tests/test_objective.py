@@ -135,3 +135,44 @@ def test_bad_preset_and_arch_mismatch_and_small_image():
         Objective(net, content[:8], style, preset="gatys")
     with pytest.raises(UserError, match="blend weights"):
         Objective(net, content, [style, style], style_blend_weights=[1])
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_recomputed_first_layer_style_gradient_changes_nothing(preset, monkeypatch):
+    """The memory-saving path (first-layer style gradient recomputed in the backward pass, used on
+    large images) gives the eager path's loss and gradient on every preset."""
+    from minivgg import vgg as vgg_module
+    arch = PRESETS[preset].arch
+    net = random_vgg(arch, seed=2, dtype=np.float64)
+    rng = np.random.default_rng(3)
+    content = rng.uniform(0, 255, (34, 33, 3))
+    style = rng.uniform(0, 255, (32, 36, 3))
+    x = np.clip(content + rng.uniform(-20, 20, content.shape), 0, 255)
+    obj = Objective(net, content, style, preset=preset)
+    ref = obj.value_and_grad(x)
+    monkeypatch.setattr(vgg_module, "_DEFER_FROM", 1)
+    value, grad = obj.value_and_grad(x)
+    assert value == pytest.approx(ref[0], rel=1e-12)
+    np.testing.assert_allclose(grad, ref[1], rtol=1e-9, atol=1e-9 * np.abs(ref[1]).max())
+
+
+def test_large_bounded_lbfgs_runs_in_house_not_through_scipy(monkeypatch):
+    """Above ``SCIPY_BOUNDS_MAX`` variables scipy would build a Python list of n bound tuples (6 GB at
+    4096²): ``optim.lbfgs`` runs the engine's projected L-BFGS instead, with the same callbacks."""
+    from minivgg import optim
+
+    def no_scipy(*a, **k):
+        raise AssertionError("scipy's minimize was called")
+    monkeypatch.setattr(optim, "SCIPY_BOUNDS_MAX", 100)
+    monkeypatch.setattr(optim, "minimize", no_scipy)
+    net = random_vgg("vgg16", seed=1, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    content, style = rng.uniform(0, 255, (24, 20, 3)), rng.uniform(0, 255, (24, 24, 3))
+    obj = Objective(net, content, style, preset="gatys")
+    seen = []
+    x = optim.lbfgs(obj, np.clip(content + 30, 0, 255), 4, bounds=(0.0, 255.0), history=3,
+                    callback=lambda it, xk, terms: seen.append((it, terms["total"])))
+    assert [it for it, _ in seen] == [1, 2, 3, 4]
+    assert all(b <= a for (_, a), (_, b) in zip(seen, seen[1:]))  # the loss never rises
+    assert x.shape == content.shape and x.min() >= 0 and x.max() <= 255
+    assert obj.value_and_grad(x)[0] < obj.value_and_grad(np.clip(content + 30, 0, 255))[0]

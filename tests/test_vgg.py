@@ -66,3 +66,36 @@ def test_lean_path_matches_features_and_backward(pooling, monkeypatch):
     ref_g = net.backward(tape, {t: targets[t] for t in taps})
     assert total == pytest.approx(ref_total, rel=1e-10)
     np.testing.assert_allclose(g, ref_g, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("tap", ["conv1_1", "relu1_1", "relu2_1"])
+def test_deferred_tap_gradient_matches_eager(tap, monkeypatch):
+    """A ``DeferredGrad`` on a first-layer tap is recomputed in the backward pass (from the input),
+    elsewhere evaluated at once; both give the eager gradient, with other taps present too."""
+    net = random_vgg("vgg16", seed=5, dtype=np.float64)
+    rng = np.random.default_rng(6)
+    y = rng.standard_normal((1, 3, 14, 12)) * 40
+    taps = [tap, "relu1_2", "conv2_2"]
+    mix = {}
+
+    def grad_of(t, F, overwrite=False):
+        out = np.einsum("dc,nchw->ndhw", mix[t], F)  # linear in F, like a Gram gradient
+        if overwrite:
+            F[...] = out
+            return F
+        return out
+
+    def tap_loss(deferred):
+        def fn(t, F):
+            mix.setdefault(t, rng.standard_normal((F.shape[1], F.shape[1])))
+            value = float(np.sum(F ** 2))
+            if deferred and t == tap:
+                return value, vgg.DeferredGrad(lambda F2, overwrite=False, t=t: grad_of(t, F2, overwrite))
+            return value, grad_of(t, F)
+        return fn
+
+    ref_total, ref_g = net.loss_and_input_grad(y.copy(), taps, tap_loss(False), "avg")
+    monkeypatch.setattr(vgg, "_DEFER_FROM", 1)  # defer even this small map
+    total, g = net.loss_and_input_grad(y.copy(), taps, tap_loss(True), "avg")
+    assert total == pytest.approx(ref_total, rel=1e-12)
+    np.testing.assert_allclose(g, ref_g, rtol=1e-10, atol=1e-10)

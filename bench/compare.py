@@ -254,7 +254,12 @@ def compare(args) -> int:
     if args.ops:
         shapes = [tuple(int(v) for v in s.split("x")) for s in args.op_shapes]
         log(f"per-op timings at {shapes} …")
-        ops_rows = bench_ops.op_timings(shapes, repeats=max(repeats, 5), cooldown=args.cooldown)
+        workers = {eng: Worker(eng, None, args) for eng in report.ENGINES}
+        try:
+            ops_rows = bench_ops.op_timings(shapes, max(repeats, 5), workers, cooldown=args.cooldown)
+        finally:
+            for w in workers.values():
+                w.close()
     meta = {"command": "python -m bench.compare " + shlex.join(sys.argv[1:]), "date": environment.now(),
             "machine": machine, "versions": environment.versions(),
             "weights": weights_desc, "threads": args.threads, "thread_report": thread_reports,

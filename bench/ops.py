@@ -81,36 +81,52 @@ def _torch_op_fns(c, h, rng):
     }
 
 
-def op_timings(shapes, repeats: int, warmup: int = 1, seed: int = 0, cooldown: float = 0.0) -> list[dict]:
-    """Median seconds per op for each ``(channels, side)`` shape, both engines interleaved.
+def op_fns(engine: str, c: int, h: int, seed: int = 0) -> dict:
+    """``{op kind: thunk or the exception that building it raised}`` for one engine and shape."""
+    make = _minivgg_op_fns if engine == "minivgg" else _torch_op_fns
+    return make(c, h, np.random.default_rng(seed))
+
+
+def time_call(engine: str, fn) -> float:
+    """Seconds of one call of ``fn`` (torch ops under ``no_grad``)."""
+    ctx = contextlib.nullcontext()
+    if engine == "torch":
+        import torch
+        ctx = torch.no_grad()
+    with ctx:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+
+def op_timings(shapes, repeats: int, workers: dict, warmup: int = 1, cooldown: float = 0.0) -> list[dict]:
+    """Median seconds per op for each ``(channels, side)`` shape, both engines interleaved, each in its
+    own worker process (``workers[engine]``, a ``bench.workers.Worker`` without an objective).
 
     Rows: ``{"shape", "op", "minivgg", "torch", "ratio", "gflops_minivgg", "gflops_torch", "error"}``.
     """
-    import torch
     rows = []
     for c, h in shapes:
-        mine = _minivgg_op_fns(c, h, np.random.default_rng(seed))
-        theirs = _torch_op_fns(c, h, np.random.default_rng(seed))
-        with torch.no_grad():
-            for op in OP_KINDS:
-                row = {"shape": f"{c}ch {h}x{h}", "op": op, "minivgg": None, "torch": None, "ratio": None,
-                       "gflops_minivgg": None, "gflops_torch": None, "error": None}
-                if isinstance(mine[op], Exception):
-                    row["error"] = f"{type(mine[op]).__name__}: {mine[op]}"
-                    times = interleaved({"torch": theirs[op]}, repeats, warmup, cooldown)
-                    row["torch"] = float(np.median(times["torch"]))
-                else:
-                    times = interleaved({"minivgg": mine[op], "torch": theirs[op]}, repeats, warmup, cooldown)
-                    row["minivgg"] = float(np.median(times["minivgg"]))
-                    row["torch"] = float(np.median(times["torch"]))
-                    row["ratio"] = row["minivgg"] / row["torch"]
-                if op.startswith("conv"):
-                    flops = conv_flops(c, c, h, h)
-                    row["gflops_torch"] = flops / row["torch"] / 1e9
-                    if row["minivgg"]:
-                        row["gflops_minivgg"] = flops / row["minivgg"] / 1e9
-                rows.append(row)
-        del mine, theirs
+        for op in OP_KINDS:
+            row = {"shape": f"{c}ch {h}x{h}", "op": op, "minivgg": None, "torch": None, "ratio": None,
+                   "gflops_minivgg": None, "gflops_torch": None, "error": None}
+            fns = {eng: (lambda w=w: w.call(("op", c, h, op))) for eng, w in workers.items()}
+            try:
+                fns["minivgg"]()
+            except Exception as exc:  # the engine's op API may move; say so instead of dying
+                row["error"] = str(exc)
+                del fns["minivgg"]
+            times = interleaved(fns, repeats, warmup, cooldown, self_timed=True)
+            for eng in times:
+                row[eng] = float(np.median(times[eng]))
+            if row["minivgg"]:
+                row["ratio"] = row["minivgg"] / row["torch"]
+            if op.startswith("conv"):
+                flops = conv_flops(c, c, h, h)
+                row["gflops_torch"] = flops / row["torch"] / 1e9
+                if row["minivgg"]:
+                    row["gflops_minivgg"] = flops / row["minivgg"] / 1e9
+            rows.append(row)
     return rows
 
 

@@ -17,18 +17,33 @@ import time
 def _serve(conn, engine, size, weights, images, noise, seed, threads):
     from . import compare, environment
     environment.pin_threads(threads, torch_too=engine == "torch")
-    net, _, _ = compare.load_network(weights)
-    content, style = compare.load_images(size, images)
-    x = compare.start_point(content, noise, seed)
-    objective = compare.build(engine, net, content, style)
-    del content, style
+    objective = None
+    if size is not None:
+        net, _, _ = compare.load_network(weights)
+        content, style = compare.load_images(size, images)
+        x = compare.start_point(content, noise, seed)
+        objective = compare.build(engine, net, content, style)
+        del content, style
+    op_fns = {}
     conn.send("ready")
     while True:
         cmd = conn.recv()
         if cmd == "stop":
             break
         try:
-            if cmd == "outputs":
+            if isinstance(cmd, tuple) and cmd[0] == "op":  # ("op", channels, side, op kind): one timed call
+                from . import ops as bench_ops
+                _, c, h, op = cmd
+                if (c, h) not in op_fns:
+                    op_fns.clear()
+                    op_fns[c, h] = bench_ops.op_fns(engine, c, h, seed)
+                fn = op_fns[c, h][op]
+                if isinstance(fn, Exception):
+                    conn.send(fn)
+                    continue
+                gc.collect()
+                conn.send(bench_ops.time_call(engine, fn))
+            elif cmd == "outputs":
                 loss, grad = objective.value_and_grad(x)
                 conn.send((loss, grad, dict(objective.last_terms)))
             elif cmd == "eval":
@@ -48,9 +63,10 @@ def _serve(conn, engine, size, weights, images, noise, seed, threads):
 
 
 class Worker:
-    """One engine's objective at one size, in a spawned process; ``call(cmd)`` runs a command there."""
+    """One engine's objective at one size (``size=None``: no objective, per-op timings only), in a
+    spawned process; ``call(cmd)`` runs a command there."""
 
-    def __init__(self, engine: str, size: int, args, weights: str):
+    def __init__(self, engine: str, size, args, weights: str = "random"):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_serve, args=(child, engine, size, weights, args.images, args.noise,

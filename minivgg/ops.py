@@ -95,6 +95,9 @@ def conv2d_backward(gy, cache, need_params: bool = False, gx_into=None):
 
 # ----------------------------------------------------------------------------------------- relu
 
+_UNPACK_BLOCK = 1 << 20  # mask elements unpacked at a time by relu_backward (a multiple of 8)
+
+
 def relu_forward(x, inplace: bool = False, pack: bool = False):
     """``y = max(x, 0)`` elementwise; the cache is the mask ``x > 0`` (the only thing backward needs).
 
@@ -130,8 +133,11 @@ def relu_backward(gy, cache, inplace: bool = False):
     if isinstance(cache, tuple):  # ("packed", bits, shape)
         _, bits, shape = cache
         xp = get_array_module(gy)
-        if cpu is not None and tuple(gy.shape) == tuple(shape):
-            cpu.relu_backward_packed(gy.reshape(-1), bits)
+        if cpu is not None and tuple(gy.shape) == tuple(shape):  # unpack 1 MB of mask at a time
+            flat = gy.reshape(-1)
+            for i in range(0, flat.size, _UNPACK_BLOCK):
+                j = min(flat.size, i + _UNPACK_BLOCK)
+                cpu.relu_backward_inplace(flat[i:j], xp.unpackbits(bits[i // 8:(j + 7) // 8], count=j - i).view(bool))
             return gy
         cache = xp.unpackbits(bits)[:math.prod(shape)].reshape(shape).view(bool)  # cupy's has no `count`
     _require(tuple(gy.shape) == tuple(cache.shape), "relu_backward",

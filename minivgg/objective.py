@@ -317,4 +317,17 @@ def gradcheck_cases():
             x = content + rng.uniform(-20, 20, content.shape)
             return check_grad(obj.value_and_grad, x, eps=1e-4, rtol=1e-5, name=name)
         cases.append(Case(f"objective preset={name}", "(40, 32, 3)", run))
+
+    def run_recomputed():  # the large-image path: first-layer style gradient recomputed in the backward pass
+        from . import vgg
+        saved, vgg._DEFER_FROM = vgg._DEFER_FROM, 1
+        try:
+            net = random_vgg("vgg16", seed=0, dtype=np.float64)
+            content = rng.integers(0, 256, (40, 32, 3)).astype(np.uint8)
+            obj = Objective(net, content, rng.integers(0, 256, (32, 44, 3)).astype(np.uint8), preset="gatys")
+            x = content + rng.uniform(-20, 20, content.shape)
+            return check_grad(obj.value_and_grad, x, eps=1e-4, rtol=1e-5, name="gatys recomputed")
+        finally:
+            vgg._DEFER_FROM = saved
+    cases.append(Case("objective preset=gatys, first-layer gradient recomputed", "(40, 32, 3)", run_recomputed))
     return cases

@@ -281,7 +281,9 @@ def render(raw: dict, out: Path) -> int:
     from . import report
     rows = {int(k): v for k, v in raw["rows"].items()}
     exponents = report.scaling_exponents(rows)
-    text = report.markdown(raw["meta"], rows, raw["large"], raw["ops"], raw["breakdown"], exponents)
+    transfer_json = out.parent / "transfer_4096.json"  # python -m bench.transfer --size 4096
+    transfer = json.loads(transfer_json.read_text()) if transfer_json.is_file() else None
+    text = report.markdown(raw["meta"], rows, raw["large"], raw["ops"], raw["breakdown"], exponents, transfer)
     out.write_text(text)
     report.plot(rows, raw["large"], exponents, out.with_suffix(".png"))
     print(text)

@@ -51,8 +51,9 @@ def memory_of(mem: dict, key: str):
     return None if mem is None or "error" in mem else mem.get(key)
 
 
-def targets(rows: dict, large: list, exponents: dict) -> list[tuple[str, str, str]]:
-    """Issue 5's targets as ``(target, measured, verdict)`` rows; 'not measured' when the run lacks the size."""
+def targets(rows: dict, large: list, exponents: dict, transfer: dict | None = None) -> list[tuple[str, str, str]]:
+    """Issue 5's targets as ``(target, measured, verdict)`` rows; 'not measured' when the run lacks the size.
+    ``transfer``: the JSON of ``python -m bench.transfer --size 4096`` (a whole transfer run), if any."""
     out = []
     r512 = rows.get(512)
     if r512 and r512.get("ratio") is not None:
@@ -83,17 +84,33 @@ def targets(rows: dict, large: list, exponents: dict) -> list[tuple[str, str, st
                         "met" if peak < 20 * 1024 else "not met"))
     else:
         out.append(("3. one evaluation at 4096² under 20 GB", "—", "not measured (--large-sizes 4096)"))
+    if transfer and transfer.get("size") == 4096:
+        ok = transfer.get("exit_status") == 0 and transfer["peak_rss_gib"] < 24 * 1e9 / 2**30
+        out.append(("3. a full `minivgg transfer` at 4096² within 24 GB",
+                    f"peak RSS {transfer['peak_rss_gib']:.2f} GiB, {transfer['iters']} L-BFGS iterations in "
+                    f"{transfer['wall_s']:.0f} s, exit {transfer['exit_status']} (`{transfer['command']}`, "
+                    f"{transfer.get('date', '')}: `bench/transfer_4096.md`)", "met" if ok else "not met"))
+    else:
+        out.append(("3. a full `minivgg transfer` at 4096² within 24 GB", "—",
+                    "not measured (`python -m bench.transfer --size 4096`)"))
     e = exponents["time (medians)"].get("minivgg")
     fastest = exponents["time (fastest runs)"].get("minivgg")
+    r = rows.get(512)
+    big_ok = [m for m in big if "error" not in m]
+    span = ""
+    if r and big_ok:  # the widest span: 512² (timed) to 4096² (one evaluation)
+        t512 = float(np.median(r["times"]["minivgg"]))
+        span = f"; 512²→4096²: {np.log(big_ok[0]['eval_s'] / t512) / np.log(64):.2f}"
     if e is None:
         out.append(("4. time ∝ pixels (exponent ≈ 1)", "—", "not measured (needs ≥ 2 sizes)"))
     else:
-        out.append(("4. time ∝ pixels (exponent ≈ 1)", f"{e:.2f} (fastest runs: {fastest:.2f})",
+        out.append(("4. time ∝ pixels (exponent ≈ 1)", f"{e:.2f} (fastest runs: {fastest:.2f}{span})",
                     "met" if 0.9 <= e <= 1.1 else "not met"))
     return out
 
 
-def markdown(meta: dict, rows: dict, large: list, ops_rows: list, breakdown: dict, exponents: dict) -> str:
+def markdown(meta: dict, rows: dict, large: list, ops_rows: list, breakdown: dict, exponents: dict,
+             transfer: dict | None = None) -> str:
     """The full results page: provenance, the main table, agreement, memory, scaling, targets, ops."""
     L = ["# minivgg vs PyTorch: one objective evaluation (`gatys`, CPU)", ""]
     if meta.get("note"):
@@ -209,7 +226,7 @@ def markdown(meta: dict, rows: dict, large: list, ops_rows: list, breakdown: dic
     L += ["", "Least-squares slope of log(value) on log(H·W) over the sizes above (memory: the evaluation's "
           "own growth, peak during the evaluation minus RSS after setup)."]
     L += ["", "## Targets of issue 5", "", "| target | measured | verdict |", "|---|---|---|"]
-    for t, m, v in targets(rows, large, exponents):
+    for t, m, v in targets(rows, large, exponents, transfer):
         L.append(f"| {t} | {m} | {v} |")
     if ops_rows:
         L += ["", "## Per-op timings (median ms, float32, batch 1, C→C 3x3 conv)", "",

@@ -29,15 +29,20 @@ def interleaved(fns: dict, repeats: int, warmup: int = 1, cooldown: float = 0.0,
     return times
 
 
-def _status_kib(field: str):
-    """A ``VmXXX`` field of /proc/self/status in KiB, or None off Linux."""
+def proc_kib(path: str, field: str):
+    """A ``Field:  N kB`` line of a /proc file (``/proc/self/status``, ``/proc/meminfo``) in KiB, or None."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(path).read_text().splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
     return None
+
+
+def _status_kib(field: str):
+    """A ``VmXXX`` field of /proc/self/status in KiB, or None off Linux."""
+    return proc_kib("/proc/self/status", field)
 
 
 def rss_mib():

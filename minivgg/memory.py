@@ -1,9 +1,12 @@
 """Memory planning: estimate a run's peak before allocating anything, and size L-BFGS's history.
 
 The lean objective path (``VGG.loss_and_input_grad``) peaks at about three activation-sized buffers of
-the widest tapped layer (a conv's input and output plus the first style tap's gradient) plus the
-bit-packed ReLU masks; scipy's L-BFGS-B adds ``(2m + 5)·n`` doubles of workspace for ``n`` pixels.
-The numbers were fitted to measured peak RSS (``bench/``); they err on the high side.
+the widest tapped layer (a conv's input and output plus the first style tap's gradient; two once that
+gradient is recomputed in the backward pass, on large maps) plus the bit-packed ReLU masks; L-BFGS
+adds about ``(2m + 9)·n`` doubles for ``n`` variables (scipy's workspace, or the in-house L-BFGS's
+vectors above ``optim.SCIPY_BOUNDS_MAX``). The numbers were fitted to measured peak RSS (``bench/``);
+they err on the high side (a 4096² gatys transfer: estimated 17.5 GiB, measured 16.8 GiB in
+``bench/transfer_4096.md``).
 """
 from __future__ import annotations
 
@@ -46,7 +49,10 @@ def estimate_bytes(arch: str, h: int, w: int, taps, optimizer: str = "lbfgs") ->
     # three maps of the widest layer at once (a conv's input and output and the first tap's
     # gradient), two when that gradient is recomputed in the backward pass instead (vgg._DEFER_FROM)
     maps = 2 if widest >= _DEFER_FROM else 3
-    return int(maps * widest * 4 + masks + _BASELINE + opt)
+    # the objective's own float64 pixel arrays (x, the network input, the gradient, TV's
+    # differences) and the content target: about 8·n doubles (fitted: bench/transfer_4096.md)
+    objective = 8 * n * 8
+    return int(maps * widest * 4 + masks + _BASELINE + opt + objective)
 
 
 def available_bytes() -> int | None:

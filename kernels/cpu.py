@@ -199,15 +199,22 @@ def max_pool_fwd(x, y, idx):
 
 @njit(**_JIT)
 def max_pool_bwd(gy, idx, gx):
-    """gx (C, H, W) ← gy routed to each window's argmax, 0 elsewhere."""
+    """gx (C, H, W) ← gy routed to each window's argmax, 0 elsewhere (and on dropped odd edges).
+    One pass over the windows, four selects each: no branch per gx element."""
     C, H, W = gx.shape
     Ho, Wo = gy.shape[1], gy.shape[2]
+    zero = gx.dtype.type(0)
     for c in prange(C):
-        for r in range(H):
-            i = r // 2
+        for i in range(Ho):
+            for j in range(Wo):
+                g, k = gy[c, i, j], idx[c, i, j]
+                gx[c, 2 * i, 2 * j] = g if k == 0 else zero
+                gx[c, 2 * i, 2 * j + 1] = g if k == 1 else zero
+                gx[c, 2 * i + 1, 2 * j] = g if k == 2 else zero
+                gx[c, 2 * i + 1, 2 * j + 1] = g if k == 3 else zero
+            if W > 2 * Wo:
+                gx[c, 2 * i, W - 1] = zero
+                gx[c, 2 * i + 1, W - 1] = zero
+        if H > 2 * Ho:
             for q in range(W):
-                j = q // 2
-                if i < Ho and j < Wo and idx[c, i, j] == 2 * (r - 2 * i) + (q - 2 * j):
-                    gx[c, r, q] = gy[c, i, j]
-                else:
-                    gx[c, r, q] = 0
+                gx[c, H - 1, q] = zero

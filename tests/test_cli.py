@@ -204,3 +204,21 @@ def test_non_finite_loss_stops_keeps_last_finite_image_and_names_the_term(files,
     assert "the style term became non-finite" in err and "lower --style-weight" in err
     assert len(err.strip().splitlines()) == 1
     assert np.isfinite(np.asarray(Image.open(out), dtype=float)).all()
+
+
+def test_import_sets_idle_thread_defaults_unless_the_user_did():
+    """``import minivgg`` makes idle OpenBLAS/OpenMP threads sleep (set before numpy loads OpenBLAS),
+    leaves a user's own values alone, and records when numpy came first (``minivgg doctor`` says so)."""
+    import os
+    import subprocess
+    import sys
+    code = ("import os, sys; first = sys.argv[1] == '1'\n"
+            "if first: import numpy\n"
+            "import minivgg\n"
+            "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), os.environ.get('OMP_WAIT_POLICY'), minivgg.NUMPY_FIRST)")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")}
+    run = lambda first, extra={}: subprocess.run([sys.executable, "-c", code, first], env={**env, **extra},  # noqa: E731
+                                                 capture_output=True, text=True, check=True).stdout.split()
+    assert run("0") == ["4", "passive", "False"]
+    assert run("1") == ["4", "passive", "True"]
+    assert run("1", {"OPENBLAS_THREAD_TIMEOUT": "10", "OMP_WAIT_POLICY": "active"}) == ["10", "active", "False"]

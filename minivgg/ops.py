@@ -108,7 +108,7 @@ def relu_forward(x, inplace: bool = False, pack: bool = False):
     if (k := cuda_kernels_for(x)) is not None:
         return k.relu_forward(x, inplace, pack)
     xp = get_array_module(x)
-    if (cpu := cpu_kernels_for(x)) is not None and pack and inplace and x.flags.c_contiguous:
+    if (cpu := cpu_kernels_for(x)) is not None and pack and inplace:
         bits = xp.empty((x.size + 7) // 8, dtype=xp.uint8)  # the packed mask straight from one pass
         cpu.relu_inplace_packed(x.reshape(-1), bits)
         return x, ("packed", bits, x.shape)
@@ -129,7 +129,7 @@ def relu_backward(gy, cache, inplace: bool = False):
     ``inplace`` writes the result into ``gy``."""
     if (k := cuda_kernels_for(gy)) is not None:  # reads packed masks without unpacking them
         return k.relu_backward(gy, cache, inplace)
-    cpu = cpu_kernels_for(gy) if inplace and gy.flags.c_contiguous else None
+    cpu = cpu_kernels_for(gy) if inplace else None
     if isinstance(cache, tuple):  # ("packed", bits, shape)
         _, bits, shape = cache
         xp = get_array_module(gy)

@@ -13,6 +13,7 @@ bands of tile rows so the 4x-expanded ``V`` never exceeds a fixed size at any im
 """
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 
@@ -29,9 +30,7 @@ _SCRATCH = threading.local()
 
 def _scratch(xp, dtype, role: str, shape):
     """A C-contiguous ``shape`` view of this thread's reusable ``role`` buffer, grown when too small."""
-    size = 1
-    for d in shape:
-        size *= d
+    size = math.prod(shape)
     bufs = _SCRATCH.__dict__.setdefault("bufs", {})
     key = (xp.__name__, xp.dtype(dtype).str, role)
     buf = bufs.get(key)
@@ -115,7 +114,7 @@ def _output_transform(M, out, accumulate=False):
 
 
 def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
-    """y = conv(x, w), 3x3 kernel, stride 1, zero pad 1, no bias: x (N, C, H, W), w (O, C, 3, 3) -> (N, O, H, W).
+    """y = conv(x, w) (+ bias), 3x3 kernel, stride 1, zero pad 1: x (N, C, H, W), w (O, C, 3, 3) -> (N, O, H, W).
 
     ``adjoint=True`` applies the transpose instead (backward-data: the conv with the flipped,
     transposed kernel), x then being (N, O, H, W). The zero padding is built band by band, so

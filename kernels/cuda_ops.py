@@ -30,7 +30,7 @@ def _launch(kernel, n: int, *args) -> None:
     kernel[(n + threads - 1) // threads, threads](*args)
 
 
-# ------------------------------------------------------------------------------------- pooling
+# ------------------------------------------------------------------------------ indexing and pooling
 
 @cuda.jit(device=True)
 def _nchw(t, c, ho, wo):
@@ -400,12 +400,7 @@ def _col2im(cols, img, stride, pad, zero):
     n, c, h, w = img.shape
     if t >= img.size:
         return
-    xx = t % w
-    r = t // w
-    yy = r % h
-    r = r // h
-    ch = r % c
-    b = r // c
+    b, ch, yy, xx = _nchw(t, c, h, w)
     kh, kw, ho, wo = cols.shape[2], cols.shape[3], cols.shape[4], cols.shape[5]
     acc = zero
     for i in range(kh):  # the reference adds tap by tap in (i, j) order

@@ -1,6 +1,18 @@
-"""Hand-written kernels (Numba on the CPU; CUDA via numba.cuda for CuPy arrays). Installed as
-``minivgg._kernels``; each kernel has a NumPy reference in ``minivgg.ops`` that tests compare against.
+"""Hand-written kernels, one module per backend, installed as ``minivgg._kernels``.
 
-``cuda_ops``: numba.cuda kernels for CuPy arrays (pooling, fused bias+ReLU+mask, ReLU backward, TV,
-im2col/col2im, Winograd transforms), reached through ``minivgg.backend.cuda_kernels_for``; CI runs
-them in the CUDA simulator and compiles them to PTX (``tests/test_cuda_kernels.py``)."""
+Every backend implements the same closed op list ``OPS`` with the same names and signatures:
+
+    relu_forward(x, inplace=False, pack=False) -> (y, mask)    mask: bool array or masks.PackedMask
+    relu_backward(gy, mask, inplace=False) -> gx
+    avg_pool2d_forward(x) -> (y, x.shape)                       2x2 windows, stride 2, floor
+    avg_pool2d_backward(gy, xshape) -> gx
+    max_pool2d_forward(x) -> (y, (argmax uint8, x.shape))       ties: first maximum
+    max_pool2d_backward(gy, (argmax, xshape)) -> gx
+
+``reference`` (NumPy or CuPy array code, the definition the others are tested against), ``cpu``
+(Numba, parallel loops) and ``cuda_ops`` (numba.cuda, one thread per output). ``minivgg.dispatch``
+picks one per call; ``minivgg.ops`` validates and calls it. Beyond the list, ``cpu`` has the Winograd
+tile transforms that ``minivgg.winograd`` uses and ``cuda_ops`` the TV loss that ``minivgg.losses`` uses.
+"""
+OPS = ("relu_forward", "relu_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+       "max_pool2d_forward", "max_pool2d_backward")

@@ -1,12 +1,14 @@
-"""Numba CPU kernels for the memory-bound parts of the engine: the Winograd tile transforms, the
-ReLU and the 2x2 pools. Each is a fused, parallel (``prange``) loop doing in one pass what the NumPy
-reference in ``minivgg/winograd.py`` / ``minivgg/ops.py`` does in several; tests compare the two.
-Compiled on first use for float32 (the engine) and float64 (gradient checks), cached on disk.
+"""The Numba CPU backend: the ops of ``OPS`` (ReLU, 2x2 pools) and the Winograd tile transforms
+as fused, parallel (``prange``) loops doing in one pass what the reference (``reference.py``,
+``minivgg/winograd.py``) does in several; tests compare the two. Arrays are C-contiguous float32
+(the engine) or float64 (gradient checks); kernels compile on first use and are cached on disk.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+
+from minivgg.masks import PackedMask
 
 _JIT = dict(parallel=True, cache=True, nogil=True)
 
@@ -96,7 +98,7 @@ def winograd_output(M, nt, tw, y, r0, accumulate, bias):
 
 
 @njit(**_JIT)
-def relu_inplace(x, mask):
+def _relu_inplace(x, mask):
     """x ← max(x, 0) and mask ← x > 0, one pass over flat arrays."""
     for i in prange(x.size):
         v = x[i]
@@ -107,7 +109,7 @@ def relu_inplace(x, mask):
 
 
 @njit(**_JIT)
-def relu_mask(x, y, mask):
+def _relu_mask(x, y, mask):
     """y ← max(x, 0), mask ← x > 0 (out of place), flat arrays."""
     for i in prange(x.size):
         v = x[i]
@@ -117,7 +119,7 @@ def relu_mask(x, y, mask):
 
 
 @njit(**_JIT)
-def relu_inplace_packed(x, bits):
+def _relu_inplace_packed(x, bits):
     """x ← max(x, 0) and bits ← packbits(x > 0) (numpy's big-endian bit order), flat arrays, one pass.
     Whole bytes are branch-free (a select per element); the last partial byte is done alone."""
     n = x.size
@@ -143,7 +145,7 @@ def relu_inplace_packed(x, bits):
 
 
 @njit(**_JIT)
-def relu_backward_inplace(g, mask):
+def _relu_backward_inplace(g, mask):
     """g ← g · mask, flat arrays (mask bool). Packed masks are unpacked block by block by the caller
     (``np.unpackbits`` is SIMD; a bit test per element here was 5x slower)."""
     zero = g.dtype.type(0)
@@ -152,7 +154,7 @@ def relu_backward_inplace(g, mask):
 
 
 @njit(**_JIT)
-def avg_pool_fwd(x, y):
+def _avg_pool_fwd(x, y):
     """y[c, i, j] = mean of the 2x2 window at (2i, 2j) of x (C, H, W)."""
     C, Ho, Wo = y.shape
     for c in prange(C):
@@ -163,7 +165,7 @@ def avg_pool_fwd(x, y):
 
 
 @njit(**_JIT)
-def avg_pool_bwd(gy, gx):
+def _avg_pool_bwd(gy, gx):
     """gx (C, H, W) ← gy/4 over each window, 0 on dropped odd edges."""
     C, H, W = gx.shape
     Ho, Wo = gy.shape[1], gy.shape[2]
@@ -176,7 +178,7 @@ def avg_pool_bwd(gy, gx):
 
 
 @njit(**_JIT)
-def max_pool_fwd(x, y, idx):
+def _max_pool_fwd(x, y, idx):
     """y = window max, idx = first argmax in row-major window order (later corners win only if larger)."""
     C, Ho, Wo = y.shape
     for c in prange(C):
@@ -198,7 +200,7 @@ def max_pool_fwd(x, y, idx):
 
 
 @njit(**_JIT)
-def max_pool_bwd(gy, idx, gx):
+def _max_pool_bwd(gy, idx, gx):
     """gx (C, H, W) ← gy routed to each window's argmax, 0 elsewhere (and on dropped odd edges).
     One pass over the windows, four selects each: no branch per gx element."""
     C, H, W = gx.shape
@@ -218,3 +220,73 @@ def max_pool_bwd(gy, idx, gx):
         if H > 2 * Ho:
             for q in range(W):
                 gx[c, H - 1, q] = zero
+
+
+# ------------------------------------------------------------------------------ the ops of OPS
+
+_UNPACK_BLOCK = 1 << 20  # mask elements unpacked at a time by relu_backward (a multiple of 8)
+
+
+def relu_forward(x, inplace: bool = False, pack: bool = False):
+    """``(max(x, 0), x > 0)`` in one pass; in place and packed, the bits are written straight away."""
+    if pack and inplace:
+        bits = np.empty((x.size + 7) // 8, dtype=np.uint8)
+        _relu_inplace_packed(x.reshape(-1), bits)
+        return x, PackedMask(bits, tuple(x.shape))
+    mask = np.empty(x.shape, dtype=bool)
+    y = x if inplace else np.empty_like(x)
+    if inplace:
+        _relu_inplace(x.reshape(-1), mask.reshape(-1))
+    else:
+        _relu_mask(x.reshape(-1), y.reshape(-1), mask.reshape(-1))
+    return y, (PackedMask.pack(mask) if pack else mask)
+
+
+def relu_backward(gy, mask, inplace: bool = False):
+    """``gy · mask``; in place it is a select per element, a packed mask unpacked 1 MB at a time."""
+    if not inplace:
+        return gy * (mask.unpack() if isinstance(mask, PackedMask) else mask)
+    flat = gy.reshape(-1)
+    if isinstance(mask, PackedMask):
+        for i in range(0, flat.size, _UNPACK_BLOCK):
+            j = min(flat.size, i + _UNPACK_BLOCK)
+            _relu_backward_inplace(flat[i:j], mask.unpack(i, j))
+    else:
+        _relu_backward_inplace(flat, mask.reshape(-1))
+    return gy
+
+
+def avg_pool2d_forward(x):
+    """2x2/stride-2 mean pool, one parallel pass per sample; the cache is the input shape."""
+    n, c, h, w = x.shape
+    y = np.empty((n, c, h // 2, w // 2), dtype=x.dtype)
+    for i in range(n):
+        _avg_pool_fwd(x[i], y[i])
+    return y, x.shape
+
+
+def avg_pool2d_backward(gy, xshape):
+    """``gy/4`` to every input of a window, 0 on dropped odd edges."""
+    gx = np.empty(tuple(xshape), dtype=gy.dtype)
+    for i in range(gx.shape[0]):
+        _avg_pool_bwd(gy[i], gx[i])
+    return gx
+
+
+def max_pool2d_forward(x):
+    """2x2/stride-2 max pool with first-maximum ties; the cache is ``(argmax, x.shape)``."""
+    n, c, h, w = x.shape
+    y = np.empty((n, c, h // 2, w // 2), dtype=x.dtype)
+    idx = np.empty((n, c, h // 2, w // 2), dtype=np.uint8)
+    for i in range(n):
+        _max_pool_fwd(x[i], y[i], idx[i])
+    return y, (idx, x.shape)
+
+
+def max_pool2d_backward(gy, cache):
+    """Each ``gy`` to its window's argmax, 0 elsewhere."""
+    idx, xshape = cache
+    gx = np.empty(tuple(xshape), dtype=gy.dtype)
+    for i in range(gx.shape[0]):
+        _max_pool_bwd(gy[i], np.ascontiguousarray(idx[i]), gx[i])
+    return gx

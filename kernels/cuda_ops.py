@@ -1,9 +1,9 @@
-"""numba.cuda kernels for the GPU path: pooling, fused bias+ReLU+mask, ReLU backward, TV loss and
-gradient, im2col/col2im and the Winograd F(2x2,3x3) tile transforms.
+"""The CUDA backend (numba.cuda kernels for CuPy arrays): the ops of ``OPS`` (ReLU with bool or
+bit-packed masks, 2x2 pools) and the TV loss with its gradient.
 
 Every kernel is one thread per output element and gathers (no atomics), so results are
-deterministic, and follows its NumPy reference (``minivgg.ops``, ``minivgg.losses``, ``minivgg.im2col``,
-``minivgg.winograd``) operation by operation, so float32 results agree to the last bit or nearly.
+deterministic, and follows its reference (``reference.py``, ``minivgg.losses.tv_loss``)
+operation by operation, so float32 results agree to the last bit or nearly.
 Arguments are CuPy arrays on a GPU (read through ``__cuda_array_interface__``) or NumPy arrays under
 the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, how CI runs them). Wrappers allocate their outputs
 with the input's array module and return what the reference returns (same value, same cache).
@@ -18,6 +18,7 @@ from __future__ import annotations
 from numba import cuda
 
 from minivgg.backend import get_array_module
+from minivgg.masks import PackedMask
 
 _THREADS = 256
 
@@ -124,8 +125,8 @@ def _pool_grad_buffer(xp, xshape, dtype):
     return (xp.zeros if odd else xp.empty)(tuple(xshape), dtype=dtype)
 
 
-def max_pool_forward(x):
-    """``ops.max_pool2d_forward`` (2x2/s2, floor, first-max ties): x (N, C, H, W) ->
+def max_pool2d_forward(x):
+    """``reference.max_pool2d_forward`` (2x2/s2, floor, first-max ties): x (N, C, H, W) ->
     (y (N, C, H//2, W//2), (argmax uint8 (N, C, H//2, W//2), x.shape))."""
     xp = get_array_module(x)
     shape = (x.shape[0], x.shape[1], x.shape[2] // 2, x.shape[3] // 2)
@@ -135,8 +136,8 @@ def max_pool_forward(x):
     return y, (idx, x.shape)
 
 
-def max_pool_backward(gy, cache):
-    """``ops.max_pool2d_backward``: each ``gy`` goes to its window's argmax, everything else gets 0."""
+def max_pool2d_backward(gy, cache):
+    """``reference.max_pool2d_backward``: each ``gy`` goes to its window's argmax, everything else gets 0."""
     idx, xshape = cache
     xp = get_array_module(gy)
     gx = _pool_grad_buffer(xp, xshape, gy.dtype)
@@ -144,38 +145,30 @@ def max_pool_backward(gy, cache):
     return gx
 
 
-def avg_pool_forward(x):
-    """``ops.avg_pool2d_forward`` (2x2/s2 mean, floor): x (N, C, H, W) -> (y, x.shape)."""
+def avg_pool2d_forward(x):
+    """``reference.avg_pool2d_forward`` (2x2/s2 mean, floor): x (N, C, H, W) -> (y, x.shape)."""
     xp = get_array_module(x)
     y = xp.empty((x.shape[0], x.shape[1], x.shape[2] // 2, x.shape[3] // 2), dtype=x.dtype)
     _launch(_avg_pool_fwd, y.size, x, y, x.dtype.type(0.25))
     return y, x.shape
 
 
-def avg_pool_backward(gy, cache):
-    """``ops.avg_pool2d_backward``: every input of a window gets ``gy/4``; dropped rows/columns 0."""
+def avg_pool2d_backward(gy, xshape):
+    """``reference.avg_pool2d_backward``: every input of a window gets ``gy/4``; dropped rows/columns 0."""
     xp = get_array_module(gy)
-    gx = _pool_grad_buffer(xp, cache, gy.dtype)
+    gx = _pool_grad_buffer(xp, xshape, gy.dtype)
     _launch(_avg_pool_bwd, gy.size, gy, gx, gy.dtype.type(0.25))
     return gx
 
 
 # ----------------------------------------------------------------------------------------- relu
 
-@cuda.jit(device=True)
-def _biased(x, bias, hw, channels, use_bias, t):
-    v = x[t]
-    if use_bias:
-        v = v + bias[(t // hw) % channels]
-    return v
-
-
 @cuda.jit
-def _bias_relu(x, bias, hw, channels, use_bias, y, mask):
+def _relu(x, y, mask):
     t = cuda.grid(1)
     if t >= x.size:
         return
-    v = _biased(x, bias, hw, channels, use_bias, t)
+    v = x[t]
     if v > 0:  # xp.where(v > 0, v, 0): NaN gives 0 and a False mask
         y[t] = v
         mask[t] = True
@@ -185,7 +178,7 @@ def _bias_relu(x, bias, hw, channels, use_bias, y, mask):
 
 
 @cuda.jit
-def _bias_relu_packed(x, bias, hw, channels, use_bias, y, bits):
+def _relu_packed(x, y, bits):
     byte = cuda.grid(1)
     if byte >= bits.size:
         return
@@ -193,7 +186,7 @@ def _bias_relu_packed(x, bias, hw, channels, use_bias, y, bits):
     for k in range(8):  # xp.packbits order: the first element is the most significant bit
         t = 8 * byte + k
         if t < x.size:
-            v = _biased(x, bias, hw, channels, use_bias, t)
+            v = x[t]
             if v > 0:
                 y[t] = v
                 acc |= 1 << (7 - k)
@@ -220,44 +213,29 @@ def _relu_bwd_packed(gy, bits, gx, zero):
     gx[t] = g if (bits[t >> 3] >> (7 - (t & 7))) & 1 else g * zero
 
 
-def bias_relu_forward(x, b=None, inplace: bool = False, pack: bool = False):
-    """Fused ``y = max(x + b, 0)`` with its mask: x (N, C, H, W), b (C,) or None -> (y, mask).
-
-    The mask is bool like x, or with ``pack`` the ``("packed", bits, shape)`` of ``ops.relu_forward``
-    (``xp.packbits`` order); ``inplace`` writes y over a contiguous x. ``b=None`` is ``ops.relu_forward``.
-    """
+def relu_forward(x, inplace: bool = False, pack: bool = False):
+    """``reference.relu_forward``: ``(max(x, 0), x > 0)``, the mask bool or a ``PackedMask``
+    (``xp.packbits`` order); ``inplace`` writes y over a contiguous x."""
     xp = get_array_module(x)
     xc = xp.ascontiguousarray(x)
     y = xc if inplace else xp.empty_like(xc)
-    hw = int(x.shape[2] * x.shape[3]) if x.ndim == 4 else 1
-    channels = int(x.shape[1]) if x.ndim >= 2 else 1
-    bias = xp.zeros(1, dtype=x.dtype) if b is None else xp.ascontiguousarray(b.astype(x.dtype, copy=False))
-    args = (xc.reshape(-1), bias, hw, channels, b is not None, y.reshape(-1))
     if pack:
         bits = xp.empty((x.size + 7) // 8, dtype=xp.uint8)
-        _launch(_bias_relu_packed, bits.size, *args, bits)
-        return y, ("packed", bits, tuple(x.shape))
+        _launch(_relu_packed, bits.size, xc.reshape(-1), y.reshape(-1), bits)
+        return y, PackedMask(bits, tuple(x.shape))
     mask = xp.empty(x.shape, dtype=xp.bool_)
-    _launch(_bias_relu, x.size, *args, mask.reshape(-1))
+    _launch(_relu, x.size, xc.reshape(-1), y.reshape(-1), mask.reshape(-1))
     return y, mask
 
 
-def relu_forward(x, inplace: bool = False, pack: bool = False):
-    """``ops.relu_forward``: ``(max(x, 0), x > 0)``, the mask bool or bit-packed."""
-    return bias_relu_forward(x, None, inplace, pack)
-
-
 def relu_backward(gy, mask, inplace: bool = False):
-    """``ops.relu_backward``: ``gx = gy · [x > 0]`` from a bool or bit-packed mask (read in place,
+    """``reference.relu_backward``: ``gx = gy · [x > 0]`` from a bool or packed mask (read in place,
     never unpacked); ``inplace`` writes gx over a contiguous gy."""
-    packed = isinstance(mask, tuple)
-    shape = tuple(mask[2]) if packed else tuple(mask.shape)
-    if tuple(gy.shape) != shape:
-        raise ValueError(f"relu_backward: gy shape {tuple(gy.shape)} does not match the forward shape {shape}")
+    packed = isinstance(mask, PackedMask)
     xp = get_array_module(gy)
     gyc = xp.ascontiguousarray(gy)
     gx = gyc if inplace else xp.empty_like(gyc)
-    bits = mask[1] if packed else xp.ascontiguousarray(mask).reshape(-1)
+    bits = mask.bits if packed else xp.ascontiguousarray(mask).reshape(-1)
     _launch(_relu_bwd_packed if packed else _relu_bwd, gy.size, gyc.reshape(-1), bits, gx.reshape(-1),
             gy.dtype.type(0))
     return gx
@@ -368,156 +346,5 @@ def tv_loss(x, kind: str = "squared"):
     return float(xp.sum(contrib)), g
 
 
-# -------------------------------------------------------------------------------- im2col/col2im
-
-@cuda.jit
-def _im2col(x, cols, stride, pad):
-    t = cuda.grid(1)
-    n, c, kh, kw, ho, wo = cols.shape
-    if t >= cols.size:
-        return
-    q = t % wo
-    r = t // wo
-    p = r % ho
-    r = r // ho
-    j = r % kw
-    r = r // kw
-    i = r % kh
-    r = r // kh
-    ch = r % c
-    b = r // c
-    yy = i + stride * p - pad
-    xx = j + stride * q - pad
-    if 0 <= yy < x.shape[2] and 0 <= xx < x.shape[3]:
-        cols[b, ch, i, j, p, q] = x[b, ch, yy, xx]
-    else:
-        cols[b, ch, i, j, p, q] = 0
-
-
-@cuda.jit
-def _col2im(cols, img, stride, pad, zero):
-    t = cuda.grid(1)
-    n, c, h, w = img.shape
-    if t >= img.size:
-        return
-    b, ch, yy, xx = _nchw(t, c, h, w)
-    kh, kw, ho, wo = cols.shape[2], cols.shape[3], cols.shape[4], cols.shape[5]
-    acc = zero
-    for i in range(kh):  # the reference adds tap by tap in (i, j) order
-        py = yy + pad - i
-        if py < 0 or py % stride != 0 or py // stride >= ho:
-            continue
-        for j in range(kw):
-            px = xx + pad - j
-            if px < 0 or px % stride != 0 or px // stride >= wo:
-                continue
-            acc += cols[b, ch, i, j, py // stride, px // stride]
-    img[b, ch, yy, xx] = acc
-
-
-def im2col(x, kh: int, kw: int, stride: int = 1, pad: int = 0):
-    """``minivgg.im2col.im2col``: x (N, C, H, W) -> cols (N, C, kh, kw, Ho, Wo), zero padded."""
-    xp = get_array_module(x)
-    n, c, h, w = x.shape
-    ho, wo = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
-    cols = xp.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
-    _launch(_im2col, cols.size, xp.ascontiguousarray(x), cols, stride, pad)
-    return cols
-
-
-def col2im(cols, h: int, w: int, stride: int = 1, pad: int = 0):
-    """``minivgg.im2col.col2im`` (its adjoint): cols (N, C, kh, kw, Ho, Wo) -> (N, C, H, W)."""
-    xp = get_array_module(cols)
-    img = xp.empty((cols.shape[0], cols.shape[1], h, w), dtype=cols.dtype)
-    _launch(_col2im, img.size, xp.ascontiguousarray(cols), img, stride, pad, cols.dtype.type(0))
-    return img
-
-
-# ------------------------------------------------------------------------------------- winograd
-
-@cuda.jit
-def _wino_in(xb, V):
-    t = cuda.grid(1)
-    _, c, th, tw = V.shape
-    if t >= c * th * tw:
-        return
-    tj = t % tw
-    r = t // tw
-    ti = r % th
-    ch = r // th
-    y0 = 2 * ti
-    x0 = 2 * tj
-    # Bᵀ along rows into V[4a + b] (this thread's own 16 entries serve as scratch), then along columns.
-    for b in range(4):
-        d0 = xb[ch, y0, x0 + b]
-        d1 = xb[ch, y0 + 1, x0 + b]
-        d2 = xb[ch, y0 + 2, x0 + b]
-        d3 = xb[ch, y0 + 3, x0 + b]
-        V[b, ch, ti, tj] = d0 - d2
-        V[4 + b, ch, ti, tj] = d1 + d2
-        V[8 + b, ch, ti, tj] = d2 - d1
-        V[12 + b, ch, ti, tj] = d1 - d3
-    for a in range(4):
-        e0 = V[4 * a, ch, ti, tj]
-        e1 = V[4 * a + 1, ch, ti, tj]
-        e2 = V[4 * a + 2, ch, ti, tj]
-        e3 = V[4 * a + 3, ch, ti, tj]
-        V[4 * a, ch, ti, tj] = e0 - e2
-        V[4 * a + 1, ch, ti, tj] = e1 + e2
-        V[4 * a + 2, ch, ti, tj] = e2 - e1
-        V[4 * a + 3, ch, ti, tj] = e1 - e3
-
-
-@cuda.jit(device=True)
-def _wino_col(M, oc, ti, tj, b, p):
-    m0 = M[b, oc, ti, tj]
-    m1 = M[4 + b, oc, ti, tj]
-    m2 = M[8 + b, oc, ti, tj]
-    m3 = M[12 + b, oc, ti, tj]
-    if p == 0:
-        return m0 + (m1 + m2)
-    return m1 - m2 - m3
-
-
-@cuda.jit
-def _wino_out(M, out, accumulate):
-    t = cuda.grid(1)
-    _, o, th, tw = M.shape
-    if t >= o * th * tw:
-        return
-    tj = t % tw
-    r = t // tw
-    ti = r % th
-    oc = r // th
-    for p in range(2):
-        # z[b][p] = Aᵀ along rows of column b, then Aᵀ along the row p of z.
-        z0 = _wino_col(M, oc, ti, tj, 0, p)
-        z1 = _wino_col(M, oc, ti, tj, 1, p)
-        z2 = _wino_col(M, oc, ti, tj, 2, p)
-        z3 = _wino_col(M, oc, ti, tj, 3, p)
-        s = z1 + z2
-        if accumulate:
-            out[oc, 2 * ti + p, 2 * tj] += z0 + s
-            out[oc, 2 * ti + p, 2 * tj + 1] += z1 - z2 - z3
-        else:
-            out[oc, 2 * ti + p, 2 * tj] = z0 + s
-            out[oc, 2 * ti + p, 2 * tj + 1] = z1 - z2 - z3
-
-
-def winograd_input_transform(xb, V):
-    """``winograd._input_transform``: V[4a+b] = (Bᵀ d B)[a, b] for every tile of the padded band
-    xb (C, 2·th+2, 2·tw+2), written into V (16, C, th, tw)."""
-    _launch(_wino_in, V.shape[1] * V.shape[2] * V.shape[3], xb, V)
-
-
-def winograd_output_transform(M, out, accumulate: bool = False):
-    """``winograd._output_transform``: out (O, 2·th, 2·tw) = Aᵀ M A from M (16, O, th, tw);
-    ``accumulate`` adds into ``out`` instead."""
-    _launch(_wino_out, M.shape[1] * M.shape[2] * M.shape[3], M, out, bool(accumulate))
-
-
-__all__ = [
-    "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
-    "bias_relu_forward", "relu_forward", "relu_backward", "tv_loss", "TV_CODES",
-    "im2col", "col2im", "winograd_input_transform", "winograd_output_transform",
-]
+__all__ = ["relu_forward", "relu_backward", "avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward",
+           "max_pool2d_backward", "tv_loss", "TV_CODES"]

@@ -29,8 +29,8 @@ def __getattr__(name):  # lazy: keep ``import minivgg`` light
     if name == "Objective":
         from .objective import Objective
         return Objective
-    if name in ("PRESETS",):
-        from .objective import PRESETS
+    if name == "PRESETS":
+        from .presets import PRESETS
         return PRESETS
     raise AttributeError(name)
 

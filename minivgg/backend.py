@@ -1,7 +1,8 @@
 """The single NumPy/CuPy boundary: the only module that imports cupy.
 
 Ops call ``xp = get_array_module(x)`` and stay backend-agnostic; host<->device moves happen
-here (``to_device``/``to_host``) and nowhere else.
+here (``to_device``/``to_host``) and nowhere else. Which kernels run on those arrays is
+``minivgg.dispatch``'s business; this module imports none of them.
 """
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ import os
 
 import numpy as np
 
+from .errors import UserError
+
 try:  # a CPU-only install must import cleanly
     import cupy as _cupy  # type: ignore
 except Exception:  # ImportError, or a CUDA runtime that fails to load
     _cupy = None
+
+
+class DeviceError(UserError):
+    """A device that does not exist here (``--device gpu`` without CuPy or a CUDA device)."""
 
 
 def gpu_available() -> bool:
@@ -38,68 +45,10 @@ def xp_for(device: str):
         return np
     if device == "gpu":
         if not gpu_available():
-            raise ValueError("device 'gpu' was asked for, but CuPy is not installed or sees no CUDA "
+            raise DeviceError("device 'gpu' was asked for, but CuPy is not installed or sees no CUDA "
                              "device (pip install 'minivgg[gpu]')")
         return _cupy
-    raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'gpu'")
-
-
-# numba.cuda kernels (minivgg._kernels.cuda_ops) for CuPy arrays: loaded on first use; None until
-# then, False when unavailable (the reason is kept for ``info``) or disabled by MINIVGG_CUDA_KERNELS=0.
-_cuda_kernels = None
-_cuda_kernels_error = None
-
-
-def cuda_kernels_for(*arrays):
-    """The numba.cuda kernel module when any argument is a CuPy array and numba-cuda loads, else None.
-
-    Ops call it to hand CuPy arrays to a hand-written kernel; None means the plain ``xp`` code runs
-    (NumPy arrays, no numba-cuda, the CUDA simulator switched on, or ``MINIVGG_CUDA_KERNELS=0``).
-    """
-    global _cuda_kernels, _cuda_kernels_error
-    if _cupy is None or not any(isinstance(a, _cupy.ndarray) for a in arrays):
-        return None
-    if _cuda_kernels is None:
-        _cuda_kernels = False
-        if os.environ.get("MINIVGG_CUDA_KERNELS", "1") == "0":
-            _cuda_kernels_error = "disabled by MINIVGG_CUDA_KERNELS=0"
-        else:
-            try:
-                from numba.core import config
-                if config.ENABLE_CUDASIM:  # simulator kernels cannot read device memory
-                    raise RuntimeError("NUMBA_ENABLE_CUDASIM=1 is set")
-                from ._kernels import cuda_ops
-                cuda_ops.relu_forward(_cupy.ones(1, dtype=_cupy.float32))  # compiles: fails here without NVVM
-                _cuda_kernels = cuda_ops
-            except Exception as exc:  # ImportError, no driver/NVVM for numba-cuda
-                _cuda_kernels_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                import warnings
-                warnings.warn(f"minivgg: numba.cuda kernels unavailable ({_cuda_kernels_error}); "
-                              "GPU ops run as plain CuPy code", RuntimeWarning, stacklevel=2)
-    return _cuda_kernels or None
-
-
-# Numba CPU kernels (minivgg._kernels.cpu): None until first use, False when unavailable or
-# switched off with MINIVGG_CPU_KERNELS=0 (the NumPy reference code then runs).
-_cpu_kernels = None
-
-
-def cpu_kernels_for(*arrays):
-    """The numba CPU kernel module when every argument is a C-contiguous float32/float64 NumPy array,
-    else None (the plain NumPy code runs)."""
-    global _cpu_kernels
-    for a in arrays:
-        if type(a) is not np.ndarray or a.dtype not in (np.float32, np.float64) or not a.flags.c_contiguous:
-            return None
-    if _cpu_kernels is None:
-        _cpu_kernels = False
-        if os.environ.get("MINIVGG_CPU_KERNELS", "1") != "0":
-            try:
-                from ._kernels import cpu
-                _cpu_kernels = cpu
-            except Exception:  # numba missing or broken: the NumPy path is complete on its own
-                _cpu_kernels = False
-    return _cpu_kernels or None
+    raise DeviceError(f"unknown device {device!r}: expected 'cpu' or 'gpu'")
 
 
 def to_device(a, device: str = "cpu", dtype=None):
@@ -136,7 +85,4 @@ def info() -> dict:
                 out["cuda_runtime"] = _cupy.cuda.runtime.runtimeGetVersion()
         except Exception as exc:  # driver missing etc.
             out["cuda_error"] = str(exc).splitlines()[0]
-        if out["cuda_devices"]:
-            cuda_kernels_for(_cupy.empty(0))
-            out["cuda_kernels"] = "numba.cuda" if _cuda_kernels else f"plain CuPy ({_cuda_kernels_error})"
     return out

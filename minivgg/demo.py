@@ -13,20 +13,38 @@ import os
 import sys
 from pathlib import Path
 
+from . import weights
+from .errors import UserError, WeightsError
+from .image import sample_images, save_image
+from .transfer import RunOptions, stylize
+
 DEMO_CONTENT = "chelsea"
 DEMO_STYLE = "immunohistochemistry"
 DEMO_STYLE_WEIGHT = 1e3
 
 
+def add_cli(sub) -> None:
+    p = sub.add_parser("demo", help="stylize bundled sample photographs (no arguments needed)")
+    p.add_argument("-o", "--outdir", default="minivgg-demo", help="output folder (default ./minivgg-demo)")
+    p.add_argument("--size", type=int, default=256, help="longest side (default 256)")
+    p.add_argument("--iters", type=int, default=80, help="L-BFGS iterations (default 80)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run_demo)
+
+
 def run_demo(args) -> int:
-    from . import weights
-    from .image import sample_images, save_image
-    from .transfer import RunOptions, stylize
+    """Write the two sample pictures, fetch the weights if needed, and stylize at ``--size``/``--iters``."""
+    for flag, value in (("--size", args.size), ("--iters", args.iters)):
+        if value < 1:
+            raise UserError(f"{flag} must be a positive whole number, got {value}")
     outdir = Path(args.outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot use '{outdir}' as the output folder ({exc.strerror or exc})") from None
     try:
         weights.load_cached("vgg16")
-    except Exception:
+    except WeightsError:
         print("VGG16 weights are not cached yet: fetching them (once)", file=sys.stderr)
         weights.fetch("vgg16", progress=not args.quiet)
     samples = sample_images()

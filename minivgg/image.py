@@ -320,15 +320,21 @@ def resize_to(img: np.ndarray, shape) -> np.ndarray:
     return out[:, :, 0] if img.ndim == 2 else out
 
 
+def longest_side_shape(hw, size) -> tuple[int, int]:
+    """``(h, w)`` of an image of shape ``hw`` resized so its longest side is ``size`` (aspect kept,
+    each side at least 1): what ``resize_longest`` makes, known before any pixel is allocated."""
+    size = _positive_size(size, "--size")
+    h, w = hw[:2]
+    scale = size / max(h, w)
+    return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
+
+
 def resize_longest(img: np.ndarray, size) -> np.ndarray:
     """Resize so the longest side is ``size`` pixels, keeping the aspect ratio (Lanczos).
 
     img: (H, W[, C]); each side of the result is at least 1 pixel.
     """
-    size = _positive_size(size, "--size")
-    h, w = img.shape[:2]
-    scale = size / max(h, w)
-    return resize_to(img, (max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))))
+    return resize_to(img, longest_side_shape(img.shape, size))
 
 
 def center_crop_square(img: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import cuda_kernels_for, get_array_module
+from .backend import get_array_module
+from .dispatch import cuda_kernels
 
 # ------------------------------------------------------------------------------------- content
 
@@ -41,11 +42,13 @@ def gram(F, scale: float = 1.0, center: bool = False):
     return (Fm @ Fm.T) * Fm.dtype.type(scale)
 
 
-def gram_backward(gG, F, scale: float = 1.0, center: bool = False, overwrite: bool = False):
+def gram_backward(gG, F, scale: float = 1.0, center: bool = False, overwrite: bool = False,
+                  block_elements: int | None = None):
     """``dL/dF`` from ``dL/dG`` for ``gram``: ``scale · (gG + gGᵀ) Fc``, then minus its mean when centred.
 
-    ``overwrite=True`` writes the result into F's own memory (F is consumed), one column block at a
-    time, so no second feature-map-sized array is ever allocated.
+    ``overwrite=True`` writes the result into F's own memory (F is consumed), one column block of
+    ``block_elements`` (default ``OVERWRITE_BLOCK``) at a time, so no second feature-map-sized array
+    is ever allocated.
     """
     Fm = F.reshape(F.shape[1], -1)
     S = gG + gG.T
@@ -53,7 +56,7 @@ def gram_backward(gG, F, scale: float = 1.0, center: bool = False, overwrite: bo
     if overwrite:
         if center:
             Fm -= Fm.mean()
-        step = max(1, _OVERWRITE_BLOCK // Fm.shape[0])
+        step = max(1, (block_elements or OVERWRITE_BLOCK) // Fm.shape[0])
         for j in range(0, Fm.shape[1], step):
             Fm[:, j:j + step] = S @ Fm[:, j:j + step]
         if center:
@@ -68,7 +71,7 @@ def gram_backward(gG, F, scale: float = 1.0, center: bool = False, overwrite: bo
 
 
 # Elements per column block of ``gram_backward(overwrite=True)`` (16 MiB in float32).
-_OVERWRITE_BLOCK = 1 << 22
+OVERWRITE_BLOCK = 1 << 22
 
 
 # Gram variants of the presets: name -> (scale as a function of (C, M), centred?)
@@ -135,7 +138,7 @@ def tv_loss(x, kind: str = "squared"):
     xp = get_array_module(x)
     if kind not in TV_KINDS:
         raise ValueError(f"tv_loss: unknown kind {kind!r}: expected one of {TV_KINDS}")
-    if (k := cuda_kernels_for(x)) is not None:
+    if (k := cuda_kernels(x)) is not None:
         return k.tv_loss(x, kind)
     g = xp.zeros_like(x)
     if kind in ("keras", "harvard"):
@@ -172,29 +175,3 @@ def tv_loss(x, kind: str = "squared"):
     g[:, 1:] += gh
     g[:, :-1] -= gh
     return value, g
-
-
-# ---------------------------------------------------------------------------------- gradcheck
-
-def gradcheck_cases():
-    """Gradient checks of every loss term (float64), for ``minivgg gradcheck``."""
-    from .gradcheck import Case, check_grad
-    rng = np.random.default_rng(1)
-    cases = []
-    F_shape = (1, 5, 4, 3)
-    P = rng.standard_normal(F_shape)
-    F0 = rng.standard_normal(F_shape)
-    for norm in CONTENT_NORMS:
-        cases.append(Case(f"content_loss {norm}", str(F_shape),
-                          lambda norm=norm: check_grad(lambda F: content_loss(F, P, norm), F0, name="content")))
-    for kind in GRAMS:
-        A = gram_variant(rng.standard_normal(F_shape), kind)
-        cases.append(Case(f"style_loss gram={kind}", str(F_shape),
-                          lambda kind=kind, A=A: check_grad(lambda F: style_loss(F, A, kind, 0.3), F0, name="style")))
-    x_shape = (6, 7, 3)
-    # |d| kinks are dodged: distinct values spaced far beyond eps.
-    x0 = rng.permutation(int(np.prod(x_shape))).reshape(x_shape).astype(np.float64) * 0.37
-    for kind in TV_KINDS:
-        cases.append(Case(f"tv_loss {kind}", str(x_shape),
-                          lambda kind=kind: check_grad(lambda x: tv_loss(x, kind), x0, name="tv")))
-    return cases

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import os
 
-from .vgg import _DEFER_FROM, BLOCKS, BLOCK_CHANNELS, canonical_tap, layer_sequence
+from .arch import BLOCK_CHANNELS, block_of, deepest, layer_sequence
 
+# ReLU masks of at least this many elements are bit-packed (8x smaller, ~free next to a conv).
+PACK_MASKS_FROM = 1 << 22
+# First-layer tap gradients of at least this many elements are recomputed in the backward pass
+# (64 channels at 1024²: 256 MB saved at the peak for ~2% more time). Both are ``VGG`` fields.
+RECOMPUTE_GRAD_FROM = 1 << 26
 _BASELINE = 400 * 2**20       # interpreter, libraries, weights and their Winograd transforms, bands
 _HISTORY_BUDGET = 2 * 2**30   # bytes of L-BFGS (s, y) pairs we allow before shortening the history
 
@@ -26,29 +31,23 @@ def lbfgs_history(n_pixels: int, default: int = 10) -> int:
 
 def estimate_bytes(arch: str, h: int, w: int, taps, optimizer: str = "lbfgs") -> int:
     """Estimated peak bytes of a run at (h, w) that taps ``taps`` (engine in float32)."""
-    deepest = max([[n for _, n in layer_sequence(arch)].index(canonical_tap(arch, t))
-                   for t in taps if canonical_tap(arch, t) != "input"], default=-1)
     widest, masks = 3 * h * w, 0
     hh, ww = h, w
-    block_of = {}
-    for b, n in enumerate(BLOCKS[arch], start=1):
-        block_of[b] = (n, BLOCK_CHANNELS[b - 1])
-    for i, (kind, name) in enumerate(layer_sequence(arch)[:deepest + 1]):
+    for kind, name in layer_sequence(arch)[:deepest(arch, taps) + 1]:
         if kind == "pool":
             hh, ww = hh // 2, ww // 2
             continue
-        channels = block_of[int(name[4] if kind == "conv" else name[5])][1]
-        size = channels * hh * ww
+        size = BLOCK_CHANNELS[block_of(name) - 1] * hh * ww
         widest = max(widest, size)
         if kind == "relu":
-            masks += size // 8 if size >= 1 << 22 else size
+            masks += size // 8 if size >= PACK_MASKS_FROM else size
     n = 3 * h * w
     # scipy: (2m + 5)·n doubles of workspace plus x, g and copies; the in-house L-BFGS (large n):
     # x, g, the free mask, the direction, the trial point and its gradient beside 2(m + 1) pairs.
     opt = (2 * lbfgs_history(h * w) + 9) * n * 8 if optimizer.startswith("lbfgs") else 6 * n * 8
     # three maps of the widest layer at once (a conv's input and output and the first tap's
-    # gradient), two when that gradient is recomputed in the backward pass instead (vgg._DEFER_FROM)
-    maps = 2 if widest >= _DEFER_FROM else 3
+    # gradient), two when that gradient is recomputed in the backward pass instead
+    maps = 2 if widest >= RECOMPUTE_GRAD_FROM else 3
     # the objective's own float64 pixel arrays (x, the network input, the gradient, TV's
     # differences) and the content target: about 8·n doubles (fitted: bench/transfer_4096.md)
     objective = 8 * n * 8

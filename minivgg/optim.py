@@ -1,8 +1,9 @@
-"""Optimisers over the pixels: scipy's L-BFGS-B (continuous, or in rounds of N evaluations) and Adam.
+"""The optimiser driver: L-BFGS (scipy's L-BFGS-B or the engine's projected L-BFGS in ``lbfgs.py``,
+continuous or in rounds of N evaluations) and Adam, over the pixels of an (H, W, 3) float64 image.
 
-This is the one place that converts between the optimiser's flat float64 host vector and the
-objective's (H, W, 3) image. Both optimisers call ``callback(iteration, x, terms)`` after every
-iteration (return True to stop) and raise ``NonFiniteError`` instead of stepping on a NaN/Inf.
+This is the one place that converts between an optimiser's flat float64 vector and the objective's
+image. Both call ``callback(iteration, x, terms)`` after every iteration (return True to stop) and
+raise ``NonFiniteError`` instead of stepping on a NaN/Inf.
 """
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import math
 
 import numpy as np
 from scipy.optimize import Bounds, minimize
+
+from .backend import get_array_module
+from .lbfgs import minimize_lbfgs
 
 
 class NonFiniteError(ArithmeticError):
@@ -20,9 +24,10 @@ class NonFiniteError(ArithmeticError):
         self.term = term
 
 
-def _checked(obj, x):
+def checked(obj, x):
+    """``obj.value_and_grad(x)``, or ``NonFiniteError`` naming the first non-finite term (x on any device)."""
     value, grad = obj.value_and_grad(x)
-    if not math.isfinite(value) or not np.all(np.isfinite(grad)):
+    if not math.isfinite(value) or not bool(get_array_module(grad).isfinite(grad).all()):
         parts = obj.last_terms or {}
         bad = next((k for k in ("content", "style", "tv") if not math.isfinite(parts.get(k, 0.0))), "gradient")
         raise NonFiniteError(bad)
@@ -32,53 +37,70 @@ def _checked(obj, x):
 # scipy's L-BFGS-B turns bounds, even scalar ``Bounds``, into a Python list of n (lo, hi) tuples and
 # loops over it in Python on every ``minimize`` call: ~130 bytes and ~1 µs per variable, 6 GB and a
 # minute at 4096². Above this many variables (about 1670² pixels) ``lbfgs`` hands bounded problems
-# to the engine's own projected L-BFGS (``optim_device.minimize_lbfgs``, NumPy arrays on the CPU).
+# to the engine's own projected L-BFGS (``lbfgs.minimize_lbfgs``).
 SCIPY_BOUNDS_MAX = 1 << 23
 
 
 def lbfgs(obj, x0, iters: int, *, round_evals: int | None = None, bounds=(0.0, 255.0), history: int = 10,
-          callback=None, round_callback=None, start_iteration: int = 0):
-    """Minimise ``obj`` from ``x0`` (H, W, 3) with L-BFGS-B; returns the final image (float64).
+          callback=None, round_callback=None, start_iteration: int = 0, in_house: bool | None = None):
+    """Minimise ``obj`` from ``x0`` (H, W, 3) with L-BFGS; returns the final image (float64, where x0 lives).
 
     Continuous mode runs ``iters`` L-BFGS iterations. With ``round_evals=N`` it runs rounds of at most
     N evaluations (restarting the history each round, as the Keras/CNTK scripts do) until ``iters``
     evaluations are spent, calling ``round_callback(round, x)`` after each. ``bounds`` clamps pixels.
-    Bounded problems of more than ``SCIPY_BOUNDS_MAX`` variables run the in-house projected L-BFGS.
+    ``in_house`` picks the engine's projected L-BFGS over scipy's L-BFGS-B; by default it runs for
+    device arrays (nothing is copied per evaluation) and bounded problems over ``SCIPY_BOUNDS_MAX``.
     """
+    xp = get_array_module(x0)
     shape = x0.shape
-    x = np.asarray(x0, dtype=np.float64).ravel().copy()
+    x = xp.asarray(x0, dtype=xp.float64).copy()
+    if in_house is None:
+        in_house = xp is not np or (bounds is not None and x.size > SCIPY_BOUNDS_MAX)
     state = {"it": start_iteration, "stop": False}
 
-    def fun(flat):
-        value, grad = _checked(obj, flat.reshape(shape))
-        return value, grad.ravel()
-
-    def on_iter(intermediate_result):
+    def on_iter(xk) -> bool:
         state["it"] += 1
-        if callback is not None and callback(state["it"], intermediate_result.x.reshape(shape), obj.last_terms):
-            state["stop"] = True
-            raise StopIteration
+        state["stop"] = bool(callback is not None and callback(state["it"], xk.reshape(shape), obj.last_terms))
+        return state["stop"]
 
-    if bounds is not None and x.size > SCIPY_BOUNDS_MAX:
-        from .optim_device import lbfgs_device
-        return lbfgs_device(obj, x.reshape(shape), iters, round_evals=round_evals, bounds=bounds, history=history,
-                            callback=callback, round_callback=round_callback, start_iteration=start_iteration)
-    box = None if bounds is None else Bounds(bounds[0], bounds[1])
+    run = _in_house if in_house else _scipy
     if round_evals is None:
-        res = minimize(fun, x, jac=True, method="L-BFGS-B", bounds=box, callback=on_iter,
-                       options={"maxiter": iters, "maxfun": max(2 * iters, iters + 20), "maxcor": history})
-        return res.x.reshape(shape)
+        return run(obj, x, iters, max(2 * iters, iters + 20), bounds, history, on_iter)[0].reshape(shape)
     spent, rnd = 0, 0
     while spent < iters and not state["stop"]:
         budget = min(round_evals, iters - spent)
-        res = minimize(fun, x, jac=True, method="L-BFGS-B", bounds=box, callback=on_iter,
-                       options={"maxiter": budget, "maxfun": budget, "maxcor": history})
-        spent += max(1, res.nfev)
-        x = res.x
+        x, nfev = run(obj, x, budget, budget, bounds, history, on_iter)
+        x = x.reshape(shape)
+        spent += max(1, nfev)
         rnd += 1
         if round_callback is not None:
-            round_callback(rnd, x.reshape(shape))
+            round_callback(rnd, x)
     return x.reshape(shape)
+
+
+def _scipy(obj, x, maxiter, maxfun, bounds, history, on_iter):
+    """One scipy L-BFGS-B run on the flat host vector: ``(x, evaluations)``."""
+    shape = x.shape
+
+    def fun(flat):
+        value, grad = checked(obj, flat.reshape(shape))
+        return value, grad.ravel()
+
+    def callback(intermediate_result):
+        if on_iter(intermediate_result.x):
+            raise StopIteration
+
+    box = None if bounds is None else Bounds(bounds[0], bounds[1])
+    res = minimize(fun, x.ravel(), jac=True, method="L-BFGS-B", bounds=box, callback=callback,
+                   options={"maxiter": maxiter, "maxfun": maxfun, "maxcor": history})
+    return res.x, res.nfev
+
+
+def _in_house(obj, x, maxiter, maxfun, bounds, history, on_iter):
+    """One projected L-BFGS run (``lbfgs.minimize_lbfgs``) where x lives: ``(x, evaluations)``."""
+    res = minimize_lbfgs(lambda xk: checked(obj, xk), x, maxiter=maxiter, maxfun=maxfun, bounds=bounds,
+                         history=history, callback=on_iter)
+    return res.x, res.nfev
 
 
 def adam(obj, x0, iters: int, *, lr=1.0, betas=(0.9, 0.999), eps: float = 1e-8, unit=1.0,
@@ -94,7 +116,7 @@ def adam(obj, x0, iters: int, *, lr=1.0, betas=(0.9, 0.999), eps: float = 1e-8, 
     m = np.zeros_like(x)
     v = np.zeros_like(x)
     for t in range(1, iters + 1):
-        _, grad = _checked(obj, x)
+        _, grad = checked(obj, x)
         g = grad * unit  # gradient w.r.t. u = x / unit
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g

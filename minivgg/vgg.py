@@ -1,10 +1,9 @@
-"""VGG16/VGG19 as an ordered layer table, with a forward that stops at the deepest tap and a
+"""VGG16/VGG19 features: a forward over ``arch.layer_sequence`` that stops at the deepest tap and a
 backward to the input that adds each tap's gradient where it belongs.
 
-Names (``../shared/spec/objective.md``): ``input`` is the preprocessed network input ``y``;
-``convB_K`` is a convolution output before its ReLU; ``blockB_convK`` (alias ``reluB_K``) after it;
-``blockB_pool`` (alias ``poolB``) the pooling output. The tape is a plain list of per-op caches:
-conv weights, ReLU masks, pool argmax/shape — no activations are kept for the backward pass.
+Tap names are ``arch``'s (``input``, ``convB_K``, ``blockB_convK``/``reluB_K``, ``blockB_pool``/``poolB``).
+The tape is a plain list of per-op caches: conv weights, ReLU masks, pool argmax/shape — no
+activations are kept for the backward pass.
 """
 from __future__ import annotations
 
@@ -13,65 +12,9 @@ import dataclasses
 import numpy as np
 
 from . import ops
+from .arch import CAFFE_MEAN_BGR, canonical_tap, conv_layer_table, conv_param_name, layer_sequence
 from .backend import to_host, xp_for
-
-BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
-BLOCK_CHANNELS = (64, 128, 256, 512, 512)
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-def conv_layer_table(arch: str) -> list[tuple[str, int, int]]:
-    """``[(name, in_channels, out_channels), …]`` for every conv of ``arch`` in network order
-    (Keras names ``block1_conv1`` …); kernels are 3x3, stride 1, pad 1."""
-    if arch not in BLOCKS:
-        raise ValueError(f"unknown architecture {arch!r}: expected one of {', '.join(BLOCKS)}")
-    table, cin = [], 3
-    for b, (n, cout) in enumerate(zip(BLOCKS[arch], BLOCK_CHANNELS), start=1):
-        for k in range(1, n + 1):
-            table.append((f"block{b}_conv{k}", cin, cout))
-            cin = cout
-    return table
-
-
-def layer_sequence(arch: str) -> list[tuple[str, str]]:
-    """The full op chain as ``[(kind, canonical_name)]``: kind is 'conv', 'relu' or 'pool';
-    the canonical name of a conv output is ``convB_K``, of a ReLU ``blockB_convK``, of a pool ``blockB_pool``."""
-    seq = []
-    for b, n in enumerate(BLOCKS[arch], start=1):
-        for k in range(1, n + 1):
-            seq.append(("conv", f"conv{b}_{k}"))
-            seq.append(("relu", f"block{b}_conv{k}"))
-        seq.append(("pool", f"block{b}_pool"))
-    return seq
-
-
-def layer_names(arch: str) -> list[str]:
-    """Every valid tap name of ``arch`` (canonical names and aliases)."""
-    names = ["input"]
-    for kind, name in layer_sequence(arch):
-        names.append(name)
-        names.extend(_aliases(kind, name))
-    return names
-
-
-def _aliases(kind, name):
-    if kind == "relu":  # block3_conv2 -> relu3_2
-        b, k = name[5], name.split("conv")[1]
-        return [f"relu{b}_{k}"]
-    if kind == "pool":
-        return [f"pool{name[5]}"]
-    return []
-
-
-def canonical_tap(arch: str, tap: str) -> str:
-    """Map an alias (``relu4_2``, ``pool3``) to its canonical name; ValueError listing valid names otherwise."""
-    if tap == "input":
-        return tap
-    for kind, name in layer_sequence(arch):
-        if tap == name or tap in _aliases(kind, name):
-            return name
-    raise ValueError(f"unknown layer {tap!r} for {arch}; valid names: {', '.join(layer_names(arch))}")
-
+from .memory import PACK_MASKS_FROM, RECOMPUTE_GRAD_FROM
 
 @dataclasses.dataclass
 class VGG:
@@ -86,6 +29,8 @@ class VGG:
     device: str = "cpu"
     dtype: type = np.float32
     provenance: dict = dataclasses.field(default_factory=dict)
+    pack_masks_from: int = PACK_MASKS_FROM          # ReLU masks of this many elements are bit-packed
+    recompute_grad_from: int = RECOMPUTE_GRAD_FROM  # first-layer tap gradients this large are recomputed
 
     def __post_init__(self):
         for w, b in self.params.values():  # frozen: lets ops memoise kernel transforms safely
@@ -142,10 +87,10 @@ class VGG:
         h = y
         for kind, name in seq[:last + 1]:
             if kind == "conv":
-                w, b = self.params[f"block{name[4]}_conv{name.split('_')[1]}"]
+                w, b = self.params[conv_param_name(name)]
                 h, cache = ops.conv2d_forward(h, w, b, 1, 1, save_input=False)
             elif kind == "relu":
-                h, cache = ops.relu_forward(h, inplace=lean, pack=lean and h.size >= _PACK_MASKS_FROM)
+                h, cache = ops.relu_forward(h, inplace=lean, pack=lean and h.size >= self.pack_masks_from)
             else:
                 h, pcache = fwd(h)
                 cache = (bwd, pcache)
@@ -203,7 +148,12 @@ class VGG:
                 grads[name] = deferred.pop(name)()
             if name in grads:
                 tg = grads.pop(name)
-                g = tg if g is None else (_accumulate(g, tg) if inplace else g + tg)
+                if g is None:
+                    g = tg
+                elif inplace:
+                    g += tg
+                else:
+                    g = g + tg
             if g is None:
                 continue
             if kind == "conv":
@@ -232,7 +182,7 @@ class VGG:
         ``features`` + ``backward`` (the tests compare them).
 
         ``tap_loss`` may return a ``DeferredGrad`` instead of the gradient. On a large first-layer tap
-        (``conv1_1``/``relu1_1``, at least ``_DEFER_FROM`` elements) it is kept that way: the forward
+        (``conv1_1``/``relu1_1``, at least ``recompute_grad_from`` elements) it is kept that way: the forward
         pass then holds no gradient of the widest map, and the backward pass recomputes those
         features (one conv from the input) and turns them into the gradient in place. At 4096² that
         is 4.3 GB less at the peak, for one extra 3→64 conv. Elsewhere it is evaluated at once.
@@ -249,7 +199,7 @@ class VGG:
                 v, g = tap_loss(t, h)
                 total += v
                 if isinstance(g, DeferredGrad):
-                    if name in first and h.size >= _DEFER_FROM:
+                    if name in first and h.size >= self.recompute_grad_from:
                         later.setdefault(name, []).append(g)
                         continue
                     g = g(h)
@@ -261,7 +211,7 @@ class VGG:
         for kind, name, h, cache in self._forward(y, set(at), pooling, lean=True):
             visit(name, h)
             tape.append((kind, name, cache))
-        del h
+        h = None  # the last map is not needed by the backward pass: free it before it starts
 
         def recomputed(name):
             def grad():
@@ -270,17 +220,12 @@ class VGG:
                 g = fns[0](F if len(fns) == 1 else F.copy(), overwrite=True)
                 for fn in fns[1:]:
                     g += fn(F)
-                return g if name not in stored else _accumulate(g, stored.pop(name))
+                if name in stored:
+                    g += stored.pop(name)
+                return g
             return grad
         g = self._backward(tape, stored, inplace=True, deferred={name: recomputed(name) for name in later})
         return total, (g if g is not None else self.xp.zeros_like(y))
-
-
-# ReLU masks of at least this many elements are bit-packed (8x smaller, ~free next to a conv).
-_PACK_MASKS_FROM = 1 << 22
-# First-layer tap gradients of at least this many elements are recomputed in the backward pass
-# (64 channels at 1024²: 256 MB saved at the peak for ~2% more time).
-_DEFER_FROM = 1 << 26
 
 
 class DeferredGrad:
@@ -293,19 +238,6 @@ class DeferredGrad:
 
     def __call__(self, F, overwrite: bool = False):
         return self.fn(F, overwrite)
-
-
-def _accumulate(g, extra):
-    g += extra
-    return g
-
-
-def min_input_size(arch: str, taps, pooling="avg") -> int:
-    """Smallest image side whose pooling chain still leaves at least one pixel at the deepest tap."""
-    seq = layer_sequence(arch)
-    deepest = max([[n for _, n in seq].index(canonical_tap(arch, t)) for t in taps if canonical_tap(arch, t) != "input"], default=-1)
-    pools = sum(1 for kind, _ in seq[:deepest + 1] if kind == "pool")
-    return 2 ** pools
 
 
 def random_vgg(arch: str = "vgg16", seed: int = 0, dtype=np.float32) -> VGG:
@@ -327,32 +259,3 @@ def load_vgg(arch: str = "vgg16", weights=None, device: str = "cpu", flip_kernel
     wset = W.load_weights(weights, arch=arch, flip_kernels=flip_kernels) if weights is not None else W.load_cached(arch)
     net = VGG(wset.arch, wset.params, provenance=wset.provenance)
     return net.to(device) if device != "cpu" else net
-
-
-def gradcheck_cases():
-    """A VGG slice (block1-2, float64, 16x16) through ``features``/``backward``, both poolings,
-    with gradients entering at a pre-ReLU tap, a ReLU tap, a pool tap and the input at once."""
-    from .gradcheck import Case, check_vjp
-    cases = []
-    taps = ["input", "conv1_2", "block2_conv1", "block1_pool", "conv2_2"]
-    for pooling in ("avg", "max"):
-        def run(pooling=pooling):
-            net = random_vgg("vgg16", seed=1, dtype=np.float64)
-            x = np.random.default_rng(2).standard_normal((1, 3, 16, 16)) * 50
-
-            def forward(y):
-                feats, tape = net.features(y, taps, pooling)
-                flat = np.concatenate([feats[t].ravel() for t in taps])
-                return flat, (tape, {t: feats[t].shape for t in taps})
-
-            def backward(u, cache):
-                tape, shapes = cache
-                grads, k = {}, 0
-                for t in taps:
-                    n = int(np.prod(shapes[t]))
-                    grads[t] = u[k:k + n].reshape(shapes[t])
-                    k += n
-                return net.backward(tape, grads)
-            return check_vjp(forward, backward, (x,), eps=1e-5, name=f"vgg16 slice {pooling}")
-        cases.append(Case(f"vgg16 features/backward pooling={pooling}", "(1, 3, 16, 16)", run))
-    return cases

@@ -17,7 +17,8 @@ import math
 import threading
 import weakref
 
-from .backend import cpu_kernels_for, get_array_module
+from .backend import get_array_module
+from .dispatch import cpu_kernels
 
 # Largest transformed-input band (elements of V) built at once.
 _BAND_ELEMENTS = 1 << 23  # 32 MiB of float32: measured best for the GEMMs at 512²–1024² (2^22: 5% slower)
@@ -133,7 +134,7 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
     y = accumulate_into if acc else xp.empty((n, o, h, wd), dtype=x.dtype)
     band = max(1, min(th_all, _BAND_ELEMENTS // (16 * max(c, o) * tw)))
     x = xp.ascontiguousarray(x)
-    kernels = cpu_kernels_for(x, y, U)
+    kernels = cpu_kernels(x, y, U)
     if kernels is not None:  # fused, parallel transforms; the padding is read as zeros in place
         b = xp.zeros(0, dtype=x.dtype) if bias is None else xp.ascontiguousarray(bias, dtype=x.dtype)
         for i in range(n):

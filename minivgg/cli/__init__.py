@@ -1,7 +1,8 @@
-"""The ``minivgg`` command line. Each subcommand lives beside the code it drives and registers
-itself through an ``add_cli(subparsers)`` function; this module only dispatches and turns errors
-into exit codes: 0 success, 2 bad input (one line on stderr), 130 interrupted, 1 internal error
-(traceback only with ``--debug``).
+"""The ``minivgg`` command line. Each subcommand's parser and glue live in a module of this package
+(``transfer``, ``weights``, ``gradcheck``, ``doctor``; the demo registers its own from
+``minivgg.demo``) with an ``add_cli(subparsers)`` function; this module only dispatches and turns
+errors into exit codes: 0 success, 2 bad input (one line on stderr), 130 interrupted, 1 internal
+error (traceback only with ``--debug``).
 """
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import argparse
 import importlib
 import sys
 
-from .errors import UserError
+from ..errors import UserError
 
 # Modules that contribute subcommands, in the order ``minivgg --help`` lists them.
-_COMMAND_MODULES = ("minivgg.transfer", "minivgg.weights", "minivgg.gradcheck_cli", "minivgg.doctor")
+_COMMAND_MODULES = ("minivgg.cli.transfer", "minivgg.cli.weights", "minivgg.cli.gradcheck", "minivgg.cli.doctor",
+                    "minivgg.demo")
 
 
 class _Parser(argparse.ArgumentParser):

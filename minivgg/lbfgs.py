@@ -1,10 +1,10 @@
-"""On-device L-BFGS (``--optimizer lbfgs-device``): the two-loop recursion on the engine's own arrays.
+"""Projected L-BFGS on any array module: the engine's own optimiser, beside scipy's L-BFGS-B.
 
-scipy's L-BFGS-B (``optim.lbfgs``) runs on the host: on the GPU every evaluation copies the iterate
-host→device and the float64 gradient device→host (one ``H·W·3`` float64 vector each way, 6 MiB at
-512², plus scipy's own host-side vector work). ``minimize_lbfgs`` keeps x, the gradient and the
-(s, y) history on the device (CuPy there, NumPy on the CPU, where it is tested); per evaluation only
-scalars (loss terms, the line search's dot products) reach the host.
+scipy's L-BFGS-B runs on the host: on the GPU every evaluation would copy the iterate host→device
+and the float64 gradient device→host (6 MiB each way at 512²), and with bounds it builds a Python
+list of n bound pairs (6 GB at 4096²). ``minimize_lbfgs`` keeps x, the gradient and the (s, y)
+history where x lives (CuPy or NumPy); per evaluation only scalars reach the host. ``optim.lbfgs``
+chooses between the two (``--optimizer lbfgs-device``, and bounded problems above 8M variables).
 
 The method is projected L-BFGS: history m (default 10), the direction restricted to the variables
 not held at a bound, a projected Armijo backtracking line search (so every accepted step lowers the
@@ -14,12 +14,10 @@ loss), and scipy's stopping rules: ``maxiter``, ``maxfun``, ``ftol`` on the rela
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
-from .backend import get_array_module, to_host
-from .optim import NonFiniteError
+from .backend import get_array_module
 
 FTOL = 1e7 * np.finfo(float).eps   # scipy's default factr · eps
 GTOL = 1e-5                         # scipy's default pgtol
@@ -151,82 +149,3 @@ def minimize_lbfgs(fun, x0, *, maxiter: int, maxfun: int | None = None, bounds=N
             message = "maxfun reached"
             break
     return Result(x, f, nit, nfev, message)
-
-
-# ------------------------------------------------------------------------------ the objective
-
-class DeviceObjective:
-    """An ``Objective`` used on device arrays: ``value_and_grad(x)`` takes x (H, W, 3) float64 where the
-    network lives (CuPy for a GPU network) and returns ``(float, gradient there)``; ``Objective`` itself
-    accepts device arrays, so this is only a named view of it for the device optimiser."""
-
-    def __init__(self, obj):
-        self.obj = obj
-        self.xp = obj.net.xp
-
-    @property
-    def last_terms(self):
-        return self.obj.last_terms
-
-    def value_and_grad(self, x):
-        return self.obj.value_and_grad(x)
-
-
-def _checked(obj, x):
-    value, grad = obj.value_and_grad(x)
-    xp = get_array_module(grad)
-    if not math.isfinite(value) or not bool(xp.isfinite(grad).all()):
-        parts = obj.last_terms or {}
-        raise NonFiniteError(next((k for k in ("content", "style", "tv") if not math.isfinite(parts.get(k, 0.0))),
-                                  "gradient"))
-    return value, grad
-
-
-def lbfgs_device(obj, x0, iters: int, *, round_evals: int | None = None, bounds=(0.0, 255.0), history: int = 10,
-                 callback=None, round_callback=None, start_iteration: int = 0):
-    """``optim.lbfgs`` on the device: ``obj`` is a ``DeviceObjective``, ``x0`` (H, W, 3) a device array.
-
-    Same modes (continuous, or rounds of at most ``round_evals`` evaluations that restart the history),
-    same ``callback(iteration, x, terms)`` (x stays on the device) and ``round_callback(round, x)``.
-    Returns the final image (float64, on the device).
-    """
-    xp = get_array_module(x0)
-    x = xp.asarray(x0, dtype=xp.float64)
-    state = {"it": start_iteration}
-
-    def on_iter(xk):
-        state["it"] += 1
-        return bool(callback is not None and callback(state["it"], xk, obj.last_terms))
-
-    fun = lambda xk: _checked(obj, xk)  # noqa: E731
-    if round_evals is None:
-        return minimize_lbfgs(fun, x, maxiter=iters, bounds=bounds, history=history, callback=on_iter).x
-    spent, rnd = 0, 0
-    while spent < iters:
-        budget = min(round_evals, iters - spent)
-        res = minimize_lbfgs(fun, x, maxiter=budget, maxfun=budget, bounds=bounds, history=history, callback=on_iter)
-        spent += max(1, res.nfev)
-        x = res.x
-        rnd += 1
-        if round_callback is not None:
-            round_callback(rnd, x)
-        if res.message == "stopped by callback":
-            break
-    return x
-
-
-def run_transfer(obj, x0, iters, settings, on_iteration, on_round, start_iteration):
-    """``minivgg transfer --optimizer lbfgs-device``: the image goes to the device once and comes back once.
-
-    The CLI's progress callback keeps a host copy of the latest image for its Ctrl-C checkpoint, so it
-    is handed one host copy per iteration (never per evaluation); ``lbfgs_device`` itself copies nothing.
-    """
-    xp = obj.net.xp
-    dev = DeviceObjective(obj)
-    bounds = (0.0, 255.0) if settings["bounds"] else None
-    final = lbfgs_device(dev, xp.asarray(x0, dtype=xp.float64), iters, round_evals=settings["round_evals"],
-                         bounds=bounds,
-                         callback=lambda it, x, terms: on_iteration(it, to_host(x), terms),
-                         round_callback=lambda rnd, x: on_round(rnd, to_host(x)),
-                         start_iteration=start_iteration)
-    return to_host(final)

@@ -15,7 +15,7 @@ def run(args) -> int:
     import numpy as np
     import scipy
 
-    from . import __version__, backend
+    from .. import __version__, backend, dispatch
     print(f"minivgg {__version__} on Python {sys.version.split()[0]}, {platform.platform()}, {os.cpu_count()} CPUs")
     print(f"numpy {np.__version__}, scipy {scipy.__version__}")
     try:
@@ -38,6 +38,8 @@ def run(args) -> int:
           + ("" if not minivgg.NUMPY_FIRST else
              " (numpy was imported before minivgg here, so OpenBLAS still spins: import minivgg first)"))
     info = backend.info()
+    kernels = dispatch.kernel_info()
+    print(f"CPU kernels: {kernels['cpu']}")
     if info["cupy"] is None:
         print("GPU: CuPy not installed (pip install 'minivgg[gpu]')")
     else:
@@ -48,8 +50,8 @@ def run(args) -> int:
         print("numba-cuda: not installed (GPU ops run as plain CuPy code; pip install 'minivgg[gpu]')")
     else:
         print(f"numba-cuda {info['numba_cuda']}" + (" (CUDA simulator on)" if info.get("cuda_simulator") else "")
-              + (f"; GPU kernels: {info['cuda_kernels']}" if "cuda_kernels" in info else ""))
-    from . import weights
+              + (f"; GPU kernels: {kernels['cuda']}" if "cuda" in kernels else ""))
+    from .. import weights
     for arch in ("vgg16", "vgg19"):
         path = weights.cached_path(arch)
         if not path.exists():

@@ -1,0 +1,97 @@
+"""``minivgg transfer`` and ``minivgg presets``: the parsers and the glue from flags to
+``minivgg.transfer.stylize`` (``RunOptions`` plus the objective's overrides)."""
+from __future__ import annotations
+
+import sys
+
+from ..errors import UserError
+from ..presets import PRESETS, resolve_settings
+from ..transfer import OPTIMIZERS, RunOptions, stylize
+
+
+def _floats(text):
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("transfer", help="stylize CONTENT with one or more STYLE images")
+    p.add_argument("content", help="content image")
+    p.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, …)")
+    p.add_argument("--preset", default="gatys", help=f"loss formulation: {', '.join(PRESETS)} (default gatys)")
+    p.add_argument("--size", type=int, help="longest side of the output in pixels (default: the preset's)")
+    p.add_argument("--style-scale", type=float, help="style longest side as a multiple of --size "
+                                                     "(default: style resized to the content's size)")
+    p.add_argument("--iters", type=int, help="iterations (default: the preset's)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="default: the preset's; lbfgs-device keeps L-BFGS on the --device (no per-step copies)")
+    p.add_argument("--lr", type=float, help="Adam learning rate, in the preset's units")
+    p.add_argument("--init", help="content, random, style, noise, or an image path (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random initialisation")
+    p.add_argument("--content-weight", type=float)
+    p.add_argument("--style-weight", type=float)
+    p.add_argument("--tv-weight", type=float)
+    p.add_argument("--content-layers", help="comma-separated layer names, e.g. block4_conv2")
+    p.add_argument("--style-layers", help="comma-separated layer names")
+    p.add_argument("--style-layer-weights", help="comma-separated, one per style layer")
+    p.add_argument("--style-blend-weights", help="comma-separated, one per style image")
+    p.add_argument("--pooling", choices=["avg", "max"])
+    p.add_argument("--weights", help="a VGG weights file (default: the verified cache)")
+    p.add_argument("--flip-kernels", choices=["yes", "no", "auto"],
+                   help="kernel orientation of a Theano-era --weights file (default: detected from the manifest)")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--save-every", type=int, default=0, metavar="N", help="write OUT_0100.png … every N iterations")
+    p.add_argument("--log", help="write a JSON log of settings and per-iteration losses")
+    p.add_argument("--report", help="write a report picture (inputs, result, loss curves)")
+    p.add_argument("--max-pixels", type=int, help="largest input image accepted (pixels)")
+    p.add_argument("--resume", help="continue from a checkpoint OUT.ckpt.npz")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_transfer)
+
+    p = sub.add_parser("presets", help="list the presets with their layers and weights")
+    p.set_defaults(func=_cmd_presets)
+
+
+def _overrides_from_args(args) -> dict:
+    ov = {"content_weight": args.content_weight, "style_weight": args.style_weight, "tv_weight": args.tv_weight,
+          "pooling": args.pooling}
+    if args.content_layers:
+        ov["content_layers"] = tuple(t.strip() for t in args.content_layers.split(",") if t.strip())
+    if args.style_layers:
+        ov["style_layers"] = tuple(t.strip() for t in args.style_layers.split(",") if t.strip())
+    if args.style_layer_weights:
+        ov["style_layer_weights"] = tuple(_floats(args.style_layer_weights))
+    if args.style_blend_weights:
+        ov["style_blend_weights"] = _floats(args.style_blend_weights)
+    return {k: v for k, v in ov.items() if v is not None}
+
+
+def _cmd_transfer(args) -> int:
+    opts = RunOptions(output=args.output, preset=args.preset, size=args.size, style_scale=args.style_scale,
+                      iters=args.iters, optimizer=args.optimizer, lr=args.lr, init=args.init, seed=args.seed,
+                      weights=args.weights, flip_kernels=args.flip_kernels, device=args.device,
+                      save_every=args.save_every, log=args.log, report=args.report, quiet=args.quiet, max_pixels=args.max_pixels, resume=args.resume)
+    overrides = _overrides_from_args(args)
+    if args.style_blend_weights and len(overrides["style_blend_weights"]) != len(args.styles):
+        raise UserError(f"--style-blend-weights has {len(overrides['style_blend_weights'])} values for "
+                        f"{len(args.styles)} style images")
+    log = stylize(args.content, args.styles, opts, overrides, argv=sys.argv[1:])
+    print(f"wrote {args.output} (final loss {log['final_loss']:.6g}, {log['seconds']:.1f} s)")
+    return 0
+
+
+def _cmd_presets(args) -> int:
+    for name, p in PRESETS.items():
+        s = resolve_settings(name, {})
+        print(f"{name}: {p.source}")
+        print(f"  network {p.arch}, {p.pooling} pooling; optimizer {p.optimizer}, {p.iters} iterations"
+              + (f" in rounds of {p.round_evals}" if p.round_evals else "") + f", init {p.init}, size {p.size}")
+        cl = ", ".join(f"{t}×{w:.3g}" for t, w in zip(s["content_layers"], s["content_layer_weights"]))
+        sl = ", ".join(f"{t}×{w:.3g}" for t, w in zip(s["style_layers"], s["style_layer_weights"]))
+        print(f"  content_weight {p.content_weight:g} ({p.content_norm}): {cl}")
+        print(f"  style_weight {p.style_weight:g} (gram {p.gram}, norm {p.style_norm}): {sl}")
+        print(f"  tv_weight {p.tv_weight:g} ({p.tv})")
+    return 0

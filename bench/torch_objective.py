@@ -4,7 +4,7 @@ Same work as ``minivgg.objective.Objective``: the same weights (copied from ``ne
 same images, the same Caffe preprocessing (RGB→BGR, minus the BGR mean), float32 activations,
 the network truncated after the deepest tap, and the gradient w.r.t. the pixels from
 ``torch.autograd`` (the weights do not require grad, so no weight gradients are computed).
-Settings are read from ``minivgg.objective.resolve_settings`` so both sides run one preset;
+Settings are read from ``minivgg.presets.resolve_settings`` so both sides run one preset;
 only the formulas of the ``gatys`` preset are written here (any pooling, any taps).
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from .environment import import_torch
 torch = import_torch()
 import torch.nn.functional as F  # noqa: E402
 
-from minivgg.objective import resolve_settings
-from minivgg.vgg import canonical_tap, layer_sequence
+from minivgg.presets import resolve_settings
+from minivgg.arch import canonical_tap, layer_sequence
 
 # The settings this peer implements; anything else raises instead of silently differing.
 SUPPORTED = {"content_norm": ("half_sum", "sum", "mean"), "gram": ("plain",),

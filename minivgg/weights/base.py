@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..arch import BLOCKS
+from ..arch import check_arch
 from ..errors import WeightsError
 
 LAYOUTS = ("keras-h5", "keras3-weights", "keras0-theano", "onnx")
@@ -43,8 +43,11 @@ def check_arch_name(arch) -> None:
 
     Raises a WeightsError sentence listing the known architectures; returns None otherwise.
     """
-    if arch is not None and arch not in BLOCKS:
-        raise WeightsError(f"unknown architecture {arch!r}: expected one of {', '.join(BLOCKS)}.")
+    if arch is not None:
+        try:
+            check_arch(arch)
+        except ValueError as exc:  # the same sentence as a WeightsError, so the CLI exits 2 with it
+            raise WeightsError(f"{exc}.") from None
 
 
 def error(path, problem: str, arch, hint: bool = True) -> WeightsError:

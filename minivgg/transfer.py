@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, memory
 from .backend import to_host, xp_for
 from .errors import UserError
 from .fsutil import atomic_write, check_output_path
 from .image import center_crop_square, load_image, longest_side_shape, resize_longest, resize_to, save_image
-from .memory import available_bytes, estimate_bytes, largest_fitting_size, lbfgs_history
+from .memory import estimate_bytes, largest_fitting_size, lbfgs_history
 from .objective import Objective
 from .optim import NonFiniteError, adam, lbfgs
 from .presets import IMAGENET_STD_RGB, PRESETS, resolve_settings
@@ -123,7 +123,7 @@ def _check_memory(settings, hw, optimizer, suggest, what: str = "run") -> None:
     """Refuse, before allocating, a size whose estimated peak exceeds the memory available now;
     ``suggest(longest side that fits)`` says which flag to change."""
     taps = list(settings["content_layers"]) + list(settings["style_layers"])
-    need, have = estimate_bytes(settings["arch"], *hw, taps, optimizer), available_bytes()
+    need, have = estimate_bytes(settings["arch"], *hw, taps, optimizer), memory.available_bytes()
     if have is not None and need > 0.9 * have:
         fits = largest_fitting_size(settings["arch"], *hw, taps, int(0.9 * have), optimizer)
         raise UserError(f"a {hw[1]}x{hw[0]} {what} needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB "

@@ -1,5 +1,6 @@
 """The ``minivgg`` command line end to end: transfer with snapshots/log/report, presets, resume after
-SIGINT, and one-line errors with exit code 2 for bad input."""
+SIGINT, ``gradcheck``, and one-line errors with exit code 2 for bad input (the Python API under it is
+``test_transfer.py``)."""
 import json
 import os
 import signal
@@ -11,27 +12,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minivgg.cli import main
-from synth import write_keras_h5
+from minivgg.backend import gpu_available
+from minivgg.cli import build_parser, main
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cli")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:72, 0:96]
-    content = np.stack([xx * 2.5, yy * 3.0, (xx + yy) * 1.5], -1).clip(0, 255).astype(np.uint8)
-    Image.fromarray(content).save(d / "content.png")
-    Image.fromarray(rng.integers(0, 256, (80, 80, 3)).astype(np.uint8)).save(d / "style.jpg")
-    Image.fromarray(rng.integers(0, 256, (64, 48, 3)).astype(np.uint8)).save(d / "style2.png")
-    write_keras_h5(d / "vgg16.h5", "vgg16")
-    return d
+@pytest.fixture
+def files(transfer_files):
+    """content.png, style.jpg, style2.png and vgg16.h5 (synthetic weights): see conftest.py."""
+    return transfer_files
 
 
 def run_cli(*args):
     return main([str(a) for a in args])
 
 
+@pytest.mark.slow
 def test_transfer_writes_output_snapshots_log_and_report(files, tmp_path):
     out = tmp_path / "out.png"
     rc = run_cli("transfer", files / "content.png", files / "style.jpg", "-o", out, "--weights", files / "vgg16.h5",
@@ -54,6 +49,7 @@ def test_transfer_writes_output_snapshots_log_and_report(files, tmp_path):
     assert Image.open(tmp_path / "report.png").size[0] >= 3 * 64  # content, style, result side by side
 
 
+@pytest.mark.slow
 def test_transfer_is_deterministic(files, tmp_path):
     outs = []
     for k in range(2):
@@ -64,6 +60,7 @@ def test_transfer_is_deterministic(files, tmp_path):
     assert outs[0] == outs[1]
 
 
+@pytest.mark.slow
 def test_adam_multi_style_and_rounds(files, tmp_path):
     out = tmp_path / "adam.png"
     assert run_cli("transfer", files / "content.png", files / "style.jpg", files / "style2.png", "-o", out,
@@ -117,6 +114,7 @@ def test_usage_error_exit_2(capsys):
     assert exc.value.code == 2
 
 
+@pytest.mark.slow
 def test_sigint_writes_checkpoint_and_resume_finishes(files, tmp_path):
     out = tmp_path / "long.png"
     cmd = [sys.executable, "-m", "minivgg", "transfer", str(files / "content.png"), str(files / "style.jpg"),
@@ -142,22 +140,34 @@ def test_sigint_writes_checkpoint_and_resume_finishes(files, tmp_path):
     assert "wrote" in done.stdout
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_gradcheck_filter():
     r = subprocess.run([sys.executable, "-m", "minivgg", "gradcheck", "-k", "relu*"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert "relu" in r.stdout and "pass" in r.stdout and "FAIL" not in r.stdout
+    r = subprocess.run([sys.executable, "-m", "minivgg", "gradcheck", "-k", "zzz*"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    assert "no gradient check matches 'zzz*'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-@pytest.fixture(scope="module")
-def real_weights():
-    from minivgg import weights
-    try:
-        weights.load_cached("vgg16")
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"real VGG16 weights are not cached ({exc}); run `minivgg weights fetch vgg16`")
+def test_gradcheck_filter_matching_nothing_exits_2_with_one_sentence(capsys):
+    assert main(["gradcheck", "-k", "zzz*"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("minivgg: error: no gradient check matches 'zzz*'")
+    assert len(err.strip().splitlines()) == 1 and "conv2d" in err
 
 
+def test_gradcheck_filter_runs_only_matching_checks(capsys):
+    assert main(["gradcheck", "-k", "avg_pool2d"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines()[2:-1]]
+    assert rows and all(row.startswith("avg_pool2d") and row.endswith("pass") for row in rows)
+    assert out.splitlines()[-1] == f"{len(rows)} checks, all passed"
+
+
+@pytest.mark.slow
 def test_real_transfer_128px_20_iterations_loss_falls(real_weights, tmp_path):
     shared = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "images")
     content = os.path.join(shared, "tubingen.jpg")
@@ -185,16 +195,7 @@ def test_run_too_big_for_memory_is_refused_before_allocating(files, tmp_path, ca
     assert not (tmp_path / "big.png").exists()
 
 
-def test_memory_estimate_grows_with_size_and_history_shrinks():
-    from minivgg.memory import estimate_bytes, largest_fitting_size, lbfgs_history
-    taps = ["block4_conv2", "block1_conv1", "block5_conv1"]
-    sizes = [estimate_bytes("vgg16", n, n, taps) for n in (256, 512, 1024, 2048)]
-    assert sizes == sorted(sizes) and sizes[-1] > 3 * sizes[-2] / 1.5
-    assert lbfgs_history(512 * 512) == 10 and lbfgs_history(4096 * 4096) == 3
-    budget = estimate_bytes("vgg16", 768, 1024, taps)
-    assert 1000 <= largest_fitting_size("vgg16", 1536, 2048, taps, budget) <= 1024
-
-
+@pytest.mark.slow
 def test_non_finite_loss_stops_keeps_last_finite_image_and_names_the_term(files, tmp_path, capsys):
     out = tmp_path / "nan.png"
     rc = run_cli("transfer", files / "content.png", files / "style.jpg", "-o", out, "--weights", files / "vgg16.h5",
@@ -206,19 +207,40 @@ def test_non_finite_loss_stops_keeps_last_finite_image_and_names_the_term(files,
     assert np.isfinite(np.asarray(Image.open(out), dtype=float)).all()
 
 
-def test_import_sets_idle_thread_defaults_unless_the_user_did():
-    """``import minivgg`` makes idle OpenBLAS/OpenMP threads sleep (set before numpy loads OpenBLAS),
-    leaves a user's own values alone, and records when numpy came first (``minivgg doctor`` says so)."""
-    import os
-    import subprocess
-    import sys
-    code = ("import os, sys; first = sys.argv[1] == '1'\n"
-            "if first: import numpy\n"
-            "import minivgg\n"
-            "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), os.environ.get('OMP_WAIT_POLICY'), minivgg.NUMPY_FIRST)")
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")}
-    run = lambda first, extra={}: subprocess.run([sys.executable, "-c", code, first], env={**env, **extra},  # noqa: E731
-                                                 capture_output=True, text=True, check=True).stdout.split()
-    assert run("0") == ["4", "passive", "False"]
-    assert run("1") == ["4", "passive", "True"]
-    assert run("1", {"OPENBLAS_THREAD_TIMEOUT": "10", "OMP_WAIT_POLICY": "active"}) == ["10", "active", "False"]
+@pytest.mark.slow
+def test_transfer_with_in_house_lbfgs_on_cpu(tmp_path, small_transfer):
+    small_transfer(tmp_path, "--optimizer", "lbfgs-device")
+
+
+# The four runs that used to end in "internal error": now a result, or exit 2 with one sentence.
+
+def test_input_layers_only_transfer_runs(files, tmp_path, capsys):
+    rc = run_cli("transfer", files / "content.png", files / "style.jpg", "-o", tmp_path / "o.png",
+                 "--weights", files / "vgg16.h5", "--size", 32, "--iters", 2, "--quiet",
+                 "--content-layers", "input", "--style-layers", "input")
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "wrote" in out and "final loss" in out and "nan" not in out.lower()
+    assert (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--seed", "-1"], "--seed must be a whole number >= 0, got -1"),
+    pytest.param(["--device", "gpu"], "device 'gpu' was asked for, but CuPy is not installed or sees no CUDA device",
+                 marks=pytest.mark.skipif(gpu_available(), reason="a CUDA GPU is available here")),
+    (["--size", "1000000000"], "use --size"),
+])
+def test_former_internal_errors_exit_2_with_one_line(files, tmp_path, capsys, args, message):
+    rc = run_cli("transfer", files / "content.png", files / "style.jpg", "-o", tmp_path / "o.png",
+                 "--weights", files / "vgg16.h5", "--iters", 1, "--quiet", *args)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert message in err and "internal error" not in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_every_subcommand_is_registered():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert {"transfer", "presets", "weights", "gradcheck", "doctor", "demo"} <= set(sub.choices)

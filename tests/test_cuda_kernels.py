@@ -1,6 +1,6 @@
-"""The numba.cuda kernels (``kernels/cuda_ops.py``) against their NumPy references in ``minivgg.ops``,
-``minivgg.losses``, ``minivgg.im2col`` and ``minivgg.winograd``: values, gradients, caches, odd sizes,
-ties, NaNs.
+"""The numba.cuda kernels (``kernels/cuda_ops.py``: the ops of ``OPS`` and the TV loss) against their
+references (``minivgg._kernels.reference``, ``minivgg.losses.tv_loss``): values, gradients, caches,
+bool and bit-packed ReLU masks, odd sizes, ties, NaNs.
 
 The CUDA simulator must be on before ``numba.cuda`` is first imported, and it must not be on in a
 process that drives a real GPU, so this module re-runs itself in subprocesses:
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minivgg import backend, losses, ops, winograd
-from minivgg.im2col import col2im, im2col
+from minivgg import backend, dispatch, losses, ops
+from minivgg.masks import PackedMask
 
 MODE = os.environ.get("MINIVGG_CUDA_TEST_MODE")  # "sim" / "ptx" in the subprocesses, None when collecting
 HAVE_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
@@ -50,12 +50,14 @@ def _run_self(mode: str, **env):
 
 
 if MODE is None:
+    @pytest.mark.slow
     @pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason=NO_NUMBA_CUDA)
     def test_kernels_under_simulator():
         rc, out = _run_self("sim", NUMBA_ENABLE_CUDASIM="1")
         assert rc == 0, f"simulator run failed (exit {rc}):\n{out[-6000:]}"
         assert re.search(r"\d+ passed", out) and "skipped" not in out.splitlines()[-1], out[-3000:]
 
+    @pytest.mark.slow
     @pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason=NO_NUMBA_CUDA)
     def test_kernels_compile_to_ptx():
         rc, out = _run_self("ptx", NUMBA_ENABLE_CUDASIM="0")
@@ -71,8 +73,7 @@ KERNEL_MODE = MODE == "sim" or (MODE is None and HAVE_NUMBA_CUDA and backend.gpu
 
 if KERNEL_MODE:
     from minivgg._kernels import cuda_ops as K
-
-    rng = np.random.default_rng(0)
+    from minivgg._kernels import reference as R
 
     def dev(a):
         """Kernel input: the NumPy array itself in the simulator, a CuPy copy on a GPU."""
@@ -95,94 +96,91 @@ if KERNEL_MODE:
 
     @pytest.mark.parametrize("shape", POOL_SHAPES)
     @pytest.mark.parametrize("dtype", DTYPES)
-    def test_max_pool(shape, dtype):
+    def test_max_pool(shape, dtype, rng):
         # Few distinct values: many ties, which must go to the first maximum in row-major order.
         x = rng.integers(-2, 3, shape).astype(dtype)
-        y, (idx, xshape) = K.max_pool_forward(dev(x))
-        y_ref, (idx_ref, _) = ops.max_pool2d_forward(x)
+        y, (idx, xshape) = K.max_pool2d_forward(dev(x))
+        y_ref, (idx_ref, _) = R.max_pool2d_forward(x)
         assert host(y).dtype == dtype and host(idx).dtype == np.uint8 and tuple(xshape) == shape
         np.testing.assert_array_equal(host(y), y_ref)
         np.testing.assert_array_equal(host(idx), idx_ref)
         gy = rng.standard_normal(y_ref.shape).astype(dtype)
-        gx = K.max_pool_backward(dev(gy), (idx, xshape))
-        np.testing.assert_array_equal(host(gx), ops.max_pool2d_backward(gy, (idx_ref, shape)))
+        gx = K.max_pool2d_backward(dev(gy), (idx, xshape))
+        np.testing.assert_array_equal(host(gx), R.max_pool2d_backward(gy, (idx_ref, shape)))
 
-    def test_max_pool_nan_as_the_reference():
+    def test_max_pool_nan_as_the_reference(rng):
         x = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
         x[0, 0, 1, 1] = np.nan                   # a later corner
         x[0, 1, 2, 2] = x[0, 1, 3, 2] = np.nan   # the first corner and a later one
         x[0, 1, 0, 1] = np.nan
-        y, (idx, _) = K.max_pool_forward(dev(x))
-        y_ref, (idx_ref, _) = ops.max_pool2d_forward(x)
+        y, (idx, _) = K.max_pool2d_forward(dev(x))
+        y_ref, (idx_ref, _) = R.max_pool2d_forward(x)
         np.testing.assert_array_equal(host(y), y_ref)  # NaNs compare equal here
         np.testing.assert_array_equal(host(idx), idx_ref)
 
     @pytest.mark.parametrize("shape", POOL_SHAPES)
     @pytest.mark.parametrize("dtype", DTYPES)
-    def test_avg_pool(shape, dtype):
+    def test_avg_pool(shape, dtype, rng):
         x = rng.standard_normal(shape).astype(dtype)
-        y, xshape = K.avg_pool_forward(dev(x))
-        y_ref, _ = ops.avg_pool2d_forward(x)
+        y, xshape = K.avg_pool2d_forward(dev(x))
+        y_ref, _ = R.avg_pool2d_forward(x)
         close(y, y_ref, dtype)
         gy = rng.standard_normal(y_ref.shape).astype(dtype)
-        np.testing.assert_array_equal(host(K.avg_pool_backward(dev(gy), xshape)), ops.avg_pool2d_backward(gy, shape))
+        np.testing.assert_array_equal(host(K.avg_pool2d_backward(dev(gy), xshape)), R.avg_pool2d_backward(gy, shape))
 
     @pytest.mark.parametrize("dtype", DTYPES)
-    @pytest.mark.parametrize("with_bias", [False, True])
     @pytest.mark.parametrize("pack", [False, True])
     @pytest.mark.parametrize("inplace", [False, True])
-    def test_bias_relu_forward_and_relu_backward(dtype, with_bias, pack, inplace):
+    def test_relu_forward_and_backward(dtype, pack, inplace, rng):
         x = rng.standard_normal((2, 3, 4, 5)).astype(dtype)  # 120 elements: 15 whole bytes when packed
         x[0, 0, 0, :3] = [0.0, -0.0, np.nan]
-        b = rng.standard_normal(3).astype(dtype) if with_bias else None
-        x_ref = x if b is None else x + b.reshape(1, -1, 1, 1)
-        y_ref, mask_ref = ops.relu_forward(x_ref.copy(), pack=pack)
+        y_ref, mask_ref = R.relu_forward(x.copy(), pack=pack)
         x_dev = dev(x)
-        y, mask = K.bias_relu_forward(x_dev, None if b is None else dev(b), inplace=inplace, pack=pack)
+        y, mask = K.relu_forward(x_dev, inplace=inplace, pack=pack)
         assert same_buffer(y, x_dev) == inplace
         np.testing.assert_array_equal(host(y), y_ref)
         if pack:
-            assert mask[0] == "packed" and tuple(mask[2]) == x.shape
-            np.testing.assert_array_equal(host(mask[1]), mask_ref[1])
+            assert isinstance(mask, PackedMask) and tuple(mask.shape) == x.shape
+            np.testing.assert_array_equal(host(mask.bits), mask_ref.bits)
         else:
             np.testing.assert_array_equal(host(mask), mask_ref)
         gy = rng.standard_normal(x.shape).astype(dtype)
         gy[0, 0, 0, 0] = np.nan
-        gx_ref = ops.relu_backward(gy.copy(), mask_ref)
+        gx_ref = R.relu_backward(gy.copy(), mask_ref)
         gy_dev = dev(gy)
         gx = K.relu_backward(gy_dev, mask, inplace=inplace)
         assert same_buffer(gx, gy_dev) == inplace
         np.testing.assert_array_equal(host(gx), gx_ref)
 
-    def test_packed_mask_with_a_partial_last_byte_and_shape_errors():
+    def test_packed_mask_with_a_partial_last_byte_and_shape_errors(rng):
         x = rng.standard_normal((1, 1, 3, 7)).astype(np.float32)  # 21 elements: 3 bytes, the last partial
         y, mask = K.relu_forward(dev(x), pack=True)
-        y_ref, mask_ref = ops.relu_forward(x, pack=True)
-        np.testing.assert_array_equal(host(mask[1]), mask_ref[1])
+        y_ref, mask_ref = R.relu_forward(x, pack=True)
+        np.testing.assert_array_equal(host(mask.bits), mask_ref.bits)
         gy = rng.standard_normal(x.shape).astype(np.float32)
-        np.testing.assert_array_equal(host(K.relu_backward(dev(gy), mask)), ops.relu_backward(gy, mask_ref))
+        np.testing.assert_array_equal(host(K.relu_backward(dev(gy), mask)), R.relu_backward(gy, mask_ref))
+        # the shape check is the op's (``ops`` validates, then dispatches to the kernel)
         with pytest.raises(ValueError, match="does not match the forward shape"):
-            K.relu_backward(dev(gy[..., :6]), mask)
+            ops.relu_backward(dev(gy[..., :6]), mask)
 
-
-    def test_relu_forward_is_ops_relu_forward_on_any_rank():
+    def test_relu_forward_is_the_reference_on_any_rank(rng):
         x = rng.standard_normal((3, 7)).astype(np.float32)
         y, mask = K.relu_forward(dev(x))
-        y_ref, mask_ref = ops.relu_forward(x)
+        y_ref, mask_ref = R.relu_forward(x)
         np.testing.assert_array_equal(host(y), y_ref)
         np.testing.assert_array_equal(host(mask), mask_ref)
 
     TV_IMAGES = {
-        "distinct": lambda shape: rng.permutation(int(np.prod(shape))).reshape(shape) * 0.37,
-        "flat_patches": lambda shape: rng.integers(0, 3, shape) * 1.0,  # zero differences: sign(0), 0^0.25
+        "distinct": lambda shape, rng: rng.permutation(int(np.prod(shape))).reshape(shape) * 0.37,
+        "flat_patches": lambda shape, rng: rng.integers(0, 3, shape) * 1.0,  # zero differences: sign(0), 0^0.25
     }
 
     @pytest.mark.parametrize("kind", losses.TV_KINDS)
     @pytest.mark.parametrize("shape", [(2, 2, 1), (5, 4, 3), (3, 7, 2)])
     @pytest.mark.parametrize("image", list(TV_IMAGES))
     @pytest.mark.parametrize("dtype", DTYPES)
-    def test_tv_loss_value_and_gradient(kind, shape, image, dtype):
-        x = TV_IMAGES[image](shape).astype(dtype)
+    def test_tv_loss_value_and_gradient(kind, shape, image, dtype, rng):
+        x = TV_IMAGES[image](shape, rng).astype(dtype)
         value, g = K.tv_loss(dev(x), kind)
         value_ref, g_ref = losses.tv_loss(x, kind)
         assert isinstance(value, float) and host(g).dtype == dtype
@@ -193,61 +191,12 @@ if KERNEL_MODE:
         with pytest.raises(ValueError, match="unknown kind 'nope'"):
             K.tv_loss(dev(np.zeros((3, 3, 3), np.float32)), "nope")
 
-    IM2COL_GRID = [((1, 3, 5, 5), 3, 3, 1, 1), ((2, 2, 7, 6), 3, 3, 1, 1), ((1, 2, 8, 9), 3, 3, 2, 1),
-                   ((1, 3, 6, 7), 2, 2, 1, 0), ((2, 1, 9, 7), 5, 3, 3, 2), ((1, 4, 4, 4), 1, 1, 1, 0),
-                   ((1, 2, 5, 6), 3, 3, 2, 0)]
-
-    @pytest.mark.parametrize("xs,kh,kw,stride,pad", IM2COL_GRID)
-    @pytest.mark.parametrize("dtype", DTYPES)
-    def test_im2col_col2im(xs, kh, kw, stride, pad, dtype):
-        x = rng.standard_normal(xs).astype(dtype)
-        cols = K.im2col(dev(x), kh, kw, stride, pad)
-        np.testing.assert_array_equal(host(cols), im2col(x, kh, kw, stride, pad))
-        c = rng.standard_normal(cols.shape).astype(dtype)
-        np.testing.assert_array_equal(host(K.col2im(dev(c), xs[2], xs[3], stride, pad)),
-                                      col2im(c, xs[2], xs[3], stride, pad))
-
-    @pytest.mark.parametrize("c,th,tw", [(1, 1, 1), (3, 2, 4), (2, 5, 3)])
-    @pytest.mark.parametrize("dtype", DTYPES)
-    @pytest.mark.parametrize("accumulate", [False, True])
-    def test_winograd_transforms(c, th, tw, dtype, accumulate):
-        xb = rng.standard_normal((c, 2 * th + 2, 2 * tw + 2)).astype(dtype)
-        V, V_ref = dev(np.full((16, c, th, tw), np.nan, dtype)), np.empty((16, c, th, tw), dtype)
-        K.winograd_input_transform(dev(xb), V)
-        winograd._input_transform(xb, V_ref)
-        np.testing.assert_array_equal(host(V), V_ref)
-        M = rng.standard_normal((16, c + 1, th, tw)).astype(dtype)
-        start = rng.standard_normal((c + 1, 2 * th, 2 * tw)).astype(dtype) if accumulate else \
-            np.full((c + 1, 2 * th, 2 * tw), np.nan, dtype)
-        out, out_ref = dev(start.copy()), start.copy()
-        if accumulate:
-            K.winograd_output_transform(dev(M), out, True)
-            winograd._output_transform(M, out_ref, True)
-        else:
-            K.winograd_output_transform(dev(M), out)
-            winograd._output_transform(M, out_ref)
-        np.testing.assert_array_equal(host(out), out_ref)
-
-    @pytest.mark.skipif(MODE != "sim", reason="patches NumPy winograd with kernels: simulator only")
-    @pytest.mark.parametrize("shape", [(1, 3, 6, 8), (2, 2, 7, 5)])
-    def test_winograd_conv_with_kernel_transforms(shape, monkeypatch):
-        # The kernels as drop-in replacements inside the banded conv (odd sizes, strided output views).
-        x = rng.standard_normal(shape).astype(np.float32)
-        w = rng.standard_normal((4, shape[1], 3, 3)).astype(np.float32)
-        ref = winograd.conv3x3_same(x, w)
-        ref_adj = winograd.conv3x3_same(ref, w, adjoint=True)
-        ref_acc = winograd.conv3x3_same(ref, w, adjoint=True, accumulate_into=x.copy())
-        monkeypatch.setattr(winograd, "_input_transform", K.winograd_input_transform)
-        monkeypatch.setattr(winograd, "_output_transform", K.winograd_output_transform)
-        np.testing.assert_array_equal(winograd.conv3x3_same(x, w), ref)
-        np.testing.assert_array_equal(winograd.conv3x3_same(ref, w, adjoint=True), ref_adj)
-        np.testing.assert_array_equal(winograd.conv3x3_same(ref, w, adjoint=True, accumulate_into=x.copy()), ref_acc)
-
-    def test_ops_dispatch_only_cupy_arrays():
+    def test_ops_dispatch_only_cupy_arrays(rng):
         x = rng.standard_normal((1, 1, 2, 2)).astype(np.float32)
-        assert backend.cuda_kernels_for(x) is None  # NumPy arrays never reach a CUDA kernel
+        assert dispatch.cuda_kernels(x) is None  # NumPy arrays never reach a CUDA kernel
         if MODE != "sim":
-            assert backend.cuda_kernels_for(dev(x)) is K
+            assert dispatch.cuda_kernels(dev(x)) is K
+            assert dispatch.backend_for(dev(x)) is K
 
 
 # ------------------------------------------------------------------------------ PTX compilation
@@ -284,14 +233,11 @@ if MODE == "ptx":
         img = np.ones((4, 5, 3), dt)
         idx = np.zeros((1, 2, 2, 3), np.uint8)
         return {
-            "max_pool": lambda: (K.max_pool_forward(x4), K.max_pool_backward(x4[:, :, :2, :3].copy(), (idx, x4.shape))),
-            "avg_pool": lambda: (K.avg_pool_forward(x4), K.avg_pool_backward(x4[:, :, :2, :3].copy(), x4.shape)),
-            "relu": lambda: (K.bias_relu_forward(x4, np.ones(2, dt)), K.relu_backward(x4, x4 > 0),
+            "max_pool": lambda: (K.max_pool2d_forward(x4), K.max_pool2d_backward(x4[:, :, :2, :3].copy(), (idx, x4.shape))),
+            "avg_pool": lambda: (K.avg_pool2d_forward(x4), K.avg_pool2d_backward(x4[:, :, :2, :3].copy(), x4.shape)),
+            "relu": lambda: (K.relu_forward(x4), K.relu_backward(x4, x4 > 0),
                              K.relu_forward(x4, pack=True), K.relu_backward(x4, K.relu_forward(x4, pack=True)[1])),
             "tv": lambda: K.tv_loss(img, "keras"),
-            "im2col": lambda: (K.im2col(x4, 3, 3, 2, 1), K.col2im(np.ones((1, 2, 3, 3, 2, 3), dt), 4, 6, 2, 1)),
-            "winograd": lambda: (K.winograd_input_transform(np.ones((2, 6, 8), dt), np.ones((16, 2, 2, 3), dt)),
-                                 K.winograd_output_transform(np.ones((16, 2, 2, 3), dt), np.ones((2, 4, 6), dt))),
         }
 
     @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,30 +1,24 @@
-"""The GPU path.
+"""The GPU path: NumPy-vs-CuPy parity (marked ``gpu``; skipped with the reason where CuPy sees no CUDA
+device). Every op (through the numba.cuda kernels and through plain CuPy, i.e. the reference backend
+on CuPy arrays), every loss term, the VGG forward/backward, every preset's objective on host and on
+device arrays, the in-house L-BFGS on the device, and ``transfer --device gpu``.
 
-- NumPy-vs-CuPy parity (marked ``gpu``, skipped with the reason where CuPy sees no CUDA device): every op
-  (through the numba.cuda kernels and through plain CuPy), every loss term, the VGG forward/backward,
-  every preset's objective, the on-device objective and optimiser, and ``transfer --device gpu``.
-- The on-device L-BFGS (``minivgg.optim_device``) on NumPy, which runs everywhere: a convex quadratic
-  (against the solution and scipy's L-BFGS-B), scipy's stopping rules, the real objective with random
-  weights (loss falls at every iteration, pixels stay in bounds), and ``--optimizer lbfgs-device``.
+The in-house L-BFGS itself is tested on NumPy in ``test_lbfgs.py``, the optimiser driver in
+``test_optim.py``.
 """
-import json
-
 import numpy as np
 import pytest
-from scipy.optimize import minimize
 
-from minivgg import backend, losses, ops
+from minivgg import backend, dispatch, losses, ops, optim
 from minivgg.backend import gpu_available, to_host
 from minivgg.im2col import col2im, im2col
-from minivgg.objective import PRESETS, Objective
-from minivgg.optim import NonFiniteError
-from minivgg.optim_device import DeviceObjective, lbfgs_device, minimize_lbfgs
+from minivgg.objective import Objective
+from minivgg.presets import PRESETS
 from minivgg.vgg import random_vgg
 
 GPU = gpu_available()
 needs_gpu = pytest.mark.skipif(not GPU, reason="no CUDA GPU: CuPy is not installed or sees no device, "
                                                "so the NumPy-vs-CuPy parity tests cannot run here")
-rng = np.random.default_rng(0)
 
 
 def on_gpu(a):
@@ -62,13 +56,16 @@ def net_for(arch):
 # ====================================================================================== parity
 
 @pytest.fixture(params=["kernels", "cupy"])
-def gpu_path(request, monkeypatch):
-    """Run the GPU side through the numba.cuda kernels, or with them switched off (plain CuPy)."""
+def gpu_path(request):
+    """Run the GPU side through the numba.cuda kernels, or with them switched off (plain CuPy: the
+    reference backend on CuPy arrays)."""
     if request.param == "cupy":
-        monkeypatch.setattr(backend, "_cuda_kernels", False)
-    elif backend.cuda_kernels_for(on_gpu(np.zeros(1))) is None:
-        pytest.skip(f"numba.cuda kernels unavailable: {backend._cuda_kernels_error}")
-    return request.param
+        with dispatch.reference_only():
+            yield request.param
+        return
+    if dispatch.cuda_kernels(on_gpu(np.zeros(1))) is None:
+        pytest.skip(f"numba.cuda kernels unavailable: {dispatch.kernel_info().get('cuda')}")
+    yield request.param
 
 
 CONV_GRID = [((1, 3, 8, 8), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 6), (3, 2, 3, 3), 1, 1),
@@ -79,7 +76,7 @@ CONV_GRID = [((1, 3, 8, 8), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 6), (3, 2, 3, 3), 1,
 @pytest.mark.parametrize("xs,ws,stride,pad", CONV_GRID)
 @pytest.mark.gpu
 @needs_gpu
-def test_conv2d_parity(xs, ws, stride, pad):
+def test_conv2d_parity(xs, ws, stride, pad, rng):
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in (xs, ws, ws[:1]))
     y, cache = ops.conv2d_forward(x, w, b, stride, pad)
     gy = rng.standard_normal(y.shape).astype(np.float32)
@@ -95,7 +92,7 @@ def test_conv2d_parity(xs, ws, stride, pad):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.gpu
 @needs_gpu
-def test_pool_parity(shape, pool, dtype, gpu_path):
+def test_pool_parity(shape, pool, dtype, gpu_path, rng):
     fwd, bwd = {"avg": (ops.avg_pool2d_forward, ops.avg_pool2d_backward),
                 "max": (ops.max_pool2d_forward, ops.max_pool2d_backward)}[pool]
     x = rng.permutation(int(np.prod(shape))).reshape(shape).astype(dtype)  # distinct values: no ties
@@ -111,7 +108,7 @@ def test_pool_parity(shape, pool, dtype, gpu_path):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.gpu
 @needs_gpu
-def test_relu_parity(dtype, gpu_path):
+def test_relu_parity(dtype, gpu_path, rng):
     x = (rng.standard_normal((2, 3, 5, 4)) + 0.01).astype(dtype)
     y, mask = ops.relu_forward(x)
     y_g, mask_g = ops.relu_forward(on_gpu(x))
@@ -125,7 +122,7 @@ def test_relu_parity(dtype, gpu_path):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.gpu
 @needs_gpu
-def test_tv_parity(kind, dtype, gpu_path):
+def test_tv_parity(kind, dtype, gpu_path, rng):
     x = (rng.permutation(9 * 11 * 3).reshape(9, 11, 3) * 0.37).astype(dtype)
     value, g = losses.tv_loss(x, kind)
     value_g, g_g = losses.tv_loss(on_gpu(x), kind)
@@ -135,7 +132,7 @@ def test_tv_parity(kind, dtype, gpu_path):
 
 @pytest.mark.gpu
 @needs_gpu
-def test_im2col_col2im_parity():
+def test_im2col_col2im_parity(rng):
     x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
     cols = im2col(x, 3, 2, 2, 1)
     cols_g = im2col(on_gpu(x), 3, 2, 2, 1)
@@ -146,7 +143,7 @@ def test_im2col_col2im_parity():
 @pytest.mark.parametrize("kind", list(losses.GRAMS))
 @pytest.mark.gpu
 @needs_gpu
-def test_gram_and_style_loss_parity(kind):
+def test_gram_and_style_loss_parity(kind, rng):
     F = rng.standard_normal((1, 8, 6, 5)).astype(np.float32)
     A = losses.gram_variant(rng.standard_normal(F.shape).astype(np.float32), kind)
     assert_close32(losses.gram_variant(on_gpu(F), kind), losses.gram_variant(F, kind))
@@ -159,7 +156,7 @@ def test_gram_and_style_loss_parity(kind):
 @pytest.mark.parametrize("norm", losses.CONTENT_NORMS)
 @pytest.mark.gpu
 @needs_gpu
-def test_content_loss_parity(norm):
+def test_content_loss_parity(norm, rng):
     F, P = (rng.standard_normal((1, 6, 5, 4)).astype(np.float32) for _ in range(2))
     value, g = losses.content_loss(F, P, norm)
     value_g, g_g = losses.content_loss(on_gpu(F), on_gpu(P), norm)
@@ -170,7 +167,7 @@ def test_content_loss_parity(norm):
 @pytest.mark.parametrize("pooling", ["avg", "max"])
 @pytest.mark.gpu
 @needs_gpu
-def test_vgg_features_and_backward_parity(pooling, gpu_path):
+def test_vgg_features_and_backward_parity(pooling, gpu_path, rng):
     net = net_for("vgg16")
     net_g = net.to("gpu")
     taps = ["input", "conv1_2", "block2_conv1", "block3_pool", "block4_conv2", "block5_conv1"]
@@ -201,21 +198,22 @@ def test_every_preset_value_and_gradient_parity(preset, gpu_path):
     assert rel_err(grad_g, grad) < 1e-4
     for term in ("content", "style", "tv"):
         assert obj_g.last_terms[term] == pytest.approx(obj.last_terms[term], rel=1e-4, abs=1e-9 * value)
-    # The on-device objective is the host one without the copies.
-    dvalue, dgrad = DeviceObjective(obj_g).value_and_grad(on_gpu(x))
+    # On a device array the objective is the host one without the copies: the gradient stays there.
+    dvalue, dgrad = obj_g.value_and_grad(on_gpu(x))
+    assert backend.get_array_module(dgrad) is not np and dgrad.dtype == np.float64
     assert dvalue == pytest.approx(value_g, rel=1e-6)
     assert rel_err(dgrad, grad_g) < 1e-6
 
 
 @pytest.mark.gpu
 @needs_gpu
-def test_lbfgs_device_on_gpu_keeps_everything_on_the_device():
+def test_in_house_lbfgs_on_gpu_keeps_everything_on_the_device():
     import cupy  # only reached where backend found a GPU
     content, style = images()
-    obj = DeviceObjective(Objective(net_for("vgg16").to("gpu"), content, style, preset="gatys"))
+    obj = Objective(net_for("vgg16").to("gpu"), content, style, preset="gatys")
     seen = []
-    x = lbfgs_device(obj, on_gpu(content.astype(np.float64)), 5,
-                     callback=lambda it, xk, terms: seen.append((type(xk), terms["total"])) and False)
+    x = optim.lbfgs(obj, on_gpu(content.astype(np.float64)), 5, in_house=True,
+                    callback=lambda it, xk, terms: seen.append((type(xk), terms["total"])) and False)
     assert isinstance(x, cupy.ndarray) and x.dtype == np.float64
     assert all(t is cupy.ndarray for t, _ in seen)
     losses_seen = [v for _, v in seen]
@@ -225,132 +223,7 @@ def test_lbfgs_device_on_gpu_keeps_everything_on_the_device():
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "lbfgs-device"])
 @pytest.mark.gpu
+@pytest.mark.slow
 @needs_gpu
-def test_transfer_on_gpu(optimizer, tmp_path):
-    run_transfer_cli(tmp_path, "--device", "gpu", "--optimizer", optimizer)
-
-
-# ===================================================================== on-device L-BFGS (NumPy)
-
-def quadratic(n=60, seed=0):
-    r = np.random.default_rng(seed)
-    A = r.standard_normal((n, n))
-    A = A @ A.T / n + 0.1 * np.eye(n)
-    b = r.standard_normal(n) * 10
-    return (lambda x: (float(0.5 * x @ A @ x - b @ x), A @ x - b)), A, b
-
-
-def test_lbfgs_minimises_a_convex_quadratic_monotonically():
-    fun, A, b = quadratic()
-    values = []
-    res = minimize_lbfgs(fun, np.zeros(len(b)), maxiter=500, gtol=1e-8, ftol=0,
-                         callback=lambda x: values.append(fun(x)[0]) and False)
-    x_star = np.linalg.solve(A, b)
-    np.testing.assert_allclose(res.x, x_star, atol=1e-6 * np.abs(x_star).max())
-    # Armijo steps lower f; near the optimum the decrease can fall below f's rounding.
-    assert all(b_ <= a_ for a_, b_ in zip(values, values[1:])) and values[5] < values[0]
-
-
-def test_lbfgs_with_bounds_matches_scipy_lbfgsb():
-    fun, A, b = quadratic(seed=1)
-    box = (-1.0, 1.0)
-    inside = []
-    res = minimize_lbfgs(fun, np.zeros(len(b)), maxiter=500, bounds=box,
-                         callback=lambda x: inside.append(bool(x.min() >= -1 and x.max() <= 1)) and False)
-    ref = minimize(fun, np.zeros(len(b)), jac=True, method="L-BFGS-B", bounds=[box] * len(b))
-    assert all(inside)
-    assert res.fun == pytest.approx(ref.fun, rel=1e-7)
-    np.testing.assert_allclose(res.x, ref.x, atol=2e-3)
-
-
-def test_stopping_rules():
-    fun, A, b = quadratic(seed=2)
-    x0 = np.zeros(len(b))
-    res = minimize_lbfgs(fun, x0, maxiter=3)
-    assert (res.nit, res.message) == (3, "maxiter reached")
-    res = minimize_lbfgs(fun, x0, maxiter=100, maxfun=5)
-    assert res.nfev <= 5 and res.message == "maxfun reached"
-    res = minimize_lbfgs(fun, np.linalg.solve(A, b), maxiter=100)
-    assert (res.nit, res.message) == (0, "projected gradient below gtol")
-    res = minimize_lbfgs(fun, x0, maxiter=100, ftol=0.5)
-    assert res.nit < 10 and res.message == "relative reduction of f below ftol"
-    res = minimize_lbfgs(fun, x0, maxiter=100, callback=lambda x: True)
-    assert (res.nit, res.message) == (1, "stopped by callback")
-    # At a corner of the box with the gradient pushing outwards, the projected gradient is 0.
-    res = minimize_lbfgs(lambda x: (float(x.sum()), np.ones_like(x)), np.full(4, 0.5), maxiter=50, bounds=(0, 1))
-    np.testing.assert_array_equal(res.x, 0)
-    assert res.message == "projected gradient below gtol"
-
-
-def test_device_objective_is_the_objective_for_every_preset():
-    for preset, p in PRESETS.items():
-        side = 32 if preset == "cntk" else 16  # the smallest image each preset's deepest tap allows
-        content, style = images((side, side, 3), (side, side + 4, 3), seed=4)
-        x = np.random.default_rng(5).uniform(0, 255, content.shape)
-        obj = Objective(net_for(p.arch), content, style, preset=preset)
-        value, grad = obj.value_and_grad(x)
-        dev = DeviceObjective(obj)
-        dvalue, dgrad = dev.value_and_grad(x)
-        assert dvalue == value, preset
-        np.testing.assert_array_equal(dgrad, grad, err_msg=preset)
-        assert dev.last_terms == obj.last_terms
-
-
-def test_lbfgs_device_lowers_the_real_objective_every_iteration():
-    content, style = images((24, 32, 3), (32, 32, 3), seed=6)
-    obj = DeviceObjective(Objective(net_for("vgg16"), content, style, preset="gatys"))
-    x0 = np.random.default_rng(7).uniform(0, 255, content.shape)
-    first = obj.value_and_grad(x0)[0]
-    seen = []
-    x = lbfgs_device(obj, x0, 8, callback=lambda it, xk, terms: seen.append((it, terms["total"], xk.min(), xk.max())))
-    assert [s[0] for s in seen] == list(range(1, 9))
-    values = [first] + [s[1] for s in seen]
-    assert all(b < a for a, b in zip(values, values[1:]))
-    assert values[-1] < 0.5 * values[0]
-    assert min(s[2] for s in seen) >= 0 and max(s[3] for s in seen) <= 255
-    assert x.shape == x0.shape and x.dtype == np.float64
-
-
-def test_lbfgs_device_rounds_restart_and_report():
-    content, style = images((24, 24, 3), (24, 24, 3), seed=8)
-    obj = DeviceObjective(Objective(net_for("vgg16"), content, style, preset="keras"))
-    rounds, its = [], []
-    lbfgs_device(obj, content.astype(np.float64), 6, round_evals=3, bounds=None,
-                 callback=lambda it, xk, terms: its.append(it) and False,
-                 round_callback=lambda rnd, xk: rounds.append(rnd), start_iteration=10)
-    assert rounds == [1, 2] and its[0] == 11
-
-
-def test_lbfgs_device_raises_on_non_finite_loss():
-    class Exploding:
-        last_terms = None
-
-        def value_and_grad(self, x):
-            self.last_terms = {"content": 1.0, "style": float("nan"), "tv": 0.0, "total": float("nan")}
-            return float("nan"), np.zeros_like(x)
-
-    with pytest.raises(NonFiniteError, match="style"):
-        lbfgs_device(Exploding(), np.zeros((4, 4, 3)), 3)
-
-
-def run_transfer_cli(tmp_path, *extra):
-    from PIL import Image
-
-    from minivgg.cli import main
-    from synth import write_keras_h5
-    content, style = images((40, 48, 3), (40, 40, 3), seed=9)
-    Image.fromarray(content).save(tmp_path / "c.png")
-    Image.fromarray(style).save(tmp_path / "s.png")
-    weights = write_keras_h5(tmp_path / "vgg16.h5", "vgg16")
-    out, log = tmp_path / "out.png", tmp_path / "log.json"
-    assert main([str(a) for a in ("transfer", tmp_path / "c.png", tmp_path / "s.png", "-o", out, "--weights",
-                                  weights, "--size", 40, "--iters", 4, "--log", log, "--quiet", *extra)]) == 0
-    its = json.loads(log.read_text())["iterations"]
-    assert [r["iteration"] for r in its] == [1, 2, 3, 4]
-    assert all(b["loss"] <= a["loss"] for a, b in zip(its, its[1:]))
-    assert np.asarray(Image.open(out)).shape == (33, 40, 3)
-    return its
-
-
-def test_transfer_with_lbfgs_device_on_cpu(tmp_path):
-    run_transfer_cli(tmp_path, "--optimizer", "lbfgs-device")
+def test_transfer_on_gpu(optimizer, tmp_path, small_transfer):
+    small_transfer(tmp_path, "--device", "gpu", "--optimizer", optimizer)

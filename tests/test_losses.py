@@ -90,3 +90,44 @@ def test_content_loss_norms(norm, k):
     v, g = losses.content_loss(F, P, norm)
     assert v == pytest.approx(k * np.sum((F - P) ** 2))
     assert check_grad(lambda z: losses.content_loss(z, P, norm), F).passed
+
+
+@pytest.mark.parametrize("kind", list(losses.GRAMS))
+@pytest.mark.parametrize("block_elements", [None, 5, 10, 11, 37, 10 ** 6])
+def test_gram_backward_in_place_column_blocks_match_the_eager_gradient(kind, block_elements, rng):
+    F = rng.standard_normal((1, 5, 4, 3)) + 0.5
+    gG = rng.standard_normal((5, 5))
+    scale, center = losses.GRAMS[kind][0](5, 12), losses.GRAMS[kind][1]
+    eager = losses.gram_backward(gG, F, scale, center)
+    F2 = F.copy()
+    out = losses.gram_backward(gG, F2, scale, center, overwrite=True, block_elements=block_elements)
+    assert out is F2  # written into F's own memory
+    np.testing.assert_allclose(out, eager, rtol=1e-12, atol=1e-12)
+
+
+def test_gram_backward_default_block_is_overwrite_block(rng, monkeypatch):
+    F = rng.standard_normal((1, 3, 4, 4))
+    gG = rng.standard_normal((3, 3))
+    eager = losses.gram_backward(gG, F)
+    seen = []
+    monkeypatch.setattr(losses, "OVERWRITE_BLOCK", 6)  # 2 columns at a time for C = 3
+    real_matmul = np.ndarray.__matmul__
+
+    class Spy(np.ndarray):
+        def __matmul__(self, other):
+            seen.append(other.shape)
+            return real_matmul(self, other)
+    S = gG.view(Spy)
+    np.testing.assert_allclose(losses.gram_backward(S, F.copy(), overwrite=True), eager, rtol=1e-12)
+    assert seen and all(shape == (3, 2) for shape in seen)
+
+
+@pytest.mark.parametrize("kind", list(losses.GRAMS))
+def test_deferred_style_gradient_is_the_style_gradient(kind, rng):
+    F = rng.standard_normal((1, 4, 3, 5))
+    A = losses.gram_variant(rng.standard_normal(F.shape), kind)
+    value, grad = losses.style_loss(F, A, kind, 0.3)
+    dvalue, later = losses.style_loss_deferred(F, A, kind, 0.3)
+    assert dvalue == value
+    np.testing.assert_allclose(later(F), grad, rtol=1e-12)
+    np.testing.assert_allclose(later(F.copy(), overwrite=True), grad, rtol=1e-12, atol=1e-12)

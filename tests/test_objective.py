@@ -1,29 +1,39 @@
-"""The objective: every preset's value_and_grad against a finite-difference directional derivative
-(real VGG16 weights; VGG19 presets on a synthetic VGG19 file), terms sum to the total, targets and
-overrides behave as the spec says."""
+"""``minivgg.objective.Objective``: every preset's value_and_grad against a finite-difference
+directional derivative (real VGG16 weights; VGG19 presets on a synthetic VGG19 file), terms sum to the
+total, targets and their rescaling and blending, the recomputed first-layer gradient, clear errors.
+(The presets and override validation themselves are ``test_presets.py``.)"""
+import dataclasses
+import functools
+
 import numpy as np
 import pytest
 
 from minivgg.errors import UserError
 from minivgg.gradcheck import check_grad
-from minivgg.objective import PRESETS, Objective, cntk_layers, resolve_settings
+from minivgg.objective import Objective
+from minivgg.presets import PRESETS
 from minivgg.vgg import load_vgg, random_vgg
-from synth import write_keras_h5
 
 
 @pytest.fixture(scope="module")
-def vgg16_f64():
-    try:
-        net = load_vgg("vgg16")
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"real VGG16 weights are not cached ({exc}); run `minivgg weights fetch vgg16`")
-    return net.astype(np.float64)
+def vgg16_f64(real_weights):
+    return real_weights.astype(np.float64)
 
 
 @pytest.fixture(scope="module")
-def vgg19_f64(tmp_path_factory):
-    path = write_keras_h5(tmp_path_factory.mktemp("w") / "vgg19_synthetic.h5", "vgg19")
-    return load_vgg("vgg19", weights=str(path)).astype(np.float64)
+def vgg19_f64(synthetic_weights):
+    return load_vgg("vgg19", weights=str(synthetic_weights["vgg19"])).astype(np.float64)
+
+
+# Every preset, gatys in the fast run and the rest marked slow (~2 s each on 2 cores).
+SWEEP = [pytest.param(p, marks=[] if p == "gatys" else [pytest.mark.slow]) for p in PRESETS]
+
+
+@functools.lru_cache(maxsize=None)
+def net_for(arch, seed=0):
+    """One float64 random-weight network per (arch, seed) for the whole module: the ops memoise the
+    Winograd transforms of a network's frozen weights, so reusing it saves rebuilding them."""
+    return random_vgg(arch, seed=seed, dtype=np.float64)
 
 
 def images(seed=0, shape=(48, 40, 3), style_shape=(40, 52, 3)):
@@ -31,7 +41,9 @@ def images(seed=0, shape=(48, 40, 3), style_shape=(40, 52, 3)):
     return rng.integers(0, 256, shape).astype(np.uint8), rng.integers(0, 256, style_shape).astype(np.uint8)
 
 
-@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.weights) if PRESETS[p].arch == "vgg16" else p
+                                    for p in PRESETS])
 def test_every_preset_gradient_matches_finite_differences(preset, request):
     net = request.getfixturevalue("vgg19_f64" if PRESETS[preset].arch == "vgg19" else "vgg16_f64")
     content, style = images()
@@ -41,9 +53,9 @@ def test_every_preset_gradient_matches_finite_differences(preset, request):
     assert res.passed, res.report()
 
 
-@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("preset", SWEEP)
 def test_terms_sum_to_value(preset):
-    net = random_vgg(PRESETS[preset].arch, dtype=np.float64)
+    net = net_for(PRESETS[preset].arch)
     content, style = images(3)
     obj = Objective(net, content, style, preset=preset)
     x = np.random.default_rng(4).uniform(0, 255, content.shape)
@@ -56,7 +68,7 @@ def test_terms_sum_to_value(preset):
 
 
 def test_content_image_is_a_minimum_of_the_content_term():
-    net = random_vgg("vgg16", dtype=np.float64)
+    net = net_for("vgg16")
     content, style = images(5)
     obj = Objective(net, content, style, preset="gatys", style_weight=0, tv_weight=0)
     value, grad = obj.value_and_grad(content.astype(np.float64))
@@ -65,7 +77,7 @@ def test_content_image_is_a_minimum_of_the_content_term():
 
 def test_gatys_style_term_formula():
     """E_l = Σ (G − A)² / (4 C² M²), weights 1/5, checked against a direct computation."""
-    net = random_vgg("vgg16", dtype=np.float64)
+    net = net_for("vgg16")
     content, style = images(6, (32, 32, 3), (32, 32, 3))
     obj = Objective(net, content, style, preset="gatys", content_weight=0, tv_weight=0, style_weight=1)
     x = np.random.default_rng(7).uniform(0, 255, content.shape)
@@ -83,7 +95,7 @@ def test_gatys_style_term_formula():
 
 
 def test_style_of_another_size_has_its_gram_rescaled():
-    net = random_vgg("vgg16", dtype=np.float64)
+    net = net_for("vgg16")
     content, _ = images(8, (32, 32, 3))
     style = np.random.default_rng(9).integers(0, 256, (32, 32, 3)).astype(np.uint8)
     big = np.tile(style, (2, 2, 1))  # the same statistics on 4x the pixels
@@ -93,7 +105,7 @@ def test_style_of_another_size_has_its_gram_rescaled():
 
 
 def test_blend_weights_mix_target_grams():
-    net = random_vgg("vgg16", dtype=np.float64)
+    net = net_for("vgg16")
     content, s1 = images(10, (32, 32, 3), (32, 32, 3))
     s2 = np.random.default_rng(11).integers(0, 256, (32, 32, 3)).astype(np.uint8)
     o1 = Objective(net, content, s1)
@@ -103,31 +115,11 @@ def test_blend_weights_mix_target_grams():
     np.testing.assert_allclose(ob.style_targets[t], 0.75 * o1.style_targets[t] + 0.25 * o2.style_targets[t])
 
 
-def test_cntk_schedule():
-    c, cw, s, sw = cntk_layers("vgg16", 0.5)
-    T = (1 - 0.5 ** 14) / 0.5
-    assert c[0] == "input" and s[0] == "block5_pool" and len(c) == len(s) == 14
-    assert cw[0] == pytest.approx(1 / T) and cw[1] == pytest.approx(0.5 / T) and cw[13] == pytest.approx(0.5 ** 13 / T)
-    assert sw[1] == pytest.approx(0.5 ** 13 / T) and sw[13] == pytest.approx(0.5 / T)
-
-
-@pytest.mark.parametrize("overrides,match", [
-    ({"style_weight": -1}, "style_weight must be a finite number"),
-    ({"tv_weight": float("nan")}, "tv_weight must be a finite number"),
-    ({"content_layers": ("block9_conv1",)}, "unknown layer 'block9_conv1'.*valid names"),
-    ({"style_layer_weights": (1, 2)}, "style_layer_weights has 2 values for 5"),
-    ({"bogus": 1}, "unknown setting"),
-    ({"pooling": "min"}, "pooling must be"),
-])
-def test_bad_overrides(overrides, match):
-    with pytest.raises(UserError, match=match):
-        resolve_settings("gatys", overrides)
-
-
 def test_bad_preset_and_arch_mismatch_and_small_image():
-    with pytest.raises(UserError, match="unknown preset 'nope'; valid presets: gatys"):
-        resolve_settings("nope", {})
     net = random_vgg("vgg16")
+    content, style = images()
+    with pytest.raises(UserError, match="unknown preset 'nope'; valid presets: gatys"):
+        Objective(net, content, style, preset="nope")
     content, style = images()
     with pytest.raises(UserError, match="runs on vgg19"):
         Objective(net, content, style, preset="d2l")
@@ -137,42 +129,19 @@ def test_bad_preset_and_arch_mismatch_and_small_image():
         Objective(net, content, [style, style], style_blend_weights=[1])
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_recomputed_first_layer_style_gradient_changes_nothing(preset, monkeypatch):
+@pytest.mark.parametrize("preset", SWEEP)
+def test_recomputed_first_layer_style_gradient_changes_nothing(preset):
     """The memory-saving path (first-layer style gradient recomputed in the backward pass, used on
     large images) gives the eager path's loss and gradient on every preset."""
-    from minivgg import vgg as vgg_module
     arch = PRESETS[preset].arch
-    net = random_vgg(arch, seed=2, dtype=np.float64)
+    net = net_for(arch, seed=2)
     rng = np.random.default_rng(3)
     content = rng.uniform(0, 255, (34, 33, 3))
     style = rng.uniform(0, 255, (32, 36, 3))
     x = np.clip(content + rng.uniform(-20, 20, content.shape), 0, 255)
     obj = Objective(net, content, style, preset=preset)
     ref = obj.value_and_grad(x)
-    monkeypatch.setattr(vgg_module, "_DEFER_FROM", 1)
+    obj.net = dataclasses.replace(net, recompute_grad_from=1)
     value, grad = obj.value_and_grad(x)
     assert value == pytest.approx(ref[0], rel=1e-12)
     np.testing.assert_allclose(grad, ref[1], rtol=1e-9, atol=1e-9 * np.abs(ref[1]).max())
-
-
-def test_large_bounded_lbfgs_runs_in_house_not_through_scipy(monkeypatch):
-    """Above ``SCIPY_BOUNDS_MAX`` variables scipy would build a Python list of n bound tuples (6 GB at
-    4096²): ``optim.lbfgs`` runs the engine's projected L-BFGS instead, with the same callbacks."""
-    from minivgg import optim
-
-    def no_scipy(*a, **k):
-        raise AssertionError("scipy's minimize was called")
-    monkeypatch.setattr(optim, "SCIPY_BOUNDS_MAX", 100)
-    monkeypatch.setattr(optim, "minimize", no_scipy)
-    net = random_vgg("vgg16", seed=1, dtype=np.float64)
-    rng = np.random.default_rng(0)
-    content, style = rng.uniform(0, 255, (24, 20, 3)), rng.uniform(0, 255, (24, 24, 3))
-    obj = Objective(net, content, style, preset="gatys")
-    seen = []
-    x = optim.lbfgs(obj, np.clip(content + 30, 0, 255), 4, bounds=(0.0, 255.0), history=3,
-                    callback=lambda it, xk, terms: seen.append((it, terms["total"])))
-    assert [it for it, _ in seen] == [1, 2, 3, 4]
-    assert all(b <= a for (_, a), (_, b) in zip(seen, seen[1:]))  # the loss never rises
-    assert x.shape == content.shape and x.min() >= 0 and x.max() <= 255
-    assert obj.value_and_grad(x)[0] < obj.value_and_grad(np.clip(content + 30, 0, 255))[0]

@@ -1,14 +1,13 @@
-"""Every op: forward against a naive loop reference, backward through check_vjp over a grid of
-shapes, strides and pads (odd sizes included), im2col/col2im adjointness, clear errors."""
+"""``minivgg.ops``: every op's forward against a naive loop reference, backward through check_vjp over
+a grid of shapes, strides and pads (odd sizes included), im2col/col2im adjointness, clear errors (the
+validation ``ops`` does before it dispatches to a backend)."""
 import numpy as np
 import pytest
 
 from minivgg import ops, winograd
 from minivgg.gradcheck import check_vjp
 from minivgg.im2col import col2im, im2col
-
-rng = np.random.default_rng(0)
-
+from minivgg.masks import PackedMask
 
 def conv_naive(x, w, b, stride, pad):
     n, c, h, wd = x.shape
@@ -40,7 +39,7 @@ CONV_GRID = [((1, 3, 5, 5), (2, 3, 3, 3), 1, 1), ((2, 2, 7, 6), (3, 2, 3, 3), 1,
 
 
 @pytest.mark.parametrize("xs,ws,stride,pad", CONV_GRID)
-def test_conv_forward_matches_naive(xs, ws, stride, pad):
+def test_conv_forward_matches_naive(xs, ws, stride, pad, rng):
     x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
     y, _ = ops.conv2d_forward(x, w, b, stride, pad)
     np.testing.assert_allclose(y, conv_naive(x, w, b, stride, pad), rtol=1e-10, atol=1e-10)
@@ -48,14 +47,14 @@ def test_conv_forward_matches_naive(xs, ws, stride, pad):
 
 @pytest.mark.parametrize("xs,ws,stride,pad", CONV_GRID)
 @pytest.mark.parametrize("wrt", [0, 1, 2])
-def test_conv_backward(xs, ws, stride, pad, wrt):
+def test_conv_backward(xs, ws, stride, pad, wrt, rng):
     x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
     res = check_vjp(ops.conv2d_forward, lambda g, c: ops.conv2d_backward(g, c, need_params=True),
                     (x, w, b), wrt=wrt, kwargs={"stride": stride, "pad": pad}, eps=1e-5)
     assert res.passed, res.report()
 
 
-def test_conv_float32_dtype_kept_and_banded_winograd(monkeypatch):
+def test_conv_float32_dtype_kept_and_banded_winograd(monkeypatch, rng):
     # Force the Winograd path to use many tile-row bands: the result must not change.
     x = rng.standard_normal((1, 3, 11, 9)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
@@ -68,7 +67,7 @@ def test_conv_float32_dtype_kept_and_banded_winograd(monkeypatch):
     np.testing.assert_allclose(y_full, conv_naive(x.astype(float), w.astype(float), b.astype(float), 1, 1), rtol=1e-4, atol=1e-4)
 
 
-def test_conv_backward_without_params_returns_none_and_needs_input_for_params():
+def test_conv_backward_without_params_returns_none_and_needs_input_for_params(rng):
     x, w, b = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
     y, cache = ops.conv2d_forward(x, w, b, save_input=False)
     gx, gw, gb = ops.conv2d_backward(np.ones_like(y), cache)
@@ -78,14 +77,14 @@ def test_conv_backward_without_params_returns_none_and_needs_input_for_params():
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 4, 4), (2, 3, 5, 7), (1, 2, 7, 6), (1, 1, 3, 2)])
-def test_pools_forward_match_naive(shape):
+def test_pools_forward_match_naive(shape, rng):
     x = rng.standard_normal(shape)
     np.testing.assert_allclose(ops.avg_pool2d_forward(x)[0], pool_naive(x, np.mean), rtol=1e-12)
     np.testing.assert_allclose(ops.max_pool2d_forward(x)[0], pool_naive(x, np.max), rtol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 4, 4), (2, 3, 5, 7), (1, 2, 7, 6), (1, 1, 3, 2)])
-def test_pools_backward(shape):
+def test_pools_backward(shape, rng):
     x = rng.standard_normal(shape)
     assert check_vjp(ops.avg_pool2d_forward, ops.avg_pool2d_backward, (x,)).passed
     distinct = (rng.permutation(x.size) / x.size).reshape(shape)  # no ties within eps
@@ -101,7 +100,7 @@ def test_max_pool_ties_go_to_first_maximum():
     np.testing.assert_array_equal(gx[0, 0], [[0, 1], [0, 0]])
 
 
-def test_pool_odd_edges_get_zero_gradient():
+def test_pool_odd_edges_get_zero_gradient(rng):
     x = rng.standard_normal((1, 1, 5, 3))
     y, cache = ops.avg_pool2d_forward(x)
     assert y.shape == (1, 1, 2, 1)
@@ -110,7 +109,7 @@ def test_pool_odd_edges_get_zero_gradient():
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 4, 5), (2, 2, 3, 3)])
-def test_relu(shape):
+def test_relu(shape, rng):
     x = rng.standard_normal(shape)
     x += np.sign(x) * 0.05  # keep the kink at 0 far outside ±eps
     y, mask = ops.relu_forward(x)
@@ -119,9 +118,29 @@ def test_relu(shape):
     assert check_vjp(ops.relu_forward, ops.relu_backward, (x,)).passed
 
 
+@pytest.mark.parametrize("inplace", [False, True])
+def test_relu_packed_mask_same_gradient_as_bool_mask(inplace, rng):
+    x = rng.standard_normal((1, 2, 3, 7))  # 42 elements: a partial last byte
+    y, mask = ops.relu_forward(x.copy())
+    yp, packed = ops.relu_forward(x.copy(), inplace=inplace, pack=True)
+    assert isinstance(packed, PackedMask) and packed.shape == x.shape and packed.bits.dtype == np.uint8
+    np.testing.assert_array_equal(yp, y)
+    np.testing.assert_array_equal(packed.unpack(), mask)
+    g = rng.standard_normal(x.shape)
+    np.testing.assert_array_equal(ops.relu_backward(g.copy(), packed, inplace=inplace), ops.relu_backward(g, mask))
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_relu_backward_checks_the_forward_shape(pack):
+    _, mask = ops.relu_forward(np.ones((1, 1, 3, 7)), pack=pack)
+    with pytest.raises(ValueError, match=r"relu_backward: gy shape \(1, 1, 3, 6\) does not match the forward "
+                                         r"shape \(1, 1, 3, 7\)"):
+        ops.relu_backward(np.ones((1, 1, 3, 6)), mask)
+
+
 @pytest.mark.parametrize("xs,k,stride,pad", [((1, 2, 5, 5), 3, 1, 1), ((2, 3, 7, 6), 3, 2, 1), ((1, 1, 6, 7), 2, 2, 0),
                                              ((1, 2, 9, 8), 5, 3, 2)])
-def test_im2col_col2im_adjoint(xs, k, stride, pad):
+def test_im2col_col2im_adjoint(xs, k, stride, pad, rng):
     x = rng.standard_normal(xs)
     cols = im2col(x, k, k, stride, pad)
     c = rng.standard_normal(cols.shape)
@@ -148,7 +167,7 @@ def test_bad_arguments_raise_value_error_naming_op_and_shapes(call, match):
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 5, 7), (2, 4, 6, 6), (1, 2, 1, 1), (1, 5, 9, 4), (1, 1, 2, 3)])
-def test_winograd_matches_naive_and_its_adjoint(shape):
+def test_winograd_matches_naive_and_its_adjoint(shape, rng):
     x = rng.standard_normal(shape)
     w = rng.standard_normal((3, shape[1], 3, 3))
     y = winograd.conv3x3_same(x, w)
@@ -158,7 +177,7 @@ def test_winograd_matches_naive_and_its_adjoint(shape):
     assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
 
 
-def test_winograd_memo_only_for_frozen_weights():
+def test_winograd_memo_only_for_frozen_weights(rng):
     w = rng.standard_normal((2, 2, 3, 3))
     x = rng.standard_normal((1, 2, 4, 4))
     y1 = winograd.conv3x3_same(x, w)

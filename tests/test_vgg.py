@@ -1,38 +1,19 @@
-"""The VGG layer table, tap names, truncation, and the memory-lean loss path against features+backward."""
+"""``minivgg.vgg``: preprocessing, truncation at the deepest tap, the memory-lean loss path against
+features+backward (with bit-packed masks and recomputed first-layer gradients), and loading."""
+import dataclasses
+
 import numpy as np
 import pytest
 
-from minivgg import vgg
-from minivgg.vgg import canonical_tap, conv_layer_table, layer_names, min_input_size, random_vgg
+from minivgg import memory, ops, vgg
+from minivgg.arch import conv_layer_table
+from minivgg.masks import PackedMask
+from minivgg.vgg import DeferredGrad, load_vgg, random_vgg
 
 
-def test_layer_tables():
-    t16, t19 = conv_layer_table("vgg16"), conv_layer_table("vgg19")
-    assert len(t16) == 13 and len(t19) == 16
-    assert t16[0] == ("block1_conv1", 3, 64) and t16[-1] == ("block5_conv3", 512, 512)
-    assert t19[-1][0] == "block5_conv4"
-    with pytest.raises(ValueError, match="unknown architecture"):
-        conv_layer_table("vgg11")
-
-
-def test_aliases():
-    assert canonical_tap("vgg16", "relu4_2") == "block4_conv2"
-    assert canonical_tap("vgg16", "pool3") == "block3_pool"
-    assert canonical_tap("vgg16", "conv4_2") == "conv4_2"
-    assert "conv5_4" in layer_names("vgg19") and "conv5_4" not in layer_names("vgg16")
-    with pytest.raises(ValueError, match="unknown layer 'conv6_1' for vgg16; valid names: input"):
-        canonical_tap("vgg16", "conv6_1")
-
-
-def test_min_input_size():
-    assert min_input_size("vgg16", ["block1_conv1"]) == 1
-    assert min_input_size("vgg16", ["block4_conv2"]) == 8
-    assert min_input_size("vgg16", ["block5_pool"]) == 32
-
-
-def test_preprocess_roundtrip_and_caffe_convention():
+def test_preprocess_roundtrip_and_caffe_convention(rng):
     net = random_vgg("vgg16", dtype=np.float64)
-    x = np.random.default_rng(0).uniform(0, 255, (5, 6, 3))
+    x = rng.uniform(0, 255, (5, 6, 3))
     y = net.preprocess(x)
     assert y.shape == (1, 3, 5, 6)
     assert y[0, 0, 2, 3] == pytest.approx(x[2, 3, 2] - 103.939)  # B first
@@ -46,11 +27,26 @@ def test_forward_stops_at_deepest_tap():
     assert feats["conv2_1"].shape == (1, 128, 8, 8)
 
 
+def test_thresholds_default_to_memory_constants_and_are_per_network():
+    net = random_vgg("vgg16")
+    assert net.pack_masks_from == memory.PACK_MASKS_FROM and net.recompute_grad_from == memory.RECOMPUTE_GRAD_FROM
+    small = dataclasses.replace(net, pack_masks_from=1000, recompute_grad_from=1)
+    assert (small.pack_masks_from, small.recompute_grad_from) == (1000, 1)
+    assert net.pack_masks_from == memory.PACK_MASKS_FROM  # the original is untouched
+    assert small.params is net.params and not small.params["block1_conv1"][0].flags.writeable
+
+
 @pytest.mark.parametrize("pooling", ["avg", "max"])
-def test_lean_path_matches_features_and_backward(pooling, monkeypatch):
-    monkeypatch.setattr(vgg, "_PACK_MASKS_FROM", 1000)  # exercise bit-packed masks too
-    net = random_vgg("vgg16", seed=3, dtype=np.float64)
-    rng = np.random.default_rng(4)
+def test_lean_path_matches_features_and_backward(pooling, rng, monkeypatch):
+    net = dataclasses.replace(random_vgg("vgg16", seed=3, dtype=np.float64), pack_masks_from=1000)
+    packed = []  # exercise bit-packed masks too
+    relu_forward = ops.relu_forward
+
+    def spy(x, inplace=False, pack=False):
+        y, mask = relu_forward(x, inplace, pack)
+        packed.append(isinstance(mask, PackedMask))
+        return y, mask
+    monkeypatch.setattr(ops, "relu_forward", spy)
     y = rng.standard_normal((1, 3, 20, 18)) * 40
     taps = ["input", "conv1_1", "block1_conv2", "relu2_1", "block2_pool", "block3_conv1"]
     targets = {t: None for t in taps}
@@ -61,6 +57,7 @@ def test_lean_path_matches_features_and_backward(pooling, monkeypatch):
         return float(np.sum(F * targets[t])), targets[t].copy()
 
     total, g = net.loss_and_input_grad(y.copy(), taps, tap_loss, pooling)
+    assert any(packed), "no ReLU mask was bit-packed"
     feats, tape = net.features(y, taps, pooling)
     ref_total = sum(float(np.sum(feats[t] * targets[t])) for t in taps)
     ref_g = net.backward(tape, {t: targets[t] for t in taps})
@@ -69,14 +66,14 @@ def test_lean_path_matches_features_and_backward(pooling, monkeypatch):
 
 
 @pytest.mark.parametrize("tap", ["conv1_1", "relu1_1", "relu2_1"])
-def test_deferred_tap_gradient_matches_eager(tap, monkeypatch):
+def test_deferred_tap_gradient_matches_eager(tap, rng):
     """A ``DeferredGrad`` on a first-layer tap is recomputed in the backward pass (from the input),
     elsewhere evaluated at once; both give the eager gradient, with other taps present too."""
     net = random_vgg("vgg16", seed=5, dtype=np.float64)
-    rng = np.random.default_rng(6)
     y = rng.standard_normal((1, 3, 14, 12)) * 40
     taps = [tap, "relu1_2", "conv2_2"]
     mix = {}
+    calls = []
 
     def grad_of(t, F, overwrite=False):
         out = np.einsum("dc,nchw->ndhw", mix[t], F)  # linear in F, like a Gram gradient
@@ -90,12 +87,31 @@ def test_deferred_tap_gradient_matches_eager(tap, monkeypatch):
             mix.setdefault(t, rng.standard_normal((F.shape[1], F.shape[1])))
             value = float(np.sum(F ** 2))
             if deferred and t == tap:
-                return value, vgg.DeferredGrad(lambda F2, overwrite=False, t=t: grad_of(t, F2, overwrite))
+                def later(F2, overwrite=False, t=t):
+                    calls.append(overwrite)
+                    return grad_of(t, F2, overwrite)
+                return value, DeferredGrad(later)
             return value, grad_of(t, F)
         return fn
 
     ref_total, ref_g = net.loss_and_input_grad(y.copy(), taps, tap_loss(False), "avg")
-    monkeypatch.setattr(vgg, "_DEFER_FROM", 1)  # defer even this small map
+    net = dataclasses.replace(net, recompute_grad_from=1)  # defer even this small map
     total, g = net.loss_and_input_grad(y.copy(), taps, tap_loss(True), "avg")
     assert total == pytest.approx(ref_total, rel=1e-12)
     np.testing.assert_allclose(g, ref_g, rtol=1e-10, atol=1e-10)
+    # recomputed (and written in place) on a first-layer tap, evaluated at once elsewhere
+    assert calls == ([True] if tap in ("conv1_1", "relu1_1") else [False])
+
+
+def test_load_vgg_reads_a_weights_file(synthetic_weights):
+    net = load_vgg("vgg19", weights=str(synthetic_weights["vgg19"]))
+    assert net.arch == "vgg19" and net.dtype == np.float32
+    assert [n for n, _, _ in conv_layer_table("vgg19")] == list(net.params)
+    w, b = net.params["block5_conv4"]
+    assert w.shape == (512, 512, 3, 3) and b.shape == (512,)
+
+
+def test_load_vgg_real_weights(real_weights):
+    assert real_weights.arch == "vgg16" and set(real_weights.params) == {n for n, _, _ in conv_layer_table("vgg16")}
+    assert "verified" in real_weights.provenance
+    assert isinstance(real_weights, vgg.VGG)

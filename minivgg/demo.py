@@ -45,7 +45,8 @@ def run_demo(args) -> int:
     try:
         weights.load_cached("vgg16")
     except WeightsError:
-        print("VGG16 weights are not cached yet: fetching them (once)", file=sys.stderr)
+        if not args.quiet:
+            print("VGG16 weights are not cached yet: fetching them (once)", file=sys.stderr)
         weights.fetch("vgg16", progress=not args.quiet)
     samples = sample_images()
     content_path, style_path = outdir / "content.png", outdir / "style.png"

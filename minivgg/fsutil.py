@@ -103,12 +103,12 @@ def check_output_path(path, inputs=()) -> None:
     for inp in inputs:
         if inp is None:
             continue
-        if _same_file(path, Path(inp)):
+        if same_file(path, Path(inp)):
             raise UserError(f"output path '{path}' is the same file as the input '{inp}'; "
                             "choose another output name so the input is not overwritten")
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a, b) -> bool:
     """True when ``a`` and ``b`` name one file (hard links and symlinks included)."""
     try:
         return os.path.samefile(a, b)

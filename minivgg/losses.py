@@ -1,12 +1,10 @@
 """Loss terms of style transfer, each a pure function returning ``(value, grad)``.
 
 Features ``F`` arrive as (1, C, H, W) and are read as a matrix (C, M), M = H·W. Every gradient is
-written by hand and checked in float64 by ``gradcheck_cases`` (part of ``minivgg gradcheck``).
+written by hand and checked in float64 by ``minivgg.checks`` (``minivgg gradcheck``).
 Scalar values are accumulated in float64 whatever the engine dtype.
 """
 from __future__ import annotations
-
-import numpy as np
 
 from .backend import get_array_module
 from .dispatch import cuda_kernels

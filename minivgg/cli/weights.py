@@ -5,6 +5,7 @@ The work is ``minivgg.weights``; this module is the parser and the glue.
 from __future__ import annotations
 
 from ..arch import BLOCKS
+from ..errors import UserError
 from ..weights.fetching import fetch
 from ..weights.info import report
 
@@ -12,12 +13,12 @@ from ..weights.info import report
 def add_cli(sub) -> None:
     """Register ``minivgg weights fetch [vgg16|vgg19]`` and ``minivgg weights info [PATH]``.
 
-    ``sub`` is the top-level parser's subparsers object; ``minivgg weights`` alone prints its help
-    and exits 2.
+    ``sub`` is the top-level parser's subparsers object; ``minivgg weights`` alone is a usage
+    error (exit 2).
     """
     parser = sub.add_parser("weights", help="fetch, verify and inspect the VGG weights",
                             description="Fetch, verify and inspect the VGG16/VGG19 weights (see weights/README.md).")
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+    parser.set_defaults(func=_no_action)
     actions = parser.add_subparsers(dest="weights_command", metavar="ACTION")
     p = actions.add_parser("fetch", help="download and verify the weights into the cache",
                            description="Download verified weights into the cache ($MINIVGG_HOME or the user cache dir): "
@@ -50,3 +51,7 @@ def _cmd_info(args) -> int:
     if problem is not None:  # the report is on stdout; the verdict is one line on stderr, exit 2 (cli.main)
         raise problem
     return 0
+
+
+def _no_action(args) -> int:
+    raise UserError("choose an action: fetch or info (see 'minivgg weights --help')")

@@ -19,6 +19,23 @@ THREAD_DEFAULTS = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "passive"}
 NUMPY_FIRST = "numpy" in _sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in _os.environ
 for _name, _value in THREAD_DEFAULTS.items():
     _os.environ.setdefault(_name, _value)
+
+
+def _serve_checkout_kernels() -> None:
+    """In a source checkout that is not installed (``python -m minivgg`` from the repository root
+    puts the checkout first on sys.path), serve ``kernels/`` as ``minivgg._kernels`` as pip would."""
+    import importlib.util
+    if importlib.util.find_spec("minivgg._kernels") is not None:
+        return
+    folder = _os.path.join(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))), "kernels")
+    spec = importlib.util.spec_from_file_location("minivgg._kernels", _os.path.join(folder, "__init__.py"),
+                                                  submodule_search_locations=[folder])
+    module = importlib.util.module_from_spec(spec)
+    _sys.modules["minivgg._kernels"] = module
+    spec.loader.exec_module(module)
+
+
+_serve_checkout_kernels()
 from . import gradcheck, ops
 from .vgg import VGG, load_vgg
 

@@ -9,6 +9,7 @@ and ``bench/results.png``. ``--size-only N --engine E`` measures just one evalua
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -84,10 +85,12 @@ def load_network(choice: str):
 
 
 def build(engine: str, net, content, style):
-    """The objective of ``engine`` ('minivgg' or 'torch') on one network and image pair."""
-    if engine == "minivgg":
+    """The objective of ``engine`` on one network and image pair: 'torch', 'minivgg' (its default convs)
+    or 'minivgg:ALGORITHM' (every conv with ``ops.conv2d_forward(algorithm=ALGORITHM)``)."""
+    name, _, conv = engine.partition(":")
+    if name == "minivgg":
         from minivgg.objective import Objective
-        return Objective(net, content, style, preset=PRESET)
+        return Objective(dataclasses.replace(net, conv=conv) if conv else net, content, style, preset=PRESET)
     from .torch_objective import TorchObjective
     return TorchObjective(net, content, style, preset=PRESET)
 
@@ -153,10 +156,12 @@ def measure_one(size: int, engine: str, weights: str, images_dir: Path, evals: i
 
 
 def run_child(size: int, engine: str, args, weights: str, timeout: float) -> dict:
-    """``measure_one`` in a fresh interpreter with the same thread settings; errors come back as ``{"error"}``."""
-    cmd = [sys.executable, "-m", "bench.compare", "--size-only", str(size), "--engine", engine,
+    """``measure_one`` in a fresh interpreter with the same thread settings; errors come back as ``{"error"}``.
+    ``engine`` may name a conv algorithm (``minivgg:im2col``)."""
+    name, _, conv = engine.partition(":")
+    cmd = [sys.executable, "-m", "bench.compare", "--size-only", str(size), "--engine", name,
            "--threads", str(args.threads), "--weights", weights, "--images", str(args.images),
-           "--repeats", "1", "--noise", str(args.noise), "--seed", str(args.seed), "--json"]
+           "--repeats", "1", "--noise", str(args.noise), "--seed", str(args.seed), "--json"] + (["--conv", conv] if conv else [])
     env = environment.thread_env(args.threads)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     try:
@@ -174,7 +179,8 @@ def run_child(size: int, engine: str, args, weights: str, timeout: float) -> dic
 def size_only(args) -> int:
     """``--size-only``: this process is the fresh one; prints the result (and ``BENCH_RESULT {json}``)."""
     environment.pin_threads(args.threads, torch_too=args.engine == "torch")
-    res = measure_one(args.size_only, args.engine, args.weights, args.images, args.repeats or 1, args.noise, args.seed)
+    engine = f"{args.engine}:{args.conv[0]}" if args.engine == "minivgg" and args.conv else args.engine
+    res = measure_one(args.size_only, engine, args.weights, args.images, args.repeats or 1, args.noise, args.seed)
     res["threads_requested"] = args.threads
     if args.json:
         print(RESULT_TAG + json.dumps(res))
@@ -250,6 +256,7 @@ def compare(args) -> int:
         for eng in args.large_engines:
             log(f"{size}² {eng}: one evaluation in a fresh process …")
             large.append(run_child(size, eng, args, weights_choice, args.child_timeout))
+    conv = conv_rows(args, weights_choice, repeats) if args.conv else None
     ops_rows = []
     if args.ops:
         shapes = [tuple(int(v) for v in s.split("x")) for s in args.op_shapes]
@@ -271,9 +278,36 @@ def compare(args) -> int:
             "tol_loss": TOL_LOSS, "tol_grad": TOL_GRAD, "local_diff": LOCAL_DIFF, "tol_pixels": TOL_PIXELS,
             "load_end": " / ".join(f"{v:.2f}" for v in os.getloadavg())}
     raw = {"meta": meta, "rows": {str(k): v for k, v in rows.items()}, "large": large, "ops": ops_rows,
-           "breakdown": breakdown}
+           "breakdown": breakdown, "conv": conv}
     Path(args.out).with_suffix(".json").write_text(json.dumps(raw, indent=1))
     return render(raw, Path(args.out))
+
+
+def conv_rows(args, weights_choice: str, repeats: int) -> dict:
+    """A row per ``--conv`` algorithm at ``--conv-size``, against torch, in one run: the minivgg objective
+    with every conv forced to that algorithm and torch's, each in its own worker, interleaved; the
+    agreement of each with torch; peak RSS of one evaluation in a fresh process per engine."""
+    size = args.conv_size
+    engines = [f"minivgg:{a}" for a in args.conv] + ["torch"]
+    log(f"conv algorithms at {size}²: {', '.join(engines)} …")
+    workers = {eng: Worker(eng, size, args, weights_choice) for eng in engines}
+    try:
+        outputs = {eng: w.call("outputs") for eng, w in workers.items()}
+        agree = {eng: agreement(outputs[eng][:2], outputs["torch"][:2], outputs[eng][2], outputs["torch"][2])
+                 for eng in engines[:-1]}
+        del outputs
+        times = interleaved({eng: (lambda w=w: w.call("eval")) for eng, w in workers.items()}, repeats,
+                            warmup=max(0, args.warmup - 1), cooldown=args.cooldown, self_timed=True)
+    finally:
+        for w in workers.values():
+            w.close()
+    out = {"size": size, "rows": {}}
+    for eng in engines:
+        memory = {} if args.skip_memory else run_child(size, eng, args, weights_choice, args.child_timeout)
+        out["rows"][eng] = {"times": times[eng], "agreement": agree.get(eng), "memory": memory}
+        log(f"{size}² {eng}: median {np.median(times[eng]):.3f} s"
+            + ("" if not memory or "error" in memory else f", peak RSS {memory['process_peak_mib']:.0f} MiB"))
+    return out
 
 
 def render(raw: dict, out: Path) -> int:
@@ -283,7 +317,8 @@ def render(raw: dict, out: Path) -> int:
     exponents = report.scaling_exponents(rows)
     transfer_json = out.parent / "transfer_4096.json"  # python -m bench.transfer --size 4096
     transfer = json.loads(transfer_json.read_text()) if transfer_json.is_file() else None
-    text = report.markdown(raw["meta"], rows, raw["large"], raw["ops"], raw["breakdown"], exponents, transfer)
+    text = report.markdown(raw["meta"], rows, raw["large"], raw["ops"], raw["breakdown"], exponents, transfer,
+                           conv=raw.get("conv"))
     out.write_text(text)
     report.plot(rows, raw["large"], exponents, out.with_suffix(".png"))
     print(text)
@@ -322,6 +357,10 @@ def parse_args(argv=None):
     p.add_argument("--size-only", type=int, default=None, help="just one evaluation at this size in this process")
     p.add_argument("--engine", default="minivgg", choices=["minivgg", "torch"], help="engine for --size-only")
     p.add_argument("--json", action="store_true", help="--size-only: print a BENCH_RESULT JSON line")
+    p.add_argument("--conv", nargs="+", default=[], choices=["auto", "im2col", "winograd"],
+                   help="also a row per conv algorithm at --conv-size against torch (e.g. --conv im2col winograd); "
+                        "--size-only: the algorithm of that one evaluation")
+    p.add_argument("--conv-size", type=int, default=512, help="image side of the --conv rows (default 512)")
     p.add_argument("--noise", type=float, default=16.0, help="± uniform noise added to the content for x")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--note", default=None, help="a line shown at the top of results.md (e.g. 'preliminary')")

@@ -109,8 +109,28 @@ def targets(rows: dict, large: list, exponents: dict, transfer: dict | None = No
     return out
 
 
+def conv_table(conv: dict) -> list[str]:
+    """The rows per conv algorithm (``bench.compare.conv_rows``): time, ratio to torch, peak RSS, agreement."""
+    size, rows = conv["size"], conv["rows"]
+    torch_t = np.median(rows["torch"]["times"])
+    torch_m = memory_of(rows["torch"].get("memory"), "process_peak_mib")
+    L = ["", f"## Conv algorithms ({size}², one run, interleaved)", "",
+         "| engine | s per evaluation, median (min–max) | ratio to torch | peak RSS GiB | RSS ratio | agreement with torch |",
+         "|---|---:|---:|---:|---:|---|"]
+    for eng, r in rows.items():
+        t, m = r["times"], memory_of(r.get("memory"), "process_peak_mib")
+        a = r.get("agreement")
+        L.append(f"| {eng} | {np.median(t):.3f} ({min(t):.2f}–{max(t):.2f}) | {np.median(t) / torch_t:.2f}× | {_gib(m)} | "
+                 + (f"{m / torch_m:.2f}×" if m and torch_m else "—") + " | "
+                 + (f"{a['verdict']} (loss {_sci(a['loss_rel'])}, grad L2 {_sci(a['grad_rel_l2'])})" if a else "—") + " |")
+    L += ["", "`minivgg:im2col` runs every conv as banded im2col + GEMM (the textbook algorithm), `minivgg:winograd` "
+          "as Winograd F(2x2,3x3) (2.25x fewer multiplications); `minivgg:auto`, the default, is Winograd for every "
+          "3x3 conv, so on VGG it equals `winograd`."]
+    return L
+
+
 def markdown(meta: dict, rows: dict, large: list, ops_rows: list, breakdown: dict, exponents: dict,
-             transfer: dict | None = None) -> str:
+             transfer: dict | None = None, conv: dict | None = None) -> str:
     """The full results page: provenance, the main table, agreement, memory, scaling, targets, ops."""
     L = ["# minivgg vs PyTorch: one objective evaluation (`gatys`, CPU)", ""]
     if meta.get("note"):
@@ -228,6 +248,8 @@ def markdown(meta: dict, rows: dict, large: list, ops_rows: list, breakdown: dic
     L += ["", "## Targets of issue 5", "", "| target | measured | verdict |", "|---|---|---|"]
     for t, m, v in targets(rows, large, exponents, transfer):
         L.append(f"| {t} | {m} | {v} |")
+    if conv:
+        L += conv_table(conv)
     if ops_rows:
         L += ["", "## Per-op timings (median ms, float32, batch 1, C→C 3x3 conv)", "",
               "| shape | op | minivgg ms | torch ms | ratio | minivgg GFLOP/s | torch GFLOP/s |",

@@ -46,10 +46,13 @@ def __getattr__(name):  # lazy: keep ``import minivgg`` light
     if name == "Objective":
         from .objective import Objective
         return Objective
+    if name == "stylize":
+        from .api import stylize
+        return stylize
     if name == "PRESETS":
         from .presets import PRESETS
         return PRESETS
     raise AttributeError(name)
 
 
-__all__ = ["ops", "gradcheck", "VGG", "load_vgg", "Objective", "PRESETS"]
+__all__ = ["ops", "gradcheck", "VGG", "load_vgg", "Objective", "PRESETS", "stylize"]

@@ -18,12 +18,22 @@ def checkpoint_path(output) -> Path:
     return Path(f"{output}.ckpt.npz")
 
 
-def save(path, image, iteration: int, settings: dict, seed: int) -> Path:
-    """Write the checkpoint atomically: image (H, W, 3) float64, iteration, settings (JSON), the seed's RNG state."""
+def save(path, image, iteration: int, settings: dict, seed: int, scale: int = 0) -> Path:
+    """Write the checkpoint atomically: image (H, W, 3) float64, iteration and scale (0-based) it was
+    reached at, settings (JSON), the seed's RNG state."""
     with atomic_write(path) as fh:
-        np.savez(fh, image=image, iteration=iteration, settings=json.dumps(settings, default=float),
+        np.savez(fh, image=image, iteration=iteration, scale=scale, settings=json.dumps(settings, default=float),
                  rng=json.dumps(np.random.default_rng(seed).bit_generator.state))
     return Path(path)
+
+
+def scale_of(path) -> int:
+    """The scale (0-based) a checkpoint was written at; 0 for single-scale checkpoints. UserError if unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as ck:
+            return int(ck["scale"]) if "scale" in ck.files else 0
+    except Exception as exc:  # missing, not an npz, damaged: the same sentence as load
+        raise UserError(f"cannot read checkpoint {path}: {str(exc).strip() or type(exc).__name__}") from None
 
 
 def load(path, shape) -> tuple[np.ndarray, int]:

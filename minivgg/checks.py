@@ -4,13 +4,17 @@ runs case by case (``tests/test_checks.py``, one test id per ``Case.id``).
 Every op (conv2d w.r.t. x, w, b over strides, pads and kernel sizes; ReLU; both pools), every loss
 term (three content norms, four Gram variants on the eager path and on the in-place large-image
 path, six TV kinds), a VGG16 slice with gradients entering at five taps, every preset's objective,
-and ``gatys`` with the first layer's style gradient recomputed. All float64, ``minivgg.gradcheck``'s
-directional test; each case builds its own data from a fixed seed, so a filter never changes it.
+and ``gatys`` with the first layer's style gradient recomputed. Each runs through
+``minivgg.gradcheck``'s directional test in float64 or, end to end, in float32 (``Case.check``),
+with the step and tolerance the checker derives and plain random inputs: no case picks its inputs
+away from ReLU kinks or max-pool ties, the checker tells those apart itself. Each case builds its
+own data from a fixed seed, so a filter never changes it.
 """
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import inspect
 from typing import Callable, Iterable
 
 import numpy as np
@@ -19,32 +23,40 @@ from . import losses, ops
 from .gradcheck import CheckResult, check_grad, check_vjp
 from .objective import Objective
 from .presets import PRESETS
+from .regions import MASK_MODES, guided_style_loss
 from .vgg import random_vgg
+
+
+DTYPES = ("float64", "float32")
 
 
 @dataclasses.dataclass
 class Case:
-    """One row of ``minivgg gradcheck``: a name, a shape label and a thunk returning a CheckResult."""
+    """One row of ``minivgg gradcheck``: a name, a shape label and ``run(dtype=np.float64) -> CheckResult``
+    (a ``run`` without a ``dtype`` parameter is a float64-only case)."""
     name: str
     shape: str
-    run: Callable[[], CheckResult]
+    run: Callable[..., CheckResult]
 
     @property
     def id(self) -> str:
         """Unique within the suite: the name and the shape."""
         return f"{self.name} {self.shape}"
 
+    @property
+    def dtypes(self) -> tuple:
+        """The dtypes the case runs in: both when ``run`` takes a ``dtype``, else float64."""
+        try:
+            return DTYPES if "dtype" in inspect.signature(self.run).parameters else DTYPES[:1]
+        except (TypeError, ValueError):
+            return DTYPES[:1]
 
-def _kinkless(rng, shape, gap=0.05):
-    """Normal samples pushed at least ``gap`` away from 0, so ReLU kinks sit far outside ±ε."""
-    z = rng.standard_normal(shape)
-    return z + np.sign(z) * gap + (z == 0) * gap
-
-
-def _distinct(rng, shape):
-    """Values that are all distinct (spaced 1/size apart), so max-pool has no ties within ±ε."""
-    n = int(np.prod(shape))
-    return (rng.permutation(n).astype(np.float64) / n).reshape(shape) * 4 - 2
+    def check(self, dtype="float64") -> CheckResult:
+        """Run the case in ``dtype`` ("float64" or "float32")."""
+        dtype = np.dtype(dtype).name
+        if dtype not in self.dtypes:
+            raise ValueError(f"{self.id} runs only in {', '.join(self.dtypes)}")
+        return self.run(dtype=np.dtype(dtype).type) if len(self.dtypes) > 1 else self.run()
 
 
 def op_cases() -> list[Case]:
@@ -54,20 +66,17 @@ def op_cases() -> list[Case]:
                  ((1, 3, 8, 7), (2, 3, 2, 2), 1, 0), ((1, 2, 7, 9), (3, 2, 5, 3), 2, 2)]
     for k, (xs, ws, s, p) in enumerate(conv_grid):
         for wrt, label in ((0, "x"), (1, "w"), (2, "b")):
-            def run(xs=xs, ws=ws, s=s, p=p, wrt=wrt, seed=k):
+            def run(dtype=np.float64, xs=xs, ws=ws, s=s, p=p, wrt=wrt, seed=k):
                 rng = np.random.default_rng(seed)
                 x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
                 return check_vjp(ops.conv2d_forward, lambda g, c: ops.conv2d_backward(g, c, need_params=True),
-                                 (x, w, b), wrt=wrt, kwargs={"stride": s, "pad": p}, name="conv2d")
+                                 (x, w, b), wrt=wrt, kwargs={"stride": s, "pad": p}, name="conv2d", dtype=dtype)
             cases.append(Case(f"conv2d d/d{label} s{s}p{p} k{ws[2]}x{ws[3]}", f"{xs}", run))
     for k, shape in enumerate(((2, 3, 6, 5), (1, 4, 7, 7))):
-        rng = lambda k=k: np.random.default_rng(100 + k)  # noqa: E731
-        cases.append(Case("relu", f"{shape}", lambda shape=shape, rng=rng: check_vjp(
-            ops.relu_forward, ops.relu_backward, (_kinkless(rng(), shape),), name="relu")))
-        cases.append(Case("avg_pool2d", f"{shape}", lambda shape=shape, rng=rng: check_vjp(
-            ops.avg_pool2d_forward, ops.avg_pool2d_backward, (rng().standard_normal(shape),), name="avg_pool2d")))
-        cases.append(Case("max_pool2d", f"{shape}", lambda shape=shape, rng=rng: check_vjp(
-            ops.max_pool2d_forward, ops.max_pool2d_backward, (_distinct(rng(), shape),), name="max_pool2d", eps=1e-7)))
+        for op in ("relu", "avg_pool2d", "max_pool2d"):
+            fwd, bwd = getattr(ops, f"{op}_forward"), getattr(ops, f"{op}_backward")
+            cases.append(Case(op, f"{shape}", lambda dtype=np.float64, shape=shape, k=k, fwd=fwd, bwd=bwd, op=op: check_vjp(
+                fwd, bwd, (np.random.default_rng(100 + k).standard_normal(shape),), name=op, dtype=dtype)))
     return cases
 
 
@@ -76,36 +85,35 @@ def loss_cases() -> list[Case]:
     F_shape, x_shape = (1, 5, 4, 3), (6, 7, 3)
     rng = lambda: np.random.default_rng(1)  # noqa: E731
     P, F0 = (lambda r: (r.standard_normal(F_shape), r.standard_normal(F_shape)))(rng())
-    cases = [Case(f"content_loss {norm}", str(F_shape),
-                  lambda norm=norm: check_grad(lambda F: losses.content_loss(F, P, norm), F0, name="content"))
+    cases = [Case(f"content_loss {norm}", str(F_shape), lambda dtype=np.float64, norm=norm: check_grad(
+                  lambda F: losses.content_loss(F, P.astype(F.dtype), norm), F0, name="content", dtype=dtype))
              for norm in losses.CONTENT_NORMS]
     for k, kind in enumerate(losses.GRAMS):
         A = losses.gram_variant(np.random.default_rng(10 + k).standard_normal(F_shape), kind)
 
         def in_place(F, A=A, kind=kind):  # the large-image path: the gradient written into F's memory
-            value, grad = losses.style_loss_deferred(F, A, kind, 0.3)
+            value, grad = losses.style_loss_deferred(F, A.astype(F.dtype), kind, 0.3)
             return value, grad(F.copy(), overwrite=True)
-        cases.append(Case(f"style_loss gram={kind}", str(F_shape), lambda kind=kind, A=A: check_grad(
-            lambda F: losses.style_loss(F, A, kind, 0.3), F0, name="style")))
+        cases.append(Case(f"style_loss gram={kind}", str(F_shape), lambda dtype=np.float64, kind=kind, A=A: check_grad(
+            lambda F: losses.style_loss(F, A.astype(F.dtype), kind, 0.3), F0, name="style", dtype=dtype)))
         cases.append(Case(f"style_loss gram={kind} in place", str(F_shape),
-                          lambda f=in_place: check_grad(f, F0, name="style in place")))
+                          lambda dtype=np.float64, f=in_place: check_grad(f, F0, name="style in place", dtype=dtype)))
         cases.append(Case(f"gram_backward gram={kind} in place, column blocks", str(F_shape),
-                          lambda kind=kind: _gram_in_place(kind, F0)))
-    # |d| kinks are dodged: distinct values spaced far beyond eps.
-    x0 = np.random.default_rng(2).permutation(int(np.prod(x_shape))).reshape(x_shape).astype(np.float64) * 0.37
-    cases += [Case(f"tv_loss {kind}", str(x_shape), lambda kind=kind: check_grad(
-        lambda x: losses.tv_loss(x, kind), x0, name="tv")) for kind in losses.TV_KINDS]
+                          lambda dtype=np.float64, kind=kind: _gram_in_place(kind, F0, dtype)))
+    x0 = np.random.default_rng(2).uniform(0, 255, x_shape)  # pixels; the |d| kinds' kinks are the checker's to dodge
+    cases += [Case(f"tv_loss {kind}", str(x_shape), lambda dtype=np.float64, kind=kind: check_grad(
+        lambda x: losses.tv_loss(x, kind), x0, name="tv", dtype=dtype)) for kind in losses.TV_KINDS]
     return cases
 
 
-def _gram_in_place(kind, F0):
+def _gram_in_place(kind, F0, dtype=np.float64):
     """``gram_backward(overwrite=True)`` against ``gram`` as a VJP, in column blocks of 2 per channel."""
     C, M = F0.shape[1], F0.shape[2] * F0.shape[3]
     scale, center = losses.GRAMS[kind][0](C, M), losses.GRAMS[kind][1]
     return check_vjp(lambda F: (losses.gram(F, scale, center), None),
-                     lambda u, _, F=F0: losses.gram_backward(u, F.copy(), scale, center, overwrite=True,
-                                                             block_elements=2 * C),
-                     (F0,), name=f"gram_backward {kind}")
+                     lambda u, _, F=F0.astype(dtype): losses.gram_backward(u, F.copy(), scale, center, overwrite=True,
+                                                                           block_elements=2 * C),
+                     (F0,), name=f"gram_backward {kind}", dtype=dtype)
 
 
 def vgg_cases() -> list[Case]:
@@ -113,8 +121,8 @@ def vgg_cases() -> list[Case]:
     entering at a pre-ReLU tap, a ReLU tap, a pool tap and the input at once."""
     taps = ["input", "conv1_2", "block2_conv1", "block1_pool", "conv2_2"]
 
-    def run(pooling):
-        net = random_vgg("vgg16", seed=1, dtype=np.float64)
+    def run(pooling, dtype):
+        net = random_vgg("vgg16", seed=1, dtype=dtype)
         x = np.random.default_rng(2).standard_normal((1, 3, 16, 16)) * 50
 
         def forward(y):
@@ -129,46 +137,123 @@ def vgg_cases() -> list[Case]:
                 grads[t] = u[k:k + n].reshape(shapes[t])
                 k += n
             return net.backward(tape, grads)
-        return check_vjp(forward, backward, (x,), eps=1e-5, name=f"vgg16 slice {pooling}")
-    return [Case(f"vgg16 features/backward pooling={p}", "(1, 3, 16, 16)", lambda p=p: run(p)) for p in ("avg", "max")]
+        return check_vjp(forward, backward, (x,), name=f"vgg16 slice {pooling}", dtype=dtype)
+    return [Case(f"vgg16 features/backward pooling={p}", "(1, 3, 16, 16)", lambda dtype=np.float64, p=p: run(p, dtype))
+            for p in ("avg", "max")]
 
 
 def objective_cases() -> list[Case]:
     """Every preset's full objective on a small random-weight network, and ``gatys`` with the first
     layer's style gradient recomputed in the backward pass (the large-image memory path)."""
-    def run(name, recompute=False):
+    def run(name, dtype, recompute=False):
         rng = np.random.default_rng(3)
-        net = random_vgg(PRESETS[name].arch, seed=0, dtype=np.float64)
+        net = random_vgg(PRESETS[name].arch, seed=0, dtype=dtype)
         if recompute:
             net = dataclasses.replace(net, recompute_grad_from=1)
         content = rng.integers(0, 256, (40, 32, 3)).astype(np.uint8)
         style = rng.integers(0, 256, (32, 44, 3)).astype(np.uint8)
         obj = Objective(net, content, style, preset=name)
         x = content + rng.uniform(-20, 20, content.shape)
-        return check_grad(obj.value_and_grad, x, eps=1e-4, rtol=1e-5, name=name)
-    cases = [Case(f"objective preset={name}", "(40, 32, 3)", lambda name=name: run(name)) for name in PRESETS]
+        return check_grad(obj.value_and_grad, x, name=name, dtype=dtype)
+    cases = [Case(f"objective preset={name}", "(40, 32, 3)", lambda dtype=np.float64, name=name: run(name, dtype))
+             for name in PRESETS]
     cases.append(Case("objective preset=gatys, first-layer gradient recomputed", "(40, 32, 3)",
-                      lambda: run("gatys", recompute=True)))
+                      lambda dtype=np.float64: run("gatys", dtype, recompute=True)))
     return cases
 
 
-def all_cases(pattern: str = "*") -> list[Case]:
-    """Every check, in table order; ``pattern`` (a glob) keeps those whose name matches."""
-    cases = op_cases() + loss_cases() + vgg_cases() + objective_cases()
-    return [c for c in cases if fnmatch.fnmatch(c.name, pattern)]
+def region_cases() -> list[Case]:
+    """The guided (masked) style term: its loss with plain and centred Grams, and the ``gatys``
+    objective with two regions (a mask per style image, a style mask) for each mask propagation."""
+    F_shape = (1, 5, 4, 3)
+    rng = np.random.default_rng(4)
+    F0, A, mask = rng.standard_normal(F_shape), rng.standard_normal((5, 5)), rng.uniform(0, 1, (4, 3))
+    cases = [Case(f"guided_style_loss center={center}", str(F_shape), lambda dtype=np.float64, center=center: check_grad(
+        lambda F: guided_style_loss(F, A.astype(F.dtype), mask.astype(F.dtype), 0.7, center, 0.3), F0,
+        name="guided style", dtype=dtype)) for center in (False, True)]
+
+    def run(mode, dtype):
+        r = np.random.default_rng(5)
+        net = random_vgg("vgg16", seed=0, dtype=dtype)
+        content = r.integers(0, 256, (40, 32, 3)).astype(np.uint8)
+        styles = [r.integers(0, 256, (32, 44, 3)).astype(np.uint8), r.integers(0, 256, (36, 36, 3)).astype(np.uint8)]
+        left = np.zeros((40, 32))
+        left[:, :16] = 1
+        style_mask = np.ones((36, 36))
+        style_mask[:10] = 0
+        obj = Objective(net, content, styles, preset="gatys", content_masks=[left, 1 - left],
+                        style_masks=[None, style_mask], mask_mode=mode)
+        x = content + r.uniform(-20, 20, content.shape)
+        return check_grad(obj.value_and_grad, x, name=f"regions {mode}", dtype=dtype)
+    return cases + [Case(f"objective preset=gatys, two regions, masks={mode}", "(40, 32, 3)",
+                         lambda dtype=np.float64, mode=mode: run(mode, dtype)) for mode in MASK_MODES]
 
 
-def run_cases(cases: Iterable[Case], out=print) -> bool:
-    """Run ``cases`` and print the table (check, shape, max relative error, verdict); True when all pass."""
+def conv_algorithm_cases() -> list[Case]:
+    """conv2d with each algorithm forced (``algorithm="im2col"``: the banded GEMM; ``"winograd"``:
+    F(2x2,3x3) and its adjoint) w.r.t. x, w and b on 3x3/s1/p1 shapes, odd sizes included, and the
+    VGG16 slice of ``vgg_cases`` run on im2col convs."""
+    cases = []
+    for algorithm in ("im2col", "winograd"):
+        for k, (xs, ws) in enumerate((((2, 3, 7, 6), (4, 3, 3, 3)), ((1, 2, 5, 9), (3, 2, 3, 3)))):
+            for wrt, label in ((0, "x"), (1, "w"), (2, "b")):
+                def run(dtype=np.float64, xs=xs, ws=ws, wrt=wrt, algorithm=algorithm, seed=200 + k):
+                    rng = np.random.default_rng(seed)
+                    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+                    return check_vjp(ops.conv2d_forward, lambda g, c: ops.conv2d_backward(g, c, need_params=True),
+                                     (x, w, b), wrt=wrt, kwargs={"algorithm": algorithm}, name=f"conv2d {algorithm}",
+                                     dtype=dtype)
+                cases.append(Case(f"conv2d algorithm={algorithm} d/d{label} s1p1 k3x3", f"{xs}", run))
+    taps = ["input", "conv1_2", "block1_pool", "conv2_2"]
+
+    def vgg_im2col(dtype=np.float64):
+        net = dataclasses.replace(random_vgg("vgg16", seed=1, dtype=dtype), conv="im2col")
+        x = np.random.default_rng(2).standard_normal((1, 3, 12, 10)) * 50
+
+        def forward(y):
+            feats, tape = net.features(y, taps)
+            return np.concatenate([feats[t].ravel() for t in taps]), (tape, {t: feats[t].shape for t in taps})
+
+        def backward(u, cache):
+            tape, shapes = cache
+            sizes = np.cumsum([0] + [int(np.prod(shapes[t])) for t in taps])
+            return net.backward(tape, {t: u[a:b].reshape(shapes[t]) for t, a, b in zip(taps, sizes, sizes[1:])})
+        return check_vjp(forward, backward, (x,), name="vgg16 slice im2col", dtype=dtype)
+    cases.append(Case("vgg16 features/backward conv=im2col", "(1, 3, 12, 10)", vgg_im2col))
+    return cases
+
+
+def all_cases(pattern: str = "*", dtype: str | None = None) -> list[Case]:
+    """Every check, in table order; ``pattern`` (a glob) keeps those whose name matches, ``dtype`` those
+    that run in it."""
+    cases = op_cases() + conv_algorithm_cases() + loss_cases() + vgg_cases() + objective_cases() + region_cases()
+    return [c for c in cases if fnmatch.fnmatch(c.name, pattern) and (dtype is None or np.dtype(dtype).name in c.dtypes)]
+
+
+def run_case(case: Case, dtype="float64") -> tuple[CheckResult | None, str | None]:
+    """``(result, None)``, or ``(None, "Type: message")`` when the check itself crashed."""
+    try:
+        return case.check(dtype), None
+    except Exception as exc:  # a check that crashes fails, with the reason on its row
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def run_cases(cases: Iterable[Case], out=print, dtype="float64") -> bool:
+    """Run ``cases`` in ``dtype`` and print the table (check, shape, relative error, the tolerance it was
+    held to, the step, verdict) with the full report under any row that did not pass; True when all pass."""
     ok = True
-    out(f"{'check':<52} {'shape':<16} {'rel. error':>11}  result")
-    out("-" * 90)
+    out(f"{'check':<52} {'shape':<16} {'error':>9} {'tolerance':>9} {'eps':>9}  verdict ({np.dtype(dtype).name})")
+    out("-" * 110)
     for case in cases:
-        try:
-            res = case.run()
-            passed, label, err = res.passed, "pass" if res.passed else "FAIL", f"{res.error:.2e}"
-        except Exception as exc:  # a check that crashes fails, with the reason on its row
-            passed, label, err = False, f"ERROR: {exc}", "-"
-        ok &= passed
-        out(f"{case.name:<52} {case.shape:<16} {err:>11}  {label}")
+        res, crash = run_case(case, dtype)
+        if res is None:
+            ok = False
+            out(f"{case.name:<52} {case.shape:<16} {'-':>9} {'-':>9} {'-':>9}  ERROR: {crash}")
+            continue
+        ok &= res.passed
+        out(f"{case.name:<52} {case.shape:<16} {res.error:>9.2e} {res.tolerance:>9.2e} {res.eps:>9.2e}  "
+            f"{'pass' if res.passed else res.verdict.upper()}")
+        if not res.passed:
+            for line in res.report().splitlines():
+                out(f"    {line.strip()}")
     return ok

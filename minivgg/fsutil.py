@@ -114,3 +114,32 @@ def same_file(a, b) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist yet: compare where they would resolve to
         return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+@contextlib.contextmanager
+def output_folder(path):
+    """Create the folder ``path`` (and missing parents) for a command's outputs and yield it as a Path.
+
+    UserError (one sentence) when it is a file or cannot be created or written. When the body raises,
+    the folders created here are removed again while still empty, so a refused run leaves nothing.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output folder '{path}' is a file; give the name of a folder (it is created if missing)")
+    created, p = [], path.absolute()
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    try:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot use '{path}' as the output folder ({exc.strerror or exc})") from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UserError(f"cannot write into the output folder '{path}' (permission denied)")
+        yield path
+    except BaseException:
+        for folder in created:  # deepest first; a folder that holds files stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise

@@ -63,6 +63,22 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS, what: str = "content") -> np
     return img
 
 
+def as_image(source, max_pixels=DEFAULT_MAX_PIXELS, what: str = "content") -> np.ndarray:
+    """A path (``load_image``), a PIL image or an (H, W, 3) array (uint8, or float 0..255, rounded
+    and clipped) as ``(H, W, 3)`` uint8 RGB; UserError naming ``what`` for anything else."""
+    if isinstance(source, (str, os.PathLike)):
+        return load_image(source, max_pixels=max_pixels, what=what)
+    if isinstance(source, Image.Image):
+        source = np.asarray(source.convert("RGB"))
+    a = np.asarray(source)
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype.kind not in "uif" or min(a.shape[:2]) < 1:
+        raise UserError(f"the {what} image must be a path, a PIL image or an (H, W, 3) array of 0..255 values; "
+                        f"got {type(source).__name__} of shape {a.shape} and dtype {a.dtype}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise UserError(f"the {what} image array holds NaN or infinite values")
+    return to_uint8(a)
+
+
 def load_image_with_notes(path, max_pixels=DEFAULT_MAX_PIXELS, what: str = "content"):
     """Read an image file as ``(H, W, 3)`` uint8 RGB plus a list of one-sentence notes.
 
@@ -297,21 +313,22 @@ def _positive_size(value, name: str) -> int:
     return int(value)
 
 
-def resize_to(img: np.ndarray, shape) -> np.ndarray:
-    """Resize ``img`` (H, W) or (H, W, C) to ``shape = (h, w)`` with Pillow's Lanczos filter.
+def resize_to(img: np.ndarray, shape, bicubic: bool = False) -> np.ndarray:
+    """Resize ``img`` (H, W) or (H, W, C) to ``shape = (h, w)`` with Pillow's Lanczos (or bicubic) filter.
 
     uint8 in, uint8 out; float in, the same float dtype out (resampled in float32, no clipping).
     Returns ``img`` itself when it already has that size.
     """
     h, w = (_positive_size(s, "image size") for s in shape)
+    filt = Image.Resampling.BICUBIC if bicubic else Image.Resampling.LANCZOS
     if img.shape[:2] == (h, w):
         return img
     if img.dtype == np.uint8 and (img.ndim == 2 or img.shape[2] in (3, 4)):
-        return np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((w, h), Image.Resampling.LANCZOS))
+        return np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((w, h), filt))
     # Per channel in Pillow's float mode: keeps values outside 0..255 (pre-processed images) intact.
     planes = img[:, :, None] if img.ndim == 2 else img
     out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(planes[:, :, c], dtype=np.float32))
-                               .resize((w, h), Image.Resampling.LANCZOS))
+                               .resize((w, h), filt))
                     for c in range(planes.shape[2])], axis=2)
     if np.issubdtype(img.dtype, np.integer):
         info = np.iinfo(img.dtype)

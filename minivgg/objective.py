@@ -14,6 +14,7 @@ from .arch import min_input_size, tap_pixels
 from .backend import get_array_module, to_host
 from .errors import UserError
 from .presets import resolve_settings, style_norm
+from .regions import check_coverage, guided_gram, guided_style_loss, tap_masks
 from .vgg import DeferredGrad
 
 def _as_image(a, what):
@@ -31,7 +32,8 @@ class Objective:
     0..255 and returns ``(float, float64 gradient shaped like x)``; ``terms(x)`` the weighted parts.
     """
 
-    def __init__(self, net, content, style, preset: str = "gatys", **overrides):
+    def __init__(self, net, content, style, preset: str = "gatys", *, content_masks=None, style_masks=None,
+                 mask_mode: str = "simple", **overrides):
         self.settings = s = resolve_settings(preset, overrides)
         if net.arch != s["arch"]:
             raise UserError(f"preset {preset!r} runs on {s['arch']} but the network is {net.arch}; "
@@ -64,15 +66,49 @@ class Objective:
                   lambda t, F: content_targets.__setitem__(t, F.copy()), s["pooling"])
         self.content_targets = content_targets
         h, w = self.shape[:2]
+        self.regions = None if content_masks is None else self._regions(content_masks, style_masks, mask_mode)
         self.style_targets = {t: 0 for t in self.style_taps}
-        for b, st in zip(self.blend, self.styles):
-            def add_gram(t, F, b=b):
-                A = losses.gram_variant(F, s["gram"])
-                if s["gram"] in ("plain", "centered"):  # unnormalised Gram: bring to the content's scale
-                    A = A * (tap_pixels(net.arch, t, h, w) / (F.shape[2] * F.shape[3]))
-                self.style_targets[t] = self.style_targets[t] + A * A.dtype.type(b)
-            net.visit(net.preprocess(st), self.style_taps, add_gram, s["pooling"])
+        if self.regions is None:
+            for b, st in zip(self.blend, self.styles):
+                def add_gram(t, F, b=b):
+                    A = losses.gram_variant(F, s["gram"])
+                    self.style_targets[t] = self.style_targets[t] + self._to_content_scale(t, F, A) * A.dtype.type(b)
+                net.visit(net.preprocess(st), self.style_taps, add_gram, s["pooling"])
         self.last_terms = None
+
+    def _to_content_scale(self, tap, F, A):
+        """An unnormalised Gram of a style of another size, brought to the content's pixel count."""
+        if self.settings["gram"] not in ("plain", "centered"):
+            return A
+        return A * (tap_pixels(self.net.arch, tap, *self.shape[:2]) / (F.shape[2] * F.shape[3]))
+
+    def _regions(self, content_masks, style_masks, mode):
+        """Per style image: its content mask at every style tap and its guided target Grams."""
+        s, net = self.settings, self.net
+        if len(content_masks) != len(self.styles):
+            raise UserError(f"{len(content_masks)} content masks for {len(self.styles)} style images; "
+                            "give one mask per style image")
+        style_masks = list(style_masks) if style_masks is not None else [None] * len(self.styles)
+        if len(style_masks) != len(self.styles):
+            raise UserError(f"{len(style_masks)} style masks for {len(self.styles)} style images")
+        check_coverage([np.asarray(m) for m in content_masks])
+        scale_of, center = losses.GRAMS[s["gram"]]
+        regions = []
+        for k, (cm, sm, st) in enumerate(zip(content_masks, style_masks, self.styles)):
+            if tuple(np.shape(cm)) != self.shape[:2]:
+                raise UserError(f"content mask {k + 1} is {np.shape(cm)}, the content image {self.shape[:2]}")
+            sm = np.ones(st.shape[:2]) if sm is None else np.asarray(sm)
+            if tuple(sm.shape) != st.shape[:2]:
+                raise UserError(f"style mask {k + 1} is {sm.shape}, its style image {st.shape[:2]}")
+            on_style = tap_masks(net.arch, sm, self.style_taps, mode)
+            targets = {}
+
+            def add(t, F, on_style=on_style, targets=targets):
+                scale = scale_of(F.shape[1], F.shape[2] * F.shape[3])
+                targets[t] = self._to_content_scale(t, F, guided_gram(F, on_style[t], scale, center))
+            net.visit(net.preprocess(st), self.style_taps, add, s["pooling"])
+            regions.append((tap_masks(net.arch, cm, self.style_taps, mode), targets))
+        return regions
 
     # ------------------------------------------------------------------------------------
     def _check_x(self, x):
@@ -108,6 +144,15 @@ class Objective:
                 value, grad = value + content_w[tap] * v, g
             if style_w.get(tap):
                 norm = style_norm(s["style_norm"], F.shape[1], F.shape[2] * F.shape[3], self.shape[:2])
+                if self.regions is not None:  # one guided term per region, weighted by its blend weight
+                    scale = losses.GRAMS[s["gram"]][0](F.shape[1], F.shape[2] * F.shape[3])
+                    for b, (masks, targets) in zip(self.blend * len(self.blend), self.regions):
+                        v, g = guided_style_loss(F, targets[tap], masks[tap], scale, losses.GRAMS[s["gram"]][1],
+                                                 norm * style_w[tap] * b)
+                        parts["style"] += v
+                        value = value + v
+                        grad = g if grad is None else grad + g
+                    return value, grad
                 if grad is None:  # linear in F: the network may compute it later, from recomputed features
                     v, g = losses.style_loss_deferred(F, self.style_targets[tap], s["gram"], norm * style_w[tap])
                     g = DeferredGrad(g)

@@ -8,9 +8,8 @@ what its backward needs. Each backward is proven by ``minivgg.gradcheck`` (``min
 from __future__ import annotations
 
 from . import winograd
-from .backend import get_array_module
 from .dispatch import backend_for
-from .im2col import col2im, im2col, out_size
+from .im2col import conv_gemm, conv_gemm_adjoint, conv_gemm_weight_grad, out_size
 
 
 def _require(cond: bool, op: str, msg: str) -> None:
@@ -30,12 +29,27 @@ def _check_nchw(op: str, x) -> None:
 
 # --------------------------------------------------------------------------------------- conv2d
 
-def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1, save_input: bool = True):
+# How a conv is computed: "winograd" (F(2x2,3x3), only 3x3/stride 1/pad 1), "im2col" (patches + GEMM,
+# any geometry) or "auto" (Winograd where it applies, im2col elsewhere).
+CONV_ALGORITHMS = ("auto", "im2col", "winograd")
+
+
+def _conv_algorithm(op: str, algorithm: str, kh: int, kw: int, stride: int, pad: int) -> str:
+    """The algorithm that runs: ``auto`` resolved; ValueError for an unknown one or Winograd off 3x3/s1/p1."""
+    _require(algorithm in CONV_ALGORITHMS, op, f"unknown algorithm {algorithm!r}: expected one of {', '.join(CONV_ALGORITHMS)}")
+    fits = (kh, kw, stride, pad) == (3, 3, 1, 1)
+    _require(algorithm != "winograd" or fits, op, "algorithm='winograd' needs a 3x3 kernel with stride 1 and pad 1, "
+             f"got {kh}x{kw}, stride={stride}, pad={pad}")
+    return "winograd" if algorithm == "winograd" or (algorithm == "auto" and fits) else "im2col"
+
+
+def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1, save_input: bool = True, algorithm: str = "auto"):
     """2-D cross-correlation: x (N, C, H, W), w (O, C, kh, kw), b (O,) -> y (N, O, Ho, Wo).
 
-    ``y[n,o,p,q] = b[o] + Σ_{c,i,j} w[o,c,i,j] · xpad[n,c,stride·p+i,stride·q+j]`` via im2col + GEMM;
-    the 3x3/s1/p1 fast path (every VGG conv) is Winograd F(2x2,3x3) in row bands (``winograd.py``).
-    The cache holds ``x`` (only for weight gradients; ``save_input=False`` drops it), ``w`` and the geometry.
+    ``y[n,o,p,q] = b[o] + Σ_{c,i,j} w[o,c,i,j] · xpad[n,c,stride·p+i,stride·q+j]``. ``algorithm``:
+    ``"im2col"`` (patches + GEMM in row bands, ``im2col.conv_gemm``), ``"winograd"`` (F(2x2,3x3),
+    3x3/s1/p1 only, ``winograd.py``) or ``"auto"`` (Winograd where it applies). The cache holds ``x``
+    (only for weight gradients; ``save_input=False`` drops it), ``w``, the geometry and the algorithm used.
     """
     op = "conv2d_forward"
     _check_nchw(op, x)
@@ -50,44 +64,34 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1, save_input: bool = Tr
     ho, wo = out_size(x.shape[2], kh, stride, pad), out_size(x.shape[3], kw, stride, pad)
     _require(ho >= 1 and wo >= 1, op,
              f"input {tuple(x.shape)} is smaller than the kernel {tuple(w.shape)} with pad={pad}")
+    used = _conv_algorithm(op, algorithm, kh, kw, stride, pad)
     w = w.astype(x.dtype, copy=False)
-    if (kh, kw, stride, pad) == (3, 3, 1, 1):
+    if used == "winograd":
         y = winograd.conv3x3_same(x, w, bias=b)
     else:
-        xp = get_array_module(x)
-        cols = im2col(x, kh, kw, stride, pad).reshape(x.shape[0], -1, ho * wo)
-        y = xp.matmul(w.reshape(w.shape[0], -1), cols).reshape(x.shape[0], w.shape[0], ho, wo)
-        if b is not None:
-            y += b.astype(x.dtype, copy=False).reshape(1, -1, 1, 1)
-    cache = (x if save_input else None, w, x.shape, stride, pad)
+        y = conv_gemm(x, w, b, stride, pad)
+    cache = (x if save_input else None, w, x.shape, stride, pad, used)
     return y, cache
 
 
 def conv2d_backward(gy, cache, need_params: bool = False, gx_into=None):
-    """Gradients of ``conv2d_forward``: gy (N, O, Ho, Wo) -> (gx, gw, gb).
+    """Gradients of ``conv2d_forward``: gy (N, O, Ho, Wo) -> (gx, gw, gb), with the forward's algorithm.
 
-    ``gx = col2im(wᵀ · gy)``; on the 3x3/s1/p1 path it is the same-padded conv of gy with the
-    flipped, transposed kernel (Winograd again). ``gw, gb`` are computed only when ``need_params`` (else None).
-    ``gx_into`` (shaped like x) accumulates gx into that array, which is returned as gx.
+    ``gx = col2im(wᵀ · gy)`` (im2col), or the same-padded conv of gy with the flipped, transposed
+    kernel (Winograd again). ``gw = Σ gy · colsᵀ`` and ``gb = Σ gy`` (banded GEMMs, either algorithm)
+    only when ``need_params`` (else None). ``gx_into`` (shaped like x) accumulates gx into that array.
     """
-    x, w, xshape, stride, pad = cache
-    xp = get_array_module(gy)
-    n, o, ho, wo = gy.shape
+    x, w, xshape, stride, pad, used = cache
     kh, kw = w.shape[2:]
-    if (kh, kw, stride, pad) == (3, 3, 1, 1):
+    if used == "winograd":
         gx = winograd.conv3x3_same(gy, w, adjoint=True, accumulate_into=gx_into)
     else:
-        gcols = xp.matmul(w.reshape(o, -1).T, gy.reshape(n, o, ho * wo))
-        gx = col2im(gcols.reshape(n, xshape[1], kh, kw, ho, wo), xshape[2], xshape[3], stride, pad)
-        if gx_into is not None:
-            gx_into += gx
-            gx = gx_into
+        gx = conv_gemm_adjoint(gy, w, xshape, stride, pad, accumulate_into=gx_into)
     gw = gb = None
     if need_params:
         if x is None:
             raise ValueError("conv2d_backward: weight gradients need the input; call conv2d_forward with save_input=True")
-        cols = im2col(x, kh, kw, stride, pad).reshape(n, -1, ho * wo)
-        gw = xp.matmul(gy.reshape(n, o, -1), cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+        gw = conv_gemm_weight_grad(x, gy, kh, kw, stride, pad)
         gb = gy.sum(axis=(0, 2, 3))
     return gx, gw, gb
 
@@ -146,6 +150,6 @@ def max_pool2d_backward(gy, cache):
 
 
 __all__ = [
-    "conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward",
+    "CONV_ALGORITHMS", "conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward",
     "avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward", "max_pool2d_backward",
 ]

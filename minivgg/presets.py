@@ -46,6 +46,7 @@ class Preset:
     clip: bool = False
     size: int = 512
     square_crop: bool = False
+    stop_tol: float | None = None                 # convergence stop (controls.ConvergenceStop); None: all iterations
 
 
 _B1 = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
@@ -55,7 +56,7 @@ PRESETS = {
         name="gatys", source="Gatys, Ecker, Bethge 2016 on VGG16 (EE8601 report, theory)", arch="vgg16",
         pooling="avg", content_layers=("block4_conv2",), content_norm="half_sum", content_weight=1.0,
         style_layers=_B1, style_layer_weights=(0.2,) * 5, gram="plain", style_norm="gatys", style_weight=1e4,
-        tv="squared", tv_weight=1e-3, iters=500, init="content"),
+        tv="squared", tv_weight=1e-3, iters=500, init="content", stop_tol=0.02),
     "keras": Preset(
         name="keras", source="Keras VGG16 neural-style notebook (seed 001)", arch="vgg16", pooling="max",
         content_layers=("block2_conv2",), content_norm="sum", content_weight=0.025,
@@ -117,6 +118,9 @@ def resolve_settings(preset: str, overrides: dict) -> dict:
         v = s[key]
         if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise UserError(f"{key} must be a finite number >= 0, got {v!r}")
+    if s["stop_tol"] is not None and (not isinstance(s["stop_tol"], (int, float)) or not math.isfinite(s["stop_tol"])
+                                      or s["stop_tol"] < 0):
+        raise UserError(f"stop_tol must be a finite number >= 0, got {s['stop_tol']!r}")
     if s["pooling"] not in ("avg", "max"):
         raise UserError(f"pooling must be 'avg' or 'max', got {s['pooling']!r}")
     if preset == "cntk" and not s["content_layers"] and not s["style_layers"]:

@@ -22,13 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, memory
+from . import checkpoint, controls, memory, schedule
 from .backend import to_host, xp_for
 from .errors import UserError
 from .fsutil import atomic_write, check_output_path, same_file
-from .image import center_crop_square, load_image, longest_side_shape, resize_longest, resize_to, save_image
+from .image import (as_image, center_crop_square, load_image, longest_side_shape, resize_longest, resize_to,
+                    save_image, to_uint8)
 from .memory import estimate_bytes, largest_fitting_size, lbfgs_history
 from .objective import Objective
+from .ops import CONV_ALGORITHMS
 from .optim import NonFiniteError, adam, lbfgs
 from .presets import IMAGENET_STD_RGB, PRESETS, resolve_settings
 from .report import make_report
@@ -42,11 +44,13 @@ _LR_UNITS = {"pixel": 1.0, "unit01": 255.0, "imagenet_std": 255.0 * np.asarray(I
 @dataclasses.dataclass
 class RunOptions:
     """What to run besides the objective: sizes, optimiser, outputs. ``None`` means the preset's default."""
-    output: str
+    output: str | None
     preset: str = "gatys"
     size: int | None = None
     style_scale: float | None = None
-    iters: int | None = None
+    iters: int | tuple | None = None   # one value, or one per scale
+    scales: tuple | None = None        # longest side of every scale, coarse to fine (schedule.scale_sizes)
+    min_scale: int | None = None       # or: √2 steps from this side up to ``size``
     optimizer: str | None = None
     lr: float | None = None
     init: str | None = None
@@ -60,6 +64,14 @@ class RunOptions:
     quiet: bool = False
     max_pixels: int | None = None
     resume: str | None = None
+    conv: str = "auto"
+    original_colors: bool = False       # the content's chroma in the result (controls.present)
+    luminance_only: bool = False        # optimise luminance images, then the content's chroma back
+    match_color: str | None = None      # chol | pca | sym: each style's colours mapped to the content's
+    content_masks: list | None = None   # one mask per style image: where it applies (paths or arrays)
+    style_masks: list | None = None     # where in each style image its statistics are taken
+    mask_mode: str = "simple"           # simple | inside | all (regions.tap_masks)
+    all_iters: bool = False             # no convergence stop: run every iteration
 
 
 @dataclasses.dataclass
@@ -72,12 +84,19 @@ class Run:
     iters: int
     optimizer: str
     init: str
-    content: np.ndarray
+    content: np.ndarray      # the content at working size, as loaded (its colours)
     styles: list
     obj: Objective
     x0: np.ndarray
     start_iteration: int
     log: dict
+    progress_stop: int | None = None   # the iteration the convergence stop ended the run at
+    scale: int = 0                     # this stage's scale (0-based) of ``scales``
+    scales: int = 1
+
+    def picture(self, x):
+        """What is written out for optimised image ``x`` (``controls.present``)."""
+        return controls.present(self.opts, x, self.content)
 
 
 def stylize(content_path, style_paths, opts: RunOptions, overrides: dict, argv=None) -> dict:
@@ -86,9 +105,38 @@ def stylize(content_path, style_paths, opts: RunOptions, overrides: dict, argv=N
     Raises UserError for bad input before any work starts; KeyboardInterrupt after writing the
     best image so far and ``OUT.ckpt.npz``.
     """
-    run = prepare(content_path, style_paths, opts, overrides)
-    final, seconds = optimize(run, argv)
-    return finish(run, final, seconds)
+    return execute(content_path, style_paths, opts, overrides, argv)[1]
+
+
+def execute(content, styles, opts: RunOptions, overrides: dict, argv=None):
+    """``prepare`` → ``optimize`` for every scale (``schedule.py``), then ``finish``: ``(picture uint8
+    (H, W, 3), log)``. ``content`` and ``styles`` are paths, PIL images or arrays; ``opts.output`` None
+    writes no image (the Python API). A resumed run continues at the scale its checkpoint was written in."""
+    if opts.preset not in PRESETS:
+        raise UserError(f"unknown preset {opts.preset!r}; valid presets: {', '.join(PRESETS)}")
+    preset = PRESETS[opts.preset]
+    _positive("size", opts.size)
+    sizes = schedule.scale_sizes(int(opts.size or preset.size), opts.scales, opts.min_scale)
+    iters = schedule.scale_iters(opts.iters, preset.iters, len(sizes))
+    first = checkpoint.scale_of(opts.resume) if opts.resume else 0
+    if first >= len(sizes):
+        raise UserError(f"checkpoint {opts.resume} was written at scale {first + 1}, but this run has {len(sizes)} scales")
+    content_weight = overrides.get("content_weight", preset.content_weight)
+    rows, seconds, x = [], 0.0, None
+    for k in range(first, len(sizes)):
+        stage_overrides = dict(overrides)
+        if len(sizes) > 1:
+            stage_overrides["content_weight"] = content_weight * schedule.content_scale(
+                overrides.get("content_norm", preset.content_norm), sizes[k], sizes[-1])
+        stage = dataclasses.replace(opts, size=sizes[k], iters=iters[k], resume=opts.resume if k == first else None,
+                                    scales=None, min_scale=None)
+        run = prepare(content, styles, stage, stage_overrides, start=x, scale=(k, len(sizes)))
+        x, spent = optimize(run, argv)
+        rows += run.log["iterations"]
+        seconds += spent
+    run.log["iterations"] = rows
+    run.log["settings"].update(scales=sizes, iters=iters, content_weight=content_weight)
+    return finish(run, x, seconds)
 
 
 # ------------------------------------------------------------------------------------ prepare
@@ -100,7 +148,8 @@ def _positive(flag, v):
 
 def _validate(opts: RunOptions, content_path, style_paths) -> None:
     """Every option that can be judged without reading a file; UserError on the first bad one."""
-    for flag, v in (("size", opts.size), ("iters", opts.iters), ("lr", opts.lr), ("style-scale", opts.style_scale)):
+    iters = None if isinstance(opts.iters, (list, tuple)) else opts.iters  # per-scale lists: schedule.scale_iters
+    for flag, v in (("size", opts.size), ("iters", iters), ("lr", opts.lr), ("style-scale", opts.style_scale)):
         _positive(flag, v)
     if opts.save_every < 0:
         raise UserError(f"--save-every must be >= 0, got {opts.save_every}")
@@ -110,10 +159,14 @@ def _validate(opts: RunOptions, content_path, style_paths) -> None:
         raise UserError(f"unknown optimizer {opts.optimizer!r}: expected {', '.join(OPTIMIZERS)}")
     if opts.init is not None and opts.init not in INITS and not os.path.exists(opts.init):
         raise UserError(f"--init must be {', '.join(INITS)} or an image path; {opts.init!r} is none of these")
+    if opts.conv not in CONV_ALGORITHMS:
+        raise UserError(f"unknown conv algorithm {opts.conv!r}: expected {', '.join(CONV_ALGORITHMS)}")
+    controls.validate(opts)
     xp_for(opts.device)  # DeviceError (one sentence) for a device this machine does not have
     if not style_paths:
         raise UserError("at least one style image is needed")
-    inputs = [content_path, *style_paths, opts.init if opts.init not in INITS else None]
+    inputs = [p for p in (content_path, *style_paths, opts.init if opts.init not in INITS else None)
+              if isinstance(p, (str, os.PathLike))]
     outputs = [("-o", opts.output), ("--log", opts.log), ("--report", opts.report)]
     for k, (flag, path) in enumerate(outputs):
         if not path:
@@ -137,7 +190,7 @@ def _check_memory(settings, hw, optimizer, suggest, what: str = "run") -> None:
 
 def _load_images(content_path, style_paths, opts, settings, size, optimizer):
     """Content at working size and the styles (same size, or ``--style-scale`` × size); memory checked first."""
-    content = load_image(content_path, max_pixels=opts.max_pixels, what="content")
+    content = as_image(content_path, max_pixels=opts.max_pixels, what="content")
     if PRESETS[opts.preset].square_crop:
         content = center_crop_square(content)
     hw = longest_side_shape(content.shape, size)
@@ -146,7 +199,7 @@ def _load_images(content_path, style_paths, opts, settings, size, optimizer):
     content = resize_to(content, hw)
     styles = []
     for path in style_paths:
-        style = load_image(path, max_pixels=opts.max_pixels, what="style")
+        style = as_image(path, max_pixels=opts.max_pixels, what="style")
         if opts.style_scale:
             side = max(1, round(size * opts.style_scale))
             if opts.device == "cpu":  # the style's features are computed once, at its own size
@@ -174,8 +227,9 @@ def _init_image(init, content, styles, seed, mean_rgb, max_pixels):
     return resize_to(load_image(init, max_pixels=max_pixels, what="init"), (h, w)).astype(np.float64)
 
 
-def prepare(content_path, style_paths, opts: RunOptions, overrides: dict) -> Run:
-    """Validate, load and size the images, load the network, build the objective and the start image."""
+def prepare(content_path, style_paths, opts: RunOptions, overrides: dict, start=None, scale=(0, 1)) -> Run:
+    """Validate, load and size the images, load the network, build the objective and the start image
+    (``start``: the previous scale's result, resized bicubic; ``scale``: (this scale, how many))."""
     if opts.preset not in PRESETS:
         raise UserError(f"unknown preset {opts.preset!r}; valid presets: {', '.join(PRESETS)}")
     preset = PRESETS[opts.preset]
@@ -186,19 +240,35 @@ def prepare(content_path, style_paths, opts: RunOptions, overrides: dict) -> Run
     optimizer = opts.optimizer or preset.optimizer
     init = opts.init or preset.init
     content, styles = _load_images(content_path, style_paths, opts, settings, size, optimizer)
-    net = load_vgg(settings["arch"], weights=opts.weights, device=opts.device, flip_kernels=opts.flip_kernels)
-    obj = Objective(net, content, styles, preset=opts.preset, **overrides)
+    content_masks, style_masks = controls.load_masks(opts, content.shape[:2], styles)
+    seen, seen_styles = controls.prepare_inputs(opts, content, styles)
+    net = load_vgg(settings["arch"], weights=opts.weights, device=opts.device, flip_kernels=opts.flip_kernels,
+                   conv=opts.conv)
+    obj = Objective(net, seen, seen_styles, preset=opts.preset, content_masks=content_masks, style_masks=style_masks,
+                    mask_mode=opts.mask_mode, **overrides)
     if opts.resume:
-        x0, start = checkpoint.load(opts.resume, content.shape)
+        x0, first = checkpoint.load(opts.resume, content.shape)
+    elif start is not None:
+        x0 = resize_to(np.asarray(start, dtype=np.float32), content.shape[:2], bicubic=True).astype(np.float64)
+        x0, first = np.clip(x0, 0, 255), 0  # bicubic overshoots a little
     else:
-        x0, start = _init_image(init, content, styles, opts.seed, net.mean_bgr[::-1], opts.max_pixels), 0
+        x0, first = _init_image(init, seen, seen_styles, opts.seed, net.mean_bgr[::-1], opts.max_pixels), 0
     log = {"settings": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in obj.settings.items()},
                         "size": size, "height": content.shape[0], "width": content.shape[1], "iters": iters,
-                        "optimizer": optimizer, "init": init, "seed": opts.seed, "device": opts.device,
-                        "weights": opts.weights or "cache", "content": str(content_path),
-                        "styles": [str(p) for p in style_paths]},
+                        "optimizer": optimizer, "init": init, "seed": opts.seed, "device": opts.device, "conv": opts.conv,
+                        "weights": opts.weights or "cache", "content": _label(content_path),
+                        "styles": [_label(p) for p in style_paths], "original_colors": opts.original_colors,
+                        "luminance_only": opts.luminance_only, "match_color": opts.match_color,
+                        "content_masks": None if opts.content_masks is None else [_label(m) for m in opts.content_masks],
+                        "mask_mode": opts.mask_mode, "stop_tol": None if opts.all_iters else settings["stop_tol"]},
            "iterations": [], "final_loss": None}
-    return Run(opts, settings, Path(opts.output), size, iters, optimizer, init, content, styles, obj, x0, start, log)
+    return Run(opts, settings, Path(opts.output) if opts.output else None, size, iters, optimizer, init, content,
+               styles, obj, x0, first, log, scale=scale[0], scales=scale[1])
+
+
+def _label(source) -> str:
+    """How an input appears in the log: its path, or what kind of object it was."""
+    return str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
 
 
 # ----------------------------------------------------------------------------------- optimize
@@ -210,15 +280,18 @@ class Progress:
         from tqdm import tqdm
         self.run, self.t0 = run, time.perf_counter()
         self.x, self.best, self.best_loss, self.iteration = run.x0.copy(), run.x0.copy(), math.inf, run.start_iteration
+        self.stop = controls.ConvergenceStop(None if run.opts.all_iters or run.settings["round_evals"]
+                                             else run.settings["stop_tol"])
         self.bar = tqdm(total=run.iters, initial=run.start_iteration, disable=run.opts.quiet, unit="it",
                         dynamic_ncols=True, file=sys.stderr,
-                        desc=f"{run.opts.preset} {run.content.shape[1]}x{run.content.shape[0]}")
+                        desc=f"{run.opts.preset} {run.content.shape[1]}x{run.content.shape[0]}"
+                        + (f" scale {run.scale + 1}/{run.scales}" if run.scales > 1 else ""))
 
     def seconds(self) -> float:
         return time.perf_counter() - self.t0
 
     def on_iteration(self, it, x, terms) -> bool:
-        """Record iteration ``it`` at host image ``x``; never asks to stop (returns False)."""
+        """Record iteration ``it`` at host image ``x``; True (stop) once the convergence stop says so."""
         terms = terms or {}
         self.x, self.iteration = np.array(x, copy=True), it
         loss = float(terms.get("total", math.nan))
@@ -226,27 +299,30 @@ class Progress:
             self.best_loss, self.best = loss, self.x
         self.run.log["iterations"].append({"iteration": it, "loss": loss, "content": terms.get("content"),
                                            "style": terms.get("style"), "tv": terms.get("tv"),
-                                           "seconds": round(self.seconds(), 4)})
+                                           "seconds": round(self.seconds(), 4),
+                                           **({"scale": self.run.scale + 1} if self.run.scales > 1 else {})})
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{loss:.4g}", content=f"{terms.get('content', 0):.3g}",
                              style=f"{terms.get('style', 0):.3g}", tv=f"{terms.get('tv', 0):.3g}", refresh=False)
         every = self.run.opts.save_every
-        if every and it % every == 0:
-            save_image(snapshot_path(self.run.output, it), x)
-        return False
+        if every and it % every == 0 and self.run.output:
+            save_image(snapshot_path(self.run.output, it, self.run.scale, self.run.scales), self.run.picture(x))
+        return self.stop.update(it, loss)
 
     def on_round(self, rnd, x) -> None:
         """After an L-BFGS round: a snapshot, unless ``--save-every`` already writes them."""
-        if not self.run.opts.save_every:
-            save_image(snapshot_path(self.run.output, self.iteration), x)
+        if not self.run.opts.save_every and self.run.output:
+            save_image(snapshot_path(self.run.output, self.iteration, self.run.scale, self.run.scales),
+                       self.run.picture(x))
 
     def close(self) -> None:
         self.bar.close()
 
 
-def snapshot_path(output: Path, iteration: int) -> Path:
-    """``OUT_0100.png`` for iteration 100 of ``OUT.png``."""
-    return output.with_name(f"{output.stem}_{iteration:04d}{output.suffix}")
+def snapshot_path(output: Path, iteration: int, scale: int = 0, scales: int = 1) -> Path:
+    """``OUT_0100.png`` for iteration 100 of ``OUT.png``; ``OUT_s2_0100.png`` at the second of several scales."""
+    tag = f"s{scale + 1}_" if scales > 1 else ""
+    return output.with_name(f"{output.stem}_{tag}{iteration:04d}{output.suffix}")
 
 
 def _run_optimizer(run: Run, progress: Progress):
@@ -289,9 +365,11 @@ def optimize(run: Run, argv=None):
             final = _run_optimizer(run, progress)
     except KeyboardInterrupt:
         progress.close()
-        save_image(run.output, progress.best)
+        if run.output is None:
+            raise
+        save_image(run.output, run.picture(progress.best))
         ck = checkpoint.save(checkpoint.checkpoint_path(run.output), progress.best, progress.iteration,
-                             run.log["settings"], run.opts.seed)
+                             run.log["settings"], run.opts.seed, scale=run.scale)
         cmd = checkpoint.resume_command(argv, ck)
         print(f"\ninterrupted at iteration {progress.iteration}: best image so far written to {run.output}, "
               f"checkpoint {ck}\nresume with: minivgg {' '.join(shlex.quote(a) for a in cmd)}\n"
@@ -299,26 +377,32 @@ def optimize(run: Run, argv=None):
         raise
     except NonFiniteError as exc:
         progress.close()
-        save_image(run.output, progress.best)
+        if run.output is not None:
+            save_image(run.output, run.picture(progress.best))
         raise UserError(f"{exc} at iteration {progress.iteration + 1}; the last finite image is in {run.output}; "
                         f"lower --{exc.term}-weight or --lr") from None
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
     progress.close()
+    run.progress_stop = progress.stop.stopped_at
     return final, progress.seconds()
 
 
 # ------------------------------------------------------------------------------------- finish
 
-def finish(run: Run, final, seconds: float) -> dict:
-    """Write the result, the log (``--log``) and the report (``--report``); returns the log."""
+def finish(run: Run, final, seconds: float):
+    """Write the result (when ``-o``), the log (``--log``) and the report (``--report``);
+    returns ``(the picture, uint8 (H, W, 3), the log)``."""
     run.log["final_loss"] = run.obj.terms(final)["total"]
     run.log["seconds"] = round(seconds, 3)
-    save_image(run.output, final)
+    run.log["stopped_early_at"] = run.progress_stop
+    picture = to_uint8(run.picture(final))
+    if run.output is not None:
+        save_image(run.output, picture)
     if run.opts.log:
         with atomic_write(run.opts.log, "w") as fh:
             json.dump(run.log, fh, indent=1, default=float)
     if run.opts.report:
-        make_report(run.opts.report, run.content, run.styles, np.clip(final, 0, 255), run.log)
-    return run.log
+        make_report(run.opts.report, run.content, run.styles, picture, run.log)
+    return picture, run.log

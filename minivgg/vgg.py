@@ -21,7 +21,8 @@ class VGG:
     """Frozen VGG conv stack: ``params[name] = (w OIHW, b)`` on the engine's device and dtype.
 
     Preprocessing belongs to the weights (Caffe convention: RGB→BGR, minus ``mean_bgr``, 0..255),
-    so callers hand ``preprocess`` plain RGB pixels.
+    so callers hand ``preprocess`` plain RGB pixels. ``conv`` picks the algorithm of every conv
+    (``ops.CONV_ALGORITHMS``; ``dataclasses.replace(net, conv="im2col")`` switches a loaded network).
     """
     arch: str
     params: dict
@@ -31,8 +32,11 @@ class VGG:
     provenance: dict = dataclasses.field(default_factory=dict)
     pack_masks_from: int = PACK_MASKS_FROM          # ReLU masks of this many elements are bit-packed
     recompute_grad_from: int = RECOMPUTE_GRAD_FROM  # first-layer tap gradients this large are recomputed
+    conv: str = "auto"                              # every conv's ops algorithm: auto, im2col or winograd
 
     def __post_init__(self):
+        if self.conv not in ops.CONV_ALGORITHMS:
+            raise ValueError(f"unknown conv algorithm {self.conv!r}: expected one of {', '.join(ops.CONV_ALGORITHMS)}")
         for w, b in self.params.values():  # frozen: lets ops memoise kernel transforms safely
             for a in (w, b):
                 if isinstance(a, np.ndarray):
@@ -88,7 +92,7 @@ class VGG:
         for kind, name in seq[:last + 1]:
             if kind == "conv":
                 w, b = self.params[conv_param_name(name)]
-                h, cache = ops.conv2d_forward(h, w, b, 1, 1, save_input=False)
+                h, cache = ops.conv2d_forward(h, w, b, 1, 1, save_input=False, algorithm=self.conv)
             elif kind == "relu":
                 h, cache = ops.relu_forward(h, inplace=lean, pack=lean and h.size >= self.pack_masks_from)
             else:
@@ -250,12 +254,13 @@ def random_vgg(arch: str = "vgg16", seed: int = 0, dtype=np.float32) -> VGG:
     return VGG(arch, params, dtype=dtype, provenance={"source": f"random seed {seed}"})
 
 
-def load_vgg(arch: str = "vgg16", weights=None, device: str = "cpu", flip_kernels=None) -> VGG:
+def load_vgg(arch: str = "vgg16", weights=None, device: str = "cpu", flip_kernels=None, conv: str = "auto") -> VGG:
     """Load ``arch`` from ``weights`` (a file path) or, when None, from the verified cache.
 
     The cache is filled by ``minivgg weights fetch``; a missing cache raises a WeightsError saying so.
+    ``conv`` is the conv algorithm the network runs (``ops.CONV_ALGORITHMS``).
     """
     from . import weights as W
     wset = W.load_weights(weights, arch=arch, flip_kernels=flip_kernels) if weights is not None else W.load_cached(arch)
-    net = VGG(wset.arch, wset.params, provenance=wset.provenance)
+    net = VGG(wset.arch, wset.params, provenance=wset.provenance, conv=conv)
     return net.to(device) if device != "cpu" else net

@@ -75,12 +75,19 @@ class Ref:
     sub: str = ""
 
     def __repr__(self):
-        folder = "$DATA" if self.kind == "data" else "$TMP"
+        if self.kind == "datalist":
+            return ",".join(f"$DATA/{n}" for n in self.name.split(","))
+        folder = "$DATA" if self.kind in ("data", "datalist") else "$TMP"
         return f"{folder}/{'copy_' if self.kind == 'copy' else ''}{self.name}{self.sub}"
 
 
 def D(name, sub=""):
     return Ref("data", name, sub)
+
+
+def DL(*names):
+    """A comma-separated list of ``$DATA`` files, one token (``--content-masks a.png,b.png``)."""
+    return Ref("datalist", ",".join(names))
 
 
 def T(name):
@@ -122,6 +129,11 @@ def data(tmp_path_factory):
     Image.fromarray(rng.integers(0, 256, (30, 24, 3)).astype(np.uint8)).save(d / "style2.png")
     Image.fromarray(rng.integers(0, 256, (20, 30)).astype(np.uint8), "L").save(d / "gray.png")
     Image.fromarray(rng.integers(0, 256, (28, 28, 4)).astype(np.uint8), "RGBA").save(d / "rgba.png")
+    left = np.zeros((40, 32), np.uint8)
+    left[:, :16] = 255
+    Image.fromarray(left, "L").save(d / "mask_left.png")
+    Image.fromarray(255 - left, "L").save(d / "mask_right.png")
+    Image.fromarray(np.zeros((40, 32), np.uint8), "L").save(d / "mask_black.png")
     write_keras_h5(d / "vgg16.h5", "vgg16")
     write_keras_h5(d / "vgg19.h5", "vgg19")
     (d / "adir").mkdir()
@@ -189,6 +201,9 @@ def _resolve(token, data_dir: Path, tmp: Path, paths: dict):
     if not isinstance(token, Ref):
         return str(token)
     if token not in paths:
+        if token.kind == "datalist":
+            paths[token] = ",".join(str(data_dir / n) for n in token.name.split(","))
+            return paths[token]
         if token.kind == "data":
             p = data_dir / token.name
         elif token.kind == "tmp":
@@ -362,7 +377,7 @@ def check_contract(case: Case, res: Result, check_ok) -> None:
 
 def _progress_command(case: Case) -> bool:
     """Commands that draw progress on stderr unless --quiet."""
-    return case.argv[:1] in (("transfer",), ("demo",)) or case.argv[:2] == ("weights", "fetch")
+    return case.argv[:1] in (("transfer",), ("demo",), ("reconstruct",)) or case.argv[:2] == ("weights", "fetch")
 
 
 def _image_problem(path: Path, what: str, longest: int | None = None) -> list:
@@ -474,7 +489,18 @@ TRANSFER_OPTIONAL = {
     "--max-pixels": (["100000", "1280", str(10**9)], ["10", "0", "-1", "x"]),
     "--resume": (None, [D("missing.npz"), D("text.npz"), D("nokeys.npz"), D("wrongshape.npz"), D("adir"),
                         D("content.png")]),
+    "--conv": (["auto", "im2col", "winograd"], ["bogus", "", "Winograd"]),
+    "--scales": (["20,32", "24,40", "20,28,32", "32"], ["0,32", "x", "", "32,-4", "8,32", "1000000000"]),
+    "--min-scale": (["20", "24"], ["0", "-1", "x", "100", "1"]),
+    "--stop-tol": (["0", "0.02", "0.5"], ["-1", "nan", "x"]),
+    "--match-color-histogram": (["chol", "pca", "sym"], ["bogus", "PCA"]),
+    "--content-masks": (None, [D("mask_left.png"), D("mask_black.png"), D("missing.png"), D("text.png"),
+                               DL("mask_left.png", "mask_left.png", "mask_left.png"), DL("mask_black.png", "mask_black.png")]),
+    "--style-masks": (None, [D("mask_left.png"), D("mask_black.png"), D("missing.png")]),
+    "--mask-mode": (["simple", "inside", "all"], ["bogus", ""]),
 }
+# Flags without a value, drawn bare now and then (--match-color-histogram alone means pca).
+TRANSFER_SWITCHES = ("--all-iters", "--original-colors", "--luminance-only", "--match-color-histogram")
 
 
 # Valid --size values shrink towards 32 (16 is valid but too small for gatys' deepest layer at 40x32).
@@ -518,6 +544,9 @@ def transfer_cases(draw):
             continue
         if flag == "--style-blend-weights":
             valid = st.lists(_pos_floats, min_size=n_styles, max_size=n_styles).map(",".join)
+        if flag in ("--content-masks", "--style-masks"):  # one mask per style image
+            valid = st.lists(st.sampled_from(["mask_left.png", "mask_right.png"]),
+                             min_size=n_styles, max_size=n_styles).map(lambda names: DL(*names))
         value = pick(flag, as_strategy(valid), as_strategy(invalid))
         if value is None:
             continue
@@ -529,6 +558,9 @@ def transfer_cases(draw):
                    values(D("vgg19.h5" if arch == "vgg16" else "vgg16.h5"), *BAD_WEIGHTS), odds=5)
     if weights is not None:
         chunks.append(["--weights", weights])
+    for switch in TRANSFER_SWITCHES:
+        if draw(maybe(8)):
+            chunks.append([switch])
     if draw(st.integers(0, 9)) != 9:
         chunks.append(["--quiet"])
     if mode == "mixed" and draw(maybe(30)):
@@ -624,11 +656,98 @@ def demo_cases(draw):
     return Case(("demo", *[t for c in draw(st.permutations(chunks)) for t in c]), home=home)
 
 
+# reconstruct: every flag with (valid, invalid) values; shallow taps keep the examples fast.
+_RECON_TAPS = ["input", "block1_conv1", "conv1_2", "relu1_2", "pool1", "conv2_1", "block2_conv2", "relu3_1",
+               "block4_conv2", "block5_conv1"]
+RECONSTRUCT_FLAGS = {
+    "--layers": (st.lists(st.sampled_from(_RECON_TAPS), min_size=1, max_size=3).map(",".join),
+                 st.one_of(_bad_taps, values("", ","))),
+    "--mode": (["content", "style"], ["bogus", "", "Content"]),
+    "--size": (_SIZES, ["0", "-3", "1000000000", "1", "7", "x", ""]),
+    "--iters": (st.integers(1, 3).map(str), ["0", "-1", "x"]),
+    "--init": (["noise", D("style2.png"), D("gray.png")],
+               ["bogus", "", "random", D("text.png"), D("missing.png"), D("adir"), D("trunc.png")]),
+    "--seed": (["0", "1", "7"], ["-1", "x", "1.5"]),
+    "--weights": (st.sampled_from([D("vgg16.h5"), D("vgg16.h5"), None]), [D("vgg19.h5"), *BAD_WEIGHTS]),  # None: the real cache
+    "--conv": (["auto", "im2col", "winograd"], ["bogus", ""]),
+}
+
+
+def _focused_draw(draw, flags):
+    """``pick(flag)``: one factor (an entry of ``flags``) draws from its whole pool, valid and invalid,
+    the others from their valid values (shrinking towards all valid); None when a flag is left out."""
+    focus = draw(st.sampled_from(sorted(flags)))
+
+    def pick(flag):
+        valid, invalid = (as_strategy(v) for v in flags[flag])
+        return draw(mix(valid, invalid, 1) if flag == focus else valid)
+    return pick
+
+
+@st.composite
+def reconstruct_cases(draw):
+    """One factor at a time (see ``_focused_draw``), over the image, the output folder and every flag."""
+    pick = _focused_draw(draw, {**RECONSTRUCT_FLAGS, "image": (GOOD_IMAGES[:4], BAD_IMAGES),
+                                "-o": ([T("rec"), T("a/b/rec")], [C("text.png"), C("content.png", "/sub"), D("text.png")])})
+    chunks = [[draw(st.sampled_from(["-o", "--outdir"])), pick("-o")], option_chunk(draw, "--layers", pick("--layers"))]
+    for flag in ("--mode", "--size", "--iters", "--init", "--seed", "--weights", "--conv"):
+        value = pick(flag)
+        if value is not None and (flag in ("--size", "--iters", "--layers") or draw(maybe(2))):
+            chunks.append(option_chunk(draw, flag, value) if flag != "--weights" else [flag, value])
+    if draw(st.integers(0, 5)) != 5:
+        chunks.append(["--quiet"])
+    if draw(maybe(30)):
+        chunks.append([draw(st.sampled_from(["--bogus", *HELP]))])
+    return Case(("reconstruct", pick("image"), *[t for c in draw(st.permutations(chunks)) for t in c]))
+
+
+# inspect: the objective's flags of transfer, plus the evaluation point and the output folder.
+INSPECT_OPTIONAL = {**{k: TRANSFER_OPTIONAL[k] for k in (
+    "--preset", "--style-scale", "--content-weight", "--style-weight", "--tv-weight", "--content-layers",
+    "--style-layers", "--style-layer-weights", "--pooling", "--flip-kernels", "--device", "--max-pixels", "--conv")},
+    "--at": ([D("style2.png"), D("content.png"), D("gray.png")], [D("missing.png"), D("text.png"), D("adir"),
+                                                                 D("trunc.png"), "content"]),
+    "--style-blend-weights": (["1"], ["1,1", "0", "-1", "nan", "x", ""]),
+}
+
+
+@st.composite
+def inspect_cases(draw):
+    """One factor at a time (see ``_focused_draw``); a few other objective flags now and then; one style."""
+    pick = _focused_draw(draw, {
+        **INSPECT_OPTIONAL, "content": (GOOD_IMAGES[:4], BAD_IMAGES), "style": (GOOD_IMAGES[:4], BAD_IMAGES),
+        "--size": (_SIZES, ["0", "-3", "1000000000", "7", "x"]),
+        "--weights": (st.sampled_from([D("vgg16.h5")] * 3 + [None]), [D("vgg19.h5"), *BAD_WEIGHTS]),
+        "-o": (st.sampled_from([T("ins"), T("a/b/ins"), None]), [C("text.png"), C("content.png", "/sub")])})
+    chunks = [option_chunk(draw, "--size", pick("--size"))]
+    preset = None
+    for flag in INSPECT_OPTIONAL:
+        if draw(maybe(6)):
+            value = pick(flag)
+            if value is not None:
+                preset = value if flag == "--preset" else preset
+                chunks.append(option_chunk(draw, flag, value) if not isinstance(value, Ref) else [flag, value])
+    weights = pick("--weights")
+    if preset in VGG19_PRESETS and weights == D("vgg16.h5"):
+        weights = D("vgg19.h5")
+    for flag, value in (("--weights", weights), (draw(st.sampled_from(["-o", "--outdir"])), pick("-o"))):
+        if value is not None:
+            chunks.append([flag, value])
+    if draw(st.integers(0, 5)) != 5:
+        chunks.append(["--quiet"])
+    if draw(maybe(30)):
+        chunks.append([draw(st.sampled_from(["--bogus", *HELP]))])
+    return Case(("inspect", pick("content"), pick("style"), *[t for c in draw(st.permutations(chunks)) for t in c]))
+
+
 # --------------------------------------------------------------------- what a successful run shows
 
 def _transfer_ok(case, res):
     out = Path(_option(res, "-o", "--output"))
     size = _option(res, "--size")
+    scales = _option(res, "--scales")
+    if scales:  # the last scale is the output's size
+        size = scales.split(",")[-1]
     problems = _image_problem(out, "output", int(size) if size and size.lstrip("-").isdigit() else None)
     if "wrote" not in res.stdout:
         problems.append("no 'wrote …' line on stdout")
@@ -667,6 +786,23 @@ def _gradcheck_ok(case, res):
     return [] if re.search(r"^\d+ checks, all passed$", res.stdout, re.M) else ["no 'N checks, all passed' line"]
 
 
+def _reconstruct_ok(case, res):
+    outdir = Path(_option(res, "-o", "--outdir"))
+    layers = dict.fromkeys(t.strip() for t in _option(res, "--layers").split(",") if t.strip())
+    problems = [p for layer in layers for p in _image_problem(outdir / f"{layer}.png", f"reconstruction {layer}")]
+    problems += _image_problem(outdir / "sheet.png", "sheet")
+    return problems + ([] if "wrote" in res.stdout else ["no 'wrote …' line on stdout"])
+
+
+def _inspect_ok(case, res):
+    outdir = Path(_option(res, "-o", "--outdir") or res.tmp / "minivgg-inspect")
+    try:
+        files = json.loads((outdir / "inspect.json").read_text())["files"]
+    except Exception as exc:  # noqa: BLE001
+        return [f"{outdir / 'inspect.json'} is not readable JSON listing the pictures ({type(exc).__name__}: {exc})"]
+    return [p for name in ["summary.png", *files] for p in _image_problem(outdir / name, name)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Command:
     cases: st.SearchStrategy      # of Case
@@ -678,7 +814,8 @@ class Command:
 COMMANDS = {
     "transfer": Command(transfer_cases(),
                         frozenset({"-o", "--output", "--size", "--iters", "--weights", "--quiet", *HELP,
-                                   "content", "styles", *TRANSFER_OPTIONAL}), _transfer_ok, slow=True),
+                                   "content", "styles", *TRANSFER_OPTIONAL, *TRANSFER_SWITCHES}), _transfer_ok,
+                        slow=True),
     "presets": Command(_no_flag_cases(("presets",)), frozenset(HELP), _presets_ok),
     "doctor": Command(_no_flag_cases(("doctor",)), frozenset(HELP), _doctor_ok),
     "weights fetch": Command(fetch_cases(), frozenset({"arch", "--force", "--quiet", *HELP}), _fetch_ok),
@@ -687,6 +824,10 @@ COMMANDS = {
     "gradcheck": Command(gradcheck_cases(), frozenset({"-k", "--filter", *HELP}), _gradcheck_ok),
     "demo": Command(demo_cases(), frozenset({"-o", "--outdir", "--size", "--iters", "--quiet", *HELP}), _demo_ok,
                     slow=True),
+    "reconstruct": Command(reconstruct_cases(), frozenset({"image", "-o", "--outdir", "--quiet", *HELP,
+                                                           *RECONSTRUCT_FLAGS}), _reconstruct_ok, slow=True),
+    "inspect": Command(inspect_cases(), frozenset({"content", "styles", "-o", "--outdir", "--size", "--weights",
+                                                   "--quiet", *HELP, *INSPECT_OPTIONAL}), _inspect_ok, slow=True),
 }
 
 

@@ -163,3 +163,25 @@ def test_output_same_as_missing_input_path(tmp_path):
     # Neither exists yet (the loader reports the missing input); the paths still coincide.
     with pytest.raises(UserError, match="same file"):
         check_output_path(tmp_path / "a.png", inputs=[str(tmp_path / "a.png")])
+
+
+def test_output_folder_creates_parents_and_removes_them_again_when_the_body_fails(tmp_path):
+    from minivgg.fsutil import output_folder
+    with output_folder(tmp_path / "a" / "b") as folder:
+        assert folder.is_dir()
+    with pytest.raises(RuntimeError):
+        with output_folder(tmp_path / "x" / "y"):
+            raise RuntimeError("refused")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # x/y made and removed again
+    with pytest.raises(RuntimeError):
+        with output_folder(tmp_path / "a" / "b") as folder:
+            (folder / "kept.png").write_bytes(b"x")
+            raise RuntimeError("after writing")
+    assert (tmp_path / "a" / "b" / "kept.png").exists()  # a folder that holds files stays
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(UserError, match="output folder .* is a file"):
+        with output_folder(tmp_path / "f"):
+            pass
+    with pytest.raises(UserError, match="cannot use .* as the output folder"):
+        with output_folder(tmp_path / "f" / "sub"):
+            pass

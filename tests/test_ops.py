@@ -4,6 +4,7 @@ validation ``ops`` does before it dispatches to a backend)."""
 import numpy as np
 import pytest
 
+from minivgg import im2col as im2col_module
 from minivgg import ops, winograd
 from minivgg.gradcheck import check_vjp
 from minivgg.im2col import col2im, im2col
@@ -185,3 +186,56 @@ def test_winograd_memo_only_for_frozen_weights(rng):
     np.testing.assert_allclose(winograd.conv3x3_same(x, w), 2 * y1, rtol=1e-12)
     w.flags.writeable = False
     assert winograd.kernel_transform(w) is winograd.kernel_transform(w)
+
+
+# ------------------------------------------------------------------------ conv algorithms
+
+@pytest.mark.parametrize("xs,ws", [((1, 3, 5, 5), (2, 3, 3, 3)), ((2, 2, 7, 6), (3, 2, 3, 3)), ((1, 1, 1, 4), (2, 1, 3, 3))])
+def test_both_conv_algorithms_match_naive_and_record_themselves_in_the_cache(xs, ws, rng):
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    gy = rng.standard_normal((xs[0], ws[0], xs[2], xs[3]))
+    grads = {}
+    for algorithm in ("im2col", "winograd"):
+        y, cache = ops.conv2d_forward(x, w, b, algorithm=algorithm)
+        assert cache[-1] == algorithm
+        np.testing.assert_allclose(y, conv_naive(x, w, b, 1, 1), rtol=1e-10, atol=1e-10)
+        grads[algorithm] = ops.conv2d_backward(gy, cache, need_params=True)
+    for a, b_ in zip(grads["im2col"], grads["winograd"]):
+        np.testing.assert_allclose(a, b_, rtol=1e-10, atol=1e-10)
+    assert ops.conv2d_forward(x, w, b)[1][-1] == "winograd"  # auto: Winograd for 3x3/s1/p1
+    assert ops.conv2d_forward(x, w, b, pad=2)[1][-1] == "im2col"  # and im2col elsewhere
+
+
+def test_conv_algorithm_errors(rng):
+    x, w = rng.standard_normal((1, 2, 6, 6)), rng.standard_normal((3, 2, 5, 3))
+    with pytest.raises(ValueError, match=r"conv2d_forward: algorithm='winograd' needs a 3x3 kernel with stride 1 and pad 1, got 5x3"):
+        ops.conv2d_forward(x, w, None, algorithm="winograd")
+    with pytest.raises(ValueError, match=r"conv2d_forward: unknown algorithm 'fft': expected one of auto, im2col, winograd"):
+        ops.conv2d_forward(x, w, None, algorithm="fft")
+
+
+@pytest.mark.parametrize("xs,ws,stride,pad", [((1, 3, 9, 7), (4, 3, 3, 3), 1, 1), ((2, 2, 11, 8), (3, 2, 5, 3), 2, 2),
+                                              ((1, 2, 8, 9), (2, 2, 2, 2), 3, 0)])
+def test_im2col_bands_change_nothing_and_bound_the_patch_matrix(xs, ws, stride, pad, rng, monkeypatch):
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    y, cache = ops.conv2d_forward(x, w, b, stride, pad, algorithm="im2col")
+    gy = rng.standard_normal(y.shape)
+    whole = ops.conv2d_backward(gy, cache, need_params=True)
+    sizes = []
+    patches = im2col_module.im2col
+
+    def spy(*args, **kwargs):
+        cols = patches(*args, **kwargs)
+        sizes.append(cols.size)
+        return cols
+    row = ws[1] * ws[2] * ws[3] * y.shape[3]
+    monkeypatch.setattr(im2col_module, "_BAND_ELEMENTS", 2 * row)  # two output rows per band
+    monkeypatch.setattr(im2col_module, "im2col", spy)
+    y2, cache2 = ops.conv2d_forward(x, w, b, stride, pad, algorithm="im2col")
+    np.testing.assert_allclose(y2, y, rtol=1e-12, atol=1e-12)
+    for got, want in zip(ops.conv2d_backward(gy, cache2, need_params=True), whole):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert max(sizes) <= 2 * row and len(sizes) >= 2 * xs[0] * (y.shape[2] // 2)
+    res = check_vjp(ops.conv2d_forward, lambda g, c: ops.conv2d_backward(g, c, need_params=True), (x, w, b),
+                    kwargs={"stride": stride, "pad": pad, "algorithm": "im2col"}, eps=1e-5)
+    assert res.passed, res.report()

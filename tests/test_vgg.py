@@ -115,3 +115,21 @@ def test_load_vgg_real_weights(real_weights):
     assert real_weights.arch == "vgg16" and set(real_weights.params) == {n for n, _, _ in conv_layer_table("vgg16")}
     assert "verified" in real_weights.provenance
     assert isinstance(real_weights, vgg.VGG)
+
+
+def test_every_conv_algorithm_gives_the_same_features_and_input_gradient(rng):
+    base = random_vgg("vgg16", seed=2, dtype=np.float64)
+    y = rng.standard_normal((1, 3, 13, 10)) * 40
+    taps = ["conv1_2", "block2_pool", "conv3_1"]
+    got = {}
+    for conv in ("auto", "im2col", "winograd"):
+        net = dataclasses.replace(base, conv=conv)
+        feats, tape = net.features(y, taps)
+        assert {c[-1] for kind, _, c in tape if kind == "conv"} == {"im2col" if conv == "im2col" else "winograd"}
+        got[conv] = (feats, net.backward(tape, {t: np.ones_like(feats[t]) for t in taps}))
+    for conv in ("im2col", "winograd"):
+        for t in taps:
+            np.testing.assert_allclose(got[conv][0][t], got["auto"][0][t], rtol=1e-10, atol=1e-8)
+        np.testing.assert_allclose(got[conv][1], got["auto"][1], rtol=1e-10, atol=1e-8)
+    with pytest.raises(ValueError, match="unknown conv algorithm 'fft'"):
+        dataclasses.replace(base, conv="fft")

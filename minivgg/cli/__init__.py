@@ -1,5 +1,5 @@
 """The ``minivgg`` command line. Each subcommand's parser and glue live in a module of this package
-(``transfer``, ``weights``, ``gradcheck``, ``doctor``; the demo registers its own from
+(``transfer``, ``reconstruct``, ``inspection``, ``weights``, ``gradcheck``, ``doctor``; the demo registers its own from
 ``minivgg.demo``) with an ``add_cli(subparsers)`` function; this module only dispatches and turns
 errors into exit codes: 0 success, 2 bad input (one line on stderr), 130 interrupted, 1 internal
 error (traceback only with ``--debug``).
@@ -14,8 +14,8 @@ import warnings
 from ..errors import UserError
 
 # Modules that contribute subcommands, in the order ``minivgg --help`` lists them.
-_COMMAND_MODULES = ("minivgg.cli.transfer", "minivgg.cli.weights", "minivgg.cli.gradcheck", "minivgg.cli.doctor",
-                    "minivgg.demo")
+_COMMAND_MODULES = ("minivgg.cli.transfer", "minivgg.cli.reconstruct", "minivgg.cli.inspection",
+                    "minivgg.cli.weights", "minivgg.cli.gradcheck", "minivgg.cli.doctor", "minivgg.demo")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,12 +1,32 @@
 """``minivgg transfer`` and ``minivgg presets``: the parsers and the glue from flags to
-``minivgg.transfer.stylize`` (``RunOptions`` plus the objective's overrides)."""
+``minivgg.transfer.stylize`` (``RunOptions`` plus the objective's overrides). The objective's flags
+(``add_objective_arguments``, ``overrides_from_args``) are shared with ``minivgg inspect``."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ..errors import UserError
+from ..ops import CONV_ALGORITHMS
+from ..color import MATCH_MODES
 from ..presets import PRESETS, resolve_settings
+from ..regions import MASK_MODES
 from ..transfer import OPTIMIZERS, RunOptions, stylize
+
+
+def _ints(text):
+    """``300`` or ``300,100,100`` (argparse type: a bad value is a usage error, exit 2)."""
+    try:
+        values = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one whole number")
+    return values if len(values) > 1 else values[0]
+
+
+def _paths(text):
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
 def _floats(text):
@@ -16,21 +36,12 @@ def _floats(text):
         raise UserError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def add_cli(sub) -> None:
-    p = sub.add_parser("transfer", help="stylize CONTENT with one or more STYLE images")
-    p.add_argument("content", help="content image")
-    p.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
-    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, …)")
+def add_objective_arguments(p) -> None:
+    """The flags that define the objective, its inputs and the network (``transfer`` and ``inspect``)."""
     p.add_argument("--preset", default="gatys", help=f"loss formulation: {', '.join(PRESETS)} (default gatys)")
     p.add_argument("--size", type=int, help="longest side of the output in pixels (default: the preset's)")
     p.add_argument("--style-scale", type=float, help="style longest side as a multiple of --size "
                                                      "(default: style resized to the content's size)")
-    p.add_argument("--iters", type=int, help="iterations (default: the preset's)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS,
-                   help="default: the preset's; lbfgs-device keeps L-BFGS on the --device (no per-step copies)")
-    p.add_argument("--lr", type=float, help="Adam learning rate, in the preset's units")
-    p.add_argument("--init", help="content, random, style, noise, or an image path (default: the preset's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random initialisation")
     p.add_argument("--content-weight", type=float)
     p.add_argument("--style-weight", type=float)
     p.add_argument("--tv-weight", type=float)
@@ -43,10 +54,48 @@ def add_cli(sub) -> None:
     p.add_argument("--flip-kernels", choices=["yes", "no", "auto"],
                    help="kernel orientation of a Theano-era --weights file (default: detected from the manifest)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--max-pixels", type=int, help="largest input image accepted (pixels)")
+    add_conv_argument(p)
+
+
+def add_conv_argument(p) -> None:
+    """``--conv``: the convolution algorithm of every layer (``ops.CONV_ALGORITHMS``)."""
+    p.add_argument("--conv", choices=CONV_ALGORITHMS, default="auto",
+                   help="convolution algorithm: winograd (F(2x2,3x3)), im2col (patches + GEMM) or auto "
+                        "(default: Winograd for every 3x3 conv)")
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("transfer", help="stylize CONTENT with one or more STYLE images")
+    p.add_argument("content", help="content image")
+    p.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, …)")
+    add_objective_arguments(p)
+    p.add_argument("--iters", type=_ints, help="iterations: one value, or one per scale (default: the preset's)")
+    p.add_argument("--scales", type=_ints, help="coarse to fine: the longest side of every scale, e.g. 256,362,512 "
+                                               "(the last is the output's)")
+    p.add_argument("--min-scale", type=int, help="coarse to fine in √2 steps from this longest side up to --size")
+    p.add_argument("--all-iters", action="store_true",
+                   help="run every iteration (no convergence stop; gatys stops when the loss has stopped falling)")
+    p.add_argument("--stop-tol", type=float, help="convergence stop: end when the loss fell by less than this "
+                                                  "fraction over the last 50 iterations (gatys: 0.02)")
+    p.add_argument("--original-colors", action="store_true", help="keep the content's colours (chroma) in the result")
+    p.add_argument("--luminance-only", action="store_true",
+                   help="transfer luminance only: optimise grey images, then put the content's colours back")
+    p.add_argument("--match-color-histogram", nargs="?", const="pca", choices=MATCH_MODES, metavar="chol|pca|sym",
+                   help="map each style's colours to the content's mean and covariance first (default pca)")
+    p.add_argument("--content-masks", help="comma-separated greyscale masks, one per style image: where it applies")
+    p.add_argument("--style-masks", help="comma-separated masks: where in each style image its statistics are taken")
+    p.add_argument("--mask-mode", choices=MASK_MODES, default="simple",
+                   help="how masks reach each layer: simple (resized), inside or all (default simple)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="default: the preset's; lbfgs-device keeps L-BFGS on the --device (no per-step copies)")
+    p.add_argument("--lr", type=float, help="Adam learning rate, in the preset's units")
+    p.add_argument("--init", help="content, random, style, noise, or an image path (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random initialisation")
     p.add_argument("--save-every", type=int, default=0, metavar="N", help="write OUT_0100.png … every N iterations")
     p.add_argument("--log", help="write a JSON log of settings and per-iteration losses")
     p.add_argument("--report", help="write a report picture (inputs, result, loss curves)")
-    p.add_argument("--max-pixels", type=int, help="largest input image accepted (pixels)")
     p.add_argument("--resume", help="continue from a checkpoint OUT.ckpt.npz")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_transfer)
@@ -55,7 +104,8 @@ def add_cli(sub) -> None:
     p.set_defaults(func=_cmd_presets)
 
 
-def _overrides_from_args(args) -> dict:
+def overrides_from_args(args) -> dict:
+    """The objective's overrides from the flags of ``add_objective_arguments`` (``args.styles``: the style paths)."""
     ov = {"content_weight": args.content_weight, "style_weight": args.style_weight, "tv_weight": args.tv_weight,
           "pooling": args.pooling}
     if args.content_layers:
@@ -66,6 +116,9 @@ def _overrides_from_args(args) -> dict:
         ov["style_layer_weights"] = tuple(_floats(args.style_layer_weights))
     if args.style_blend_weights:
         ov["style_blend_weights"] = _floats(args.style_blend_weights)
+        if len(ov["style_blend_weights"]) != len(args.styles):
+            raise UserError(f"--style-blend-weights has {len(ov['style_blend_weights'])} values for "
+                            f"{len(args.styles)} style images")
     return {k: v for k, v in ov.items() if v is not None}
 
 
@@ -73,11 +126,14 @@ def _cmd_transfer(args) -> int:
     opts = RunOptions(output=args.output, preset=args.preset, size=args.size, style_scale=args.style_scale,
                       iters=args.iters, optimizer=args.optimizer, lr=args.lr, init=args.init, seed=args.seed,
                       weights=args.weights, flip_kernels=args.flip_kernels, device=args.device,
-                      save_every=args.save_every, log=args.log, report=args.report, quiet=args.quiet, max_pixels=args.max_pixels, resume=args.resume)
-    overrides = _overrides_from_args(args)
-    if args.style_blend_weights and len(overrides["style_blend_weights"]) != len(args.styles):
-        raise UserError(f"--style-blend-weights has {len(overrides['style_blend_weights'])} values for "
-                        f"{len(args.styles)} style images")
+                      save_every=args.save_every, log=args.log, report=args.report, quiet=args.quiet, max_pixels=args.max_pixels, resume=args.resume,
+                      conv=args.conv, scales=args.scales, min_scale=args.min_scale, all_iters=args.all_iters,
+                      original_colors=args.original_colors, luminance_only=args.luminance_only,
+                      match_color=args.match_color_histogram, content_masks=_paths(args.content_masks),
+                      style_masks=_paths(args.style_masks), mask_mode=args.mask_mode)
+    overrides = overrides_from_args(args)
+    if args.stop_tol is not None:
+        overrides["stop_tol"] = args.stop_tol
     log = stylize(args.content, args.styles, opts, overrides, argv=sys.argv[1:])
     print(f"wrote {args.output} (final loss {log['final_loss']:.6g}, {log['seconds']:.1f} s)")
     return 0

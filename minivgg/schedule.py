@@ -23,7 +23,7 @@ def _positive_ints(values, flag):
     out = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 1 or v != int(v):
-            raise UserError(f"{flag} takes whole numbers >= 1, got {v!r}")
+            raise UserError(f"{flag} must be a positive number (a whole one), got {v!r}")
         out.append(int(v))
     return out
 

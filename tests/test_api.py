@@ -36,7 +36,7 @@ def test_stylize_on_arrays_pil_and_paths(transfer_files, rng):
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"match_color": "lab"}, "unknown colour matching"),
-    ({"scales": (32, 0)}, "whole numbers >= 1"),
+    ({"scales": (32, 0)}, "must be a positive number"),
     ({"iters": (2, 2)}, "2 values for 1 scales"),
     ({"content_masks": [np.ones((4, 4))] * 2}, "2 masks for 1 style images"),
     ({"original_colors": True, "luminance_only": True}, "choose one"),

@@ -63,12 +63,13 @@ def test_a_case_without_a_dtype_runs_in_float64_only():
 
 
 def test_run_cases_prints_verdict_error_tolerance_eps_and_reports_failures():
-    good = Case("good", "(1,)", lambda: CheckResult("good", (1,), "pass", error=1e-12, tolerance=1e-9, eps=1e-5))
-    bad = Case("bad", "(2,)", lambda: CheckResult("bad", (2,), "fail", error=0.5, tolerance=1e-9, eps=1e-5,
-                                                  suspects=np.array([True, False])))
-    kink = Case("kink", "(2,)", lambda: CheckResult("kink", (2,), "kink", error=0.1, tolerance=1e-9, eps=1e-5))
+    def stub(name, verdict, error, **kw):
+        return Case(name, "(2,)", lambda dtype=np.float64: CheckResult(name, (2,), verdict, error=error, tolerance=1e-9,
+                                                                       eps=1e-5, dtype=np.dtype(dtype).name, **kw))
+    good, kink = stub("good", "pass", 1e-12), stub("kink", "kink", 0.1)
+    bad = stub("bad", "fail", 0.5, suspects=np.array([True, False]))
 
-    def crash():
+    def crash(dtype=np.float64):
         raise RuntimeError("boom")
     lines = []
     assert run_cases([good], out=lines.append)

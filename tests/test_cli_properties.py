@@ -632,6 +632,10 @@ def gradcheck_cases(draw):
         argv = ["-k", pattern, "--bogus"]
     else:
         argv = [form, pattern]
+    if draw(maybe(2)):
+        argv += option_chunk(draw, "--dtype", draw(mix(values("float64", "float32"), values("float16", "", "f32"))))
+    if draw(maybe(2)):
+        argv.append("--json")
     if draw(maybe(20)):
         argv.append("-h")
     return Case(("gradcheck", *argv))
@@ -783,6 +787,12 @@ def _info_ok(case, res):
 
 
 def _gradcheck_ok(case, res):
+    if "--json" in res.argv:
+        try:
+            doc = json.loads(res.stdout)
+        except ValueError as exc:
+            return [f"--json printed no JSON document ({exc})"]
+        return [] if doc.get("all_passed") and doc.get("checks") else ["the JSON document does not say all passed"]
     return [] if re.search(r"^\d+ checks, all passed$", res.stdout, re.M) else ["no 'N checks, all passed' line"]
 
 
@@ -821,7 +831,7 @@ COMMANDS = {
     "weights fetch": Command(fetch_cases(), frozenset({"arch", "--force", "--quiet", *HELP}), _fetch_ok),
     "weights info": Command(info_cases(), frozenset({"path", "--arch", "--flip-kernels", *HELP}), _info_ok,
                             slow=True),
-    "gradcheck": Command(gradcheck_cases(), frozenset({"-k", "--filter", *HELP}), _gradcheck_ok),
+    "gradcheck": Command(gradcheck_cases(), frozenset({"-k", "--filter", "--dtype", "--json", *HELP}), _gradcheck_ok),
     "demo": Command(demo_cases(), frozenset({"-o", "--outdir", "--size", "--iters", "--quiet", *HELP}), _demo_ok,
                     slow=True),
     "reconstruct": Command(reconstruct_cases(), frozenset({"image", "-o", "--outdir", "--quiet", *HELP,
@@ -1033,6 +1043,7 @@ PINNED = [
     ("presets", "bogus-flag", ("--bogus",), {2}),
     ("doctor", "plain", (), {0}),
     ("gradcheck", "tv", ("-k", "tv_loss *"), {0}),
+    ("gradcheck", "tv-float32-json", ("-k", "tv_loss *", "--dtype", "float32", "--json"), {0}),
     ("weights info", "synthetic", (D("vgg16.h5"),), None),
     ("weights fetch", "bogus-arch", ("bogus", "--quiet"), {2}),
 ]

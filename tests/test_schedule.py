@@ -12,9 +12,9 @@ def test_scale_sizes():
     assert scale_sizes(512, scales=384) == [384]
     assert scale_sizes(512, min_scale=256) == [256, 362, 512]
     assert scale_sizes(100, min_scale=100) == [100]
-    for kwargs, match in [({"scales": (256, 0)}, "whole numbers >= 1"), ({"scales": ()}, "at least one"),
+    for kwargs, match in [({"scales": (256, 0)}, "must be a positive number"), ({"scales": ()}, "at least one"),
                           ({"min_scale": 600}, "larger than --size"), ({"scales": (1,), "min_scale": 2}, "choose one"),
-                          ({"scales": (2.5,)}, "whole numbers")]:
+                          ({"scales": (2.5,)}, "must be a positive number")]:
         with pytest.raises(UserError, match=match):
             scale_sizes(512, **kwargs)
 
@@ -25,7 +25,7 @@ def test_scale_iters():
     assert scale_iters((300, 100, 50), 500, 3) == [300, 100, 50]
     with pytest.raises(UserError, match="3 values for 2 scales"):
         scale_iters((1, 2, 3), 500, 2)
-    with pytest.raises(UserError, match="whole numbers >= 1"):
+    with pytest.raises(UserError, match="must be a positive number"):
         scale_iters(0, 500, 1)
 
 

@@ -17,10 +17,10 @@ import numpy as np
 SAFETY = 4.0          # a gap passes when within this multiple of the error budget
 RICHARDSON_NOISE = 1.9   # Richardson's weights (±4/3h, ∓1/6h) turn evaluation noise σ into 1.9σ/h
 JUMP_NOISE = math.sqrt(70.0)  # and Δ⁴'s weights (1, −4, 6, −4, 1) into √70·σ
+TRUNCATION_NOISE = 1.58       # and D(h) − D(h/2)'s into 1.58σ/h
 RETRY_FACTOR = 8.0    # on a kink with the automatic step, retry at h/8, h/64, h/512
 RETRIES = 3
-LONGER_STEPS = 2      # a rounding-bound check (rounding > 16x truncation) tries up to 2 steps 8x longer
-ROUNDING_BOUND = 16.0
+LONGER_STEPS = 2      # a rounding-bound check (the step sizes agree within rounding) tries 2 steps 8x longer
 NOISE_STEP = 1.0 / 1024
 
 
@@ -55,8 +55,9 @@ class LineFit:
 
     @property
     def truncation(self) -> float:
-        """Error estimate of the central difference at h/2, kept as the (generous) bound for Richardson's."""
-        return abs(self.d_h - self.d_h2) / 3
+        """The two step sizes' disagreement ``|D(h) − D(h/2)|``: Richardson's error is far below it for a
+        smooth f (whose D(h/2) is off by a third of it), and about it when kinks make the error linear in h."""
+        return abs(self.d_h - self.d_h2)
 
     @property
     def rounding(self) -> float:
@@ -68,6 +69,11 @@ class LineFit:
         """``|right one-sided slope − left one-sided slope|`` (second-order slopes) = ``|Δ⁴f| / h``."""
         v, h = self.values, self.h
         return abs(v[h] - 4 * v[h / 2] + 6 * self.f0 - 4 * v[-h / 2] + v[-h]) / h
+
+    @property
+    def rounding_bound(self) -> bool:
+        """The two step sizes agree within their rounding: a longer step would only lower the noise."""
+        return self.truncation <= 2 * TRUNCATION_NOISE * self.noise / self.h
 
     def kinked(self, multiple: float = SAFETY) -> bool:
         """The one-sided slopes disagree by more than ``multiple`` standard deviations of their rounding."""

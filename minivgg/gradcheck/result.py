@@ -40,6 +40,7 @@ class CheckResult:
     forwards: int = 0
     localization_forwards: int = 0
     retries: int = 0
+    note: str = ""
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -57,17 +58,21 @@ class CheckResult:
             how = ("tolerance derived from the error budget" if self.derived else "tolerance given (rtol/atol)")
             lines.append(f"  <backward(u), v> = {self.analytic:.10g}, finite difference = {self.numeric:.10g} "
                          f"(Richardson on steps eps = {self.eps:.3g} and eps/2 along a unit direction)")
+            budget = f": {_budget(self.budget)})" if self.budget else ")"
             lines.append(f"  relative error {self.error:.3e} {'<=' if self.error <= self.tolerance else '>'} "
-                         f"tolerance {self.tolerance:.3e} ({how}" + (f": {_budget(self.budget)})" if self.budget else ")"))
+                         f"tolerance {self.tolerance:.3e} ({how}{budget}")
         if self.suspects is not None:
             what = "kink at" if self.verdict == "kink" else "suspects"
             lines.append(f"  {what}: {describe(self.suspects)} of {self.input}"
                          f" (localised with {self.localization_forwards} more forward evaluations)")
         if self.jacobian_error is not None:
-            lines.append(f"  ‖Ĵ − J‖_F / ‖J‖_F ≈ {self.jacobian_error:.2e}, below {self.jacobian_bound:.2e} with 95% "
-                         f"confidence ({self.probes} Gaussian probe pair{'s' if self.probes != 1 else ''})")
+            pairs = f"{self.probes} Gaussian probe pair{'s' if self.probes != 1 else ''}"
+            lines.append(f"  ‖Ĵ − J‖_F / ‖J‖_F ≈ {self.jacobian_error:.2e}, below {self.jacobian_bound:.2e} "
+                         f"with 95% confidence ({pairs})")
         for p in self.problems:
             lines.append(f"  problem: {p}")
+        if self.note:
+            lines.append(f"  note: {self.note}")
         if self.retries:
             lines.append(f"  (a kink at the first step; retried {self.retries} time(s) at 1/8 of the step)")
         lines.append(f"  {self.forwards} forward evaluations in all")
@@ -77,7 +82,7 @@ class CheckResult:
         """The result as JSON-ready values (suspects as their count and index ranges)."""
         d = {k: getattr(self, k) for k in ("name", "verdict", "error", "tolerance", "eps", "analytic", "numeric",
                                            "input", "dtype", "derived", "problems", "probes", "jacobian_error",
-                                           "jacobian_bound", "forwards", "localization_forwards", "retries")}
+                                           "jacobian_bound", "forwards", "localization_forwards", "retries", "note")}
         d["shape"] = list(self.shape)
         d["passed"] = self.passed
         d["budget"] = dict(self.budget)

@@ -50,6 +50,7 @@ def test_stylize_raises_the_cli_sentences(transfer_files, kwargs, match):
         minivgg.stylize(np.zeros((4, 4)), transfer_files / "style.jpg", weights=str(transfer_files / "vgg16.h5"))
 
 
+@pytest.mark.slow
 def test_scales_give_each_scale_its_size_and_resume_continues_at_its_scale(transfer_files, tmp_path):
     out, log = tmp_path / "o.png", tmp_path / "log.json"
     args = ["transfer", str(transfer_files / "content.png"), str(transfer_files / "style.jpg"), "-o", str(out),

@@ -123,7 +123,7 @@ def test_interrupt_writes_best_image_and_checkpoint_and_resume_continues(transfe
     assert r.start_iteration == 2
     np.testing.assert_array_equal(r.x0, image)
     final, seconds = transfer.optimize(r)
-    log = transfer.finish(r, final, seconds)
+    picture, log = transfer.finish(r, final, seconds)
     assert [row["iteration"] for row in log["iterations"]] == [3, 4]
 
 

@@ -8,12 +8,14 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "backprop_to_input.ipy
 
 
 @pytest.mark.slow
-def test_notebook_executes(real_weights, tmp_path):
+def test_notebook_executes(real_weights, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    if not (Path(__file__).resolve().parents[2] / "shared" / "images" / "tubingen.jpg").is_file():
+    images = Path(__file__).resolve().parents[2] / "shared" / "images"
+    if not (images / "tubingen.jpg").is_file():
         pytest.skip("needs ../shared/images (the project's test images)")
+    monkeypatch.setenv("MINIVGG_IMAGES", str(images))  # the kernel inherits it; the cwd is tmp_path
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]

@@ -85,14 +85,17 @@ def load_network(choice: str):
 
 
 def build(engine: str, net, content, style):
-    """The objective of ``engine`` on one network and image pair: 'torch', 'minivgg' (its default convs)
-    or 'minivgg:ALGORITHM' (every conv with ``ops.conv2d_forward(algorithm=ALGORITHM)``)."""
-    name, _, conv = engine.partition(":")
+    """The objective of ``engine`` on one network and image pair: 'minivgg' (its default convs),
+    'minivgg:ALGORITHM' (every conv with ``ops.conv2d_forward(algorithm=ALGORITHM)``), 'minivgg:numpy-first'
+    (the default objective; the process imported numpy before minivgg, see ``bench/__init__``), 'torch'
+    (eager NCHW) or 'torch:CONFIG' (``torch_objective.CONFIGS``: channels_last, compile)."""
+    name, _, variant = engine.partition(":")
     if name == "minivgg":
         from minivgg.objective import Objective
+        conv = variant if variant and variant != "numpy-first" else None
         return Objective(dataclasses.replace(net, conv=conv) if conv else net, content, style, preset=PRESET)
     from .torch_objective import TorchObjective
-    return TorchObjective(net, content, style, preset=PRESET)
+    return TorchObjective(net, content, style, preset=PRESET, config=variant or "eager")
 
 
 def agreement(a, b, terms_a, terms_b, reference=None) -> dict:
@@ -158,11 +161,17 @@ def measure_one(size: int, engine: str, weights: str, images_dir: Path, evals: i
 def run_child(size: int, engine: str, args, weights: str, timeout: float) -> dict:
     """``measure_one`` in a fresh interpreter with the same thread settings; errors come back as ``{"error"}``.
     ``engine`` may name a conv algorithm (``minivgg:im2col``)."""
-    name, _, conv = engine.partition(":")
+    name, _, variant = engine.partition(":")
     cmd = [sys.executable, "-m", "bench.compare", "--size-only", str(size), "--engine", name,
            "--threads", str(args.threads), "--weights", weights, "--images", str(args.images),
-           "--repeats", "1", "--noise", str(args.noise), "--seed", str(args.seed), "--json"] + (["--conv", conv] if conv else [])
+           "--repeats", "1", "--noise", str(args.noise), "--seed", str(args.seed), "--json"]
+    if variant in ("channels_last", "compile"):
+        cmd += ["--torch-config", variant]
+    elif variant and variant != "numpy-first":
+        cmd += ["--conv", variant]
     env = environment.thread_env(args.threads)
+    if variant == "numpy-first":
+        env["MINIVGG_BENCH_NUMPY_FIRST"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     try:
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
@@ -179,7 +188,13 @@ def run_child(size: int, engine: str, args, weights: str, timeout: float) -> dic
 def size_only(args) -> int:
     """``--size-only``: this process is the fresh one; prints the result (and ``BENCH_RESULT {json}``)."""
     environment.pin_threads(args.threads, torch_too=args.engine == "torch")
-    engine = f"{args.engine}:{args.conv[0]}" if args.engine == "minivgg" and args.conv else args.engine
+    engine = args.engine
+    if args.engine == "minivgg" and args.conv:
+        engine += f":{args.conv[0]}"
+    elif args.engine == "minivgg" and os.environ.get("MINIVGG_BENCH_NUMPY_FIRST") == "1":
+        engine += ":numpy-first"
+    elif args.engine == "torch" and args.torch_config != "eager":
+        engine += f":{args.torch_config}"
     res = measure_one(args.size_only, engine, args.weights, args.images, args.repeats or 1, args.noise, args.seed)
     res["threads_requested"] = args.threads
     if args.json:
@@ -215,7 +230,7 @@ def compare(args) -> int:
     repeats = args.repeats or 5
     rows, breakdown, thread_reports = {}, {}, {}
     breakdown_size = args.breakdown_size or max([s for s in args.sizes if s <= 512] or [min(args.sizes)])
-    for size in args.sizes:
+    for size in ([] if args.peers_only else args.sizes):
         content, style = load_images(size, args.images)
         x = start_point(content, args.noise, args.seed)
         workers = {eng: Worker(eng, size, args, weights_choice) for eng in report.ENGINES}
@@ -257,6 +272,10 @@ def compare(args) -> int:
             log(f"{size}² {eng}: one evaluation in a fresh process …")
             large.append(run_child(size, eng, args, weights_choice, args.child_timeout))
     conv = conv_rows(args, weights_choice, repeats) if args.conv else None
+    peers = None
+    if args.peers or args.peers_only:
+        from .peers import peer_rows
+        peers = peer_rows(args, weights_choice, repeats)
     ops_rows = []
     if args.ops:
         shapes = [tuple(int(v) for v in s.split("x")) for s in args.op_shapes]
@@ -278,7 +297,7 @@ def compare(args) -> int:
             "tol_loss": TOL_LOSS, "tol_grad": TOL_GRAD, "local_diff": LOCAL_DIFF, "tol_pixels": TOL_PIXELS,
             "load_end": " / ".join(f"{v:.2f}" for v in os.getloadavg())}
     raw = {"meta": meta, "rows": {str(k): v for k, v in rows.items()}, "large": large, "ops": ops_rows,
-           "breakdown": breakdown, "conv": conv}
+           "breakdown": breakdown, "conv": conv, "peers": peers}
     Path(args.out).with_suffix(".json").write_text(json.dumps(raw, indent=1))
     return render(raw, Path(args.out))
 
@@ -313,12 +332,25 @@ def conv_rows(args, weights_choice: str, repeats: int) -> dict:
 def render(raw: dict, out: Path) -> int:
     """Write the markdown page and the plot from the raw results (also ``--render results.json``)."""
     from . import report
+    from .peers import peer_table
     rows = {int(k): v for k, v in raw["rows"].items()}
+    if not rows:  # --peers-only
+        meta = raw["meta"]
+        text = "\n".join([f"# minivgg vs PyTorch configurations ({meta['date']})", "",
+                           f"- command: `{meta['command']}`", f"- machine: {meta['machine']}",
+                           f"- versions: {meta['versions']}", f"- weights: {meta['weights']}; threads {meta['threads']}",
+                           f"- load average at the end: {meta['load_end']}", ""] + peer_table(raw.get("peers"))) + "\n"
+        out.write_text(text)
+        print(text)
+        return 0 if all(r["agreement"]["verdict"] == "agree" for p in raw["peers"].values()
+                        for r in p["rows"].values() if r.get("agreement")) else 1
     exponents = report.scaling_exponents(rows)
     transfer_json = out.parent / "transfer_4096.json"  # python -m bench.transfer --size 4096
     transfer = json.loads(transfer_json.read_text()) if transfer_json.is_file() else None
     text = report.markdown(raw["meta"], rows, raw["large"], raw["ops"], raw["breakdown"], exponents, transfer,
                            conv=raw.get("conv"))
+    if raw.get("peers"):
+        text = text.rstrip("\n") + "\n\n" + "\n".join(peer_table(raw["peers"])) + "\n"
     out.write_text(text)
     report.plot(rows, raw["large"], exponents, out.with_suffix(".png"))
     print(text)
@@ -357,6 +389,12 @@ def parse_args(argv=None):
     p.add_argument("--size-only", type=int, default=None, help="just one evaluation at this size in this process")
     p.add_argument("--engine", default="minivgg", choices=["minivgg", "torch"], help="engine for --size-only")
     p.add_argument("--json", action="store_true", help="--size-only: print a BENCH_RESULT JSON line")
+    p.add_argument("--torch-config", default="eager", choices=["eager", "channels_last", "compile"],
+                   help="--size-only with --engine torch: the PyTorch configuration")
+    p.add_argument("--peers", action="store_true",
+                   help="also the peer rows at every --sizes: minivgg in both import orders against PyTorch eager, "
+                        "channels_last and torch.compile, interleaved, with peak RSS and the first evaluation's time")
+    p.add_argument("--peers-only", action="store_true", help="only the peer rows (no two-engine table)")
     p.add_argument("--conv", nargs="+", default=[], choices=["auto", "im2col", "winograd"],
                    help="also a row per conv algorithm at --conv-size against torch (e.g. --conv im2col winograd); "
                         "--size-only: the algorithm of that one evaluation")

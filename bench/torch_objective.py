@@ -6,6 +6,11 @@ the network truncated after the deepest tap, and the gradient w.r.t. the pixels 
 ``torch.autograd`` (the weights do not require grad, so no weight gradients are computed).
 Settings are read from ``minivgg.presets.resolve_settings`` so both sides run one preset;
 only the formulas of the ``gatys`` preset are written here (any pooling, any taps).
+
+Three configurations, as a PyTorch user on a CPU would pick (``CONFIGS``): ``eager`` (NCHW, what the
+peers ship), ``channels_last`` (NHWC activations and weights: oneDNN's native layout, no reorders; the
+Gram reads the NHWC rows directly) and ``compile`` (``torch.compile`` of the loss, Inductor, NCHW; its
+compile time is the first evaluation's, which the bench reports apart).
 """
 from __future__ import annotations
 
@@ -37,6 +42,9 @@ def _pixels(a) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(torch.float32)
 
 
+CONFIGS = ("eager", "channels_last", "compile")
+
+
 class TorchObjective:
     """``L = content_weight·Σ c_l·Lc_l + style_weight·Σ w_l·E_l + tv_weight·L_tv`` in PyTorch.
 
@@ -45,7 +53,10 @@ class TorchObjective:
     ``last_terms`` keeps the weighted parts. Scalar sums are taken in float64, as minivgg does.
     """
 
-    def __init__(self, net, content, style, preset: str = "gatys", **overrides):
+    def __init__(self, net, content, style, preset: str = "gatys", config: str = "eager", **overrides):
+        if config not in CONFIGS:
+            raise ValueError(f"config must be one of {CONFIGS}, got {config!r}")
+        self.config = config
         self.settings = s = resolve_settings(preset, overrides)
         _check_supported(s)
         with warnings.catch_warnings():  # the cached weights are read-only; torch shares them and never writes
@@ -53,6 +64,8 @@ class TorchObjective:
             self.params = {name: (torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)),
                                   torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)))
                            for name, (w, b) in net.params.items()}
+        if config == "channels_last":
+            self.params = {k: (w.contiguous(memory_format=torch.channels_last), b) for k, (w, b) in self.params.items()}
         self.mean_bgr = torch.tensor(net.mean_bgr, dtype=torch.float32)
         self.content_taps = [canonical_tap(net.arch, t) for t in s["content_layers"]]
         self.style_taps = [canonical_tap(net.arch, t) for t in s["style_layers"]]
@@ -72,10 +85,12 @@ class TorchObjective:
                 scale = (c_feats[t].shape[2] * c_feats[t].shape[3]) / (Fs.shape[2] * Fs.shape[3])
                 self.style_targets[t] = self.gram(Fs) * scale
         self.last_terms = None
+        self._terms = torch.compile(self.terms) if config == "compile" else self.terms
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """(H, W, 3) RGB pixels -> (1, 3, H, W) network input: BGR, minus the BGR mean."""
-        return (x.flip(-1) - self.mean_bgr).permute(2, 0, 1).unsqueeze(0).contiguous()
+        y = (x.flip(-1) - self.mean_bgr).permute(2, 0, 1).unsqueeze(0)
+        return y.contiguous(memory_format=torch.channels_last if self.config == "channels_last" else torch.contiguous_format)
 
     def features(self, y: torch.Tensor) -> dict:
         """The activation at every tap, running the truncated conv stack once (other layers are not kept)."""
@@ -98,12 +113,22 @@ class TorchObjective:
 
     @staticmethod
     def gram(Fm: torch.Tensor) -> torch.Tensor:
-        """``G = F Fᵀ`` of F (1, C, H, W) read as (C, M)."""
+        """``G = F Fᵀ`` of F (1, C, H, W) read as (C, M) (channels_last: as the (M, C) rows it holds)."""
+        if Fm.is_contiguous(memory_format=torch.channels_last) and not Fm.is_contiguous():
+            f = Fm.permute(0, 2, 3, 1).reshape(-1, Fm.shape[1])
+            return f.T @ f
         f = Fm.reshape(Fm.shape[1], -1)
         return f @ f.T
 
     def loss(self, x: torch.Tensor):
         """The total loss (float64 0-d tensor) and its weighted parts, for pixels x (H, W, 3) float32."""
+        content, style, tv = self._terms(x)
+        total = content + style + tv
+        parts = {"content": content, "style": style, "tv": tv, "total": total}
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+    def terms(self, x: torch.Tensor):
+        """The weighted content, style and TV terms (float64 0-d tensors): the part ``compile`` compiles."""
         s = self.settings
         feats = self.features(self.preprocess(x))
         k = {"half_sum": 0.5, "sum": 1.0}.get(s["content_norm"])
@@ -121,9 +146,7 @@ class TorchObjective:
         dv = x[1:] - x[:-1]
         dh = x[:, 1:] - x[:, :-1]
         tv = s["tv_weight"] * ((dv.double() ** 2).sum() + (dh.double() ** 2).sum())
-        total = content + style + tv
-        parts = {"content": content, "style": style, "tv": tv, "total": total}
-        return total, {k: float(v.detach()) for k, v in parts.items()}
+        return content, style, tv
 
     def value_and_grad(self, x):
         """``(L(x), dL/dx)`` for x (H, W, 3) float64 RGB pixels, like minivgg's ``Objective``."""

@@ -9,9 +9,13 @@ measured inside the worker, around ``value_and_grad`` only, after a ``gc.collect
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing as mp
+import os
 import time
+
+from . import USER_ENV
 
 
 def _serve(conn, engine, size, weights, images, noise, seed, threads):
@@ -43,9 +47,10 @@ def _serve(conn, engine, size, weights, images, noise, seed, threads):
                     continue
                 gc.collect()
                 conn.send(bench_ops.time_call(engine, fn))
-            elif cmd == "outputs":
+            elif cmd == "outputs":  # the first evaluation (torch.compile compiles here): timed too
+                t0 = time.perf_counter()
                 loss, grad = objective.value_and_grad(x)
-                conn.send((loss, grad, dict(objective.last_terms)))
+                conn.send((loss, grad, dict(objective.last_terms), time.perf_counter() - t0))
             elif cmd == "eval":
                 gc.collect()
                 t0 = time.perf_counter()
@@ -62,6 +67,27 @@ def _serve(conn, engine, size, weights, images, noise, seed, threads):
     conn.close()
 
 
+@contextlib.contextmanager
+def _numpy_first(on: bool):
+    """Spawn a child that imports numpy before minivgg, as most scripts do: without minivgg's thread
+    defaults in its environment (the parent's ``import minivgg`` set them) and with the flag that
+    ``bench/__init__`` reads."""
+    if not on:
+        yield
+        return
+    import minivgg
+    saved = dict(os.environ)
+    for k in minivgg.THREAD_DEFAULTS:
+        if k not in USER_ENV:
+            os.environ.pop(k, None)
+    os.environ["MINIVGG_BENCH_NUMPY_FIRST"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 class Worker:
     """One engine's objective at one size (``size=None``: no objective, per-op timings only), in a
     spawned process; ``call(cmd)`` runs a command there."""
@@ -71,7 +97,8 @@ class Worker:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_serve, args=(child, engine, size, weights, args.images, args.noise,
                                                      args.seed, args.threads), daemon=True)
-        self.proc.start()
+        with _numpy_first(engine.endswith(":numpy-first")):
+            self.proc.start()
         child.close()
         self.engine = engine
         self._expect("ready")

@@ -10,6 +10,8 @@ from numba import njit, prange
 
 from minivgg.masks import PackedMask
 
+from .blas import gram, matmul  # noqa: F401  (the GEMMs, on scipy's OpenBLAS: see blas.py)
+
 _JIT = dict(parallel=True, cache=True, nogil=True)
 
 

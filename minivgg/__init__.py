@@ -17,6 +17,9 @@ import sys as _sys
 THREAD_DEFAULTS = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "passive"}
 # True when numpy (so OpenBLAS) was loaded before these could take effect (``minivgg doctor`` says so).
 NUMPY_FIRST = "numpy" in _sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in _os.environ
+# The engine's GEMMs run on scipy's OpenBLAS (``kernels/blas.py``), which loads after this point unless
+# scipy.linalg was imported first: only then does numpy-first cost speed (``minivgg doctor`` says so).
+SCIPY_BLAS_FIRST = "scipy.linalg" in _sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in _os.environ
 for _name, _value in THREAD_DEFAULTS.items():
     _os.environ.setdefault(_name, _value)
 

@@ -7,7 +7,7 @@ Scalar values are accumulated in float64 whatever the engine dtype.
 from __future__ import annotations
 
 from .backend import get_array_module
-from .dispatch import cuda_kernels
+from .dispatch import cpu_kernels, cuda_kernels
 
 # ------------------------------------------------------------------------------------- content
 
@@ -37,6 +37,9 @@ def gram(F, scale: float = 1.0, center: bool = False):
     Fm = F.reshape(F.shape[1], -1)
     if center:
         Fm = Fm - Fm.mean()
+    kernels = cpu_kernels(Fm)
+    if kernels is not None:  # SYRK: one triangle, half the work
+        return kernels.gram(Fm, scale)
     return (Fm @ Fm.T) * Fm.dtype.type(scale)
 
 
@@ -62,7 +65,8 @@ def gram_backward(gG, F, scale: float = 1.0, center: bool = False, overwrite: bo
         return F
     if center:
         Fm = Fm - Fm.mean()
-    gF = S @ Fm
+    kernels = cpu_kernels(S, Fm)
+    gF = S @ Fm if kernels is None else kernels.matmul(S, Fm)
     if center:
         gF -= gF.mean()
     return gF.reshape(F.shape)

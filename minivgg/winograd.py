@@ -143,7 +143,7 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
                 V = _scratch(xp, x.dtype, "V", (16, c, nt * tw))
                 M = _scratch(xp, x.dtype, "M", (16, o, nt * tw))
                 kernels.winograd_input(x[i], t0, nt, tw, V)
-                kernels.winograd_output(xp.matmul(U, V, out=M), nt, tw, y[i], 2 * t0, acc, b)
+                kernels.winograd_output(kernels.matmul(U, V, M), nt, tw, y[i], 2 * t0, acc, b)
         return y
     xb_buf = xp.empty((c, 2 * band + 2, 2 * tw + 2), dtype=x.dtype)
     V_buf = xp.empty((16, c, band * tw), dtype=x.dtype)

@@ -172,3 +172,42 @@ def test_packed_relu_backward_unpacks_block_by_block(both_paths, rng, monkeypatc
     gf, gr = both_paths(lambda: ops.relu_backward(g.copy(), mask, inplace=True))
     np.testing.assert_array_equal(gf, gr)
     np.testing.assert_array_equal(gf, np.where(x > 0, g, 0))
+
+
+# ------------------------------------------------------------------ the GEMMs on scipy's OpenBLAS
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blas_products_match_numpy_and_write_in_place(rng, dtype):
+    from minivgg._kernels import blas
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    a, b = rng.standard_normal((7, 5)).astype(dtype), rng.standard_normal((5, 9)).astype(dtype)
+    out = np.full((7, 9), np.nan, dtype)
+    assert blas.gemm(a, b, out) is out
+    np.testing.assert_allclose(out, a @ b, rtol=tol, atol=tol)
+    U, V = rng.standard_normal((16, 4, 3)).astype(dtype), rng.standard_normal((16, 3, 6)).astype(dtype)
+    M = np.full((16, 4, 6), np.nan, dtype)
+    assert blas.matmul(U, V, M) is M
+    np.testing.assert_allclose(M, U @ V, rtol=tol, atol=tol)
+    np.testing.assert_allclose(blas.matmul(a, b), a @ b, rtol=tol, atol=tol)
+    F = rng.standard_normal((6, 50)).astype(dtype)
+    G = blas.gram(F, 0.25)
+    assert G.flags.c_contiguous and np.array_equal(G, G.T)  # the mirrored triangle is exact
+    np.testing.assert_allclose(G, 0.25 * F @ F.T, rtol=tol, atol=tol)
+    strided = np.asfortranarray(a)  # not C-contiguous: numpy's matmul, same answer
+    np.testing.assert_allclose(blas.gemm(strided, b), a @ b, rtol=tol, atol=tol)
+
+
+def test_scipy_blas_first_is_recorded():
+    """The engine's GEMMs run on scipy's OpenBLAS, loaded after minivgg's idle-thread defaults; only a
+    script that imported scipy.linalg before minivgg keeps a spinning pool (``minivgg doctor`` says so)."""
+    import os
+    import subprocess
+    import sys
+    code = ("import sys\nif sys.argv[1] == 'numpy': import numpy\nif sys.argv[1] == 'scipy': import scipy.linalg\n"
+            "import minivgg\nprint(minivgg.NUMPY_FIRST, minivgg.SCIPY_BLAS_FIRST)")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")}
+    run = lambda first: subprocess.run([sys.executable, "-c", code, first], env=env, capture_output=True,  # noqa: E731
+                                       text=True, check=True).stdout.split()
+    assert run("none") == ["False", "False"]
+    assert run("numpy") == ["True", "False"]
+    assert run("scipy") == ["True", "True"]

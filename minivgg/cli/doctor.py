@@ -35,8 +35,9 @@ def run(args) -> int:
             print(f"{var}={os.environ[var]}")
     import minivgg
     print("idle threads: " + ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in minivgg.THREAD_DEFAULTS)
-          + ("" if not minivgg.NUMPY_FIRST else
-             " (numpy was imported before minivgg here, so OpenBLAS still spins: import minivgg first)"))
+          + (" (scipy.linalg was imported before minivgg here, so the BLAS the engine uses still spins: "
+             "import minivgg first)" if minivgg.SCIPY_BLAS_FIRST else
+             " (numpy came first: harmless, the engine's GEMMs use scipy's BLAS)" if minivgg.NUMPY_FIRST else ""))
     info = backend.info()
     kernels = dispatch.kernel_info()
     print(f"CPU kernels: {kernels['cpu']}")

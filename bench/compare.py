@@ -351,6 +351,9 @@ def render(raw: dict, out: Path) -> int:
                            conv=raw.get("conv"))
     if raw.get("peers"):
         text = text.rstrip("\n") + "\n\n" + "\n".join(peer_table(raw["peers"])) + "\n"
+    tiled_json = out.parent / "tiling.json"  # python -m bench.tiling: the "Tiled evaluation" section
+    if tiled_json.is_file():
+        text = text.rstrip("\n") + "\n\n" + "\n".join(report.tiling_section(json.loads(tiled_json.read_text()))) + "\n"
     out.write_text(text)
     report.plot(rows, raw["large"], exponents, out.with_suffix(".png"))
     print(text)

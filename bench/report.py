@@ -273,6 +273,75 @@ def markdown(meta: dict, rows: dict, large: list, ops_rows: list, breakdown: dic
     return "\n".join(L)
 
 
+TILING_SECTION = "## Tiled evaluation"
+
+
+def _gib_or_dash(mib):
+    return "—" if mib is None else f"{mib / 1024:.2f} GiB"
+
+
+def tiling_section(data: dict) -> list[str]:
+    """The "Tiled evaluation" section of ``bench/results.md`` from ``bench/tiling.json``."""
+    L = [TILING_SECTION, "", "Exact tiled evaluation (`Objective(…, tile_size=T)`, `transfer --tile-size T`, issue 15): "
+         "the `gatys` objective on T×T tiles with a 64-pixel halo (VGG16 to block5_conv1), the untiled "
+         "loss and gradient to float32 rounding. Each row is one fresh process "
+         f"(`{data.get('command', 'python -m bench.tiling')}`, {data.get('date', '?')}; "
+         f"{data.get('machine', '')}).", ""]
+    mem = data.get("memory")
+    if mem:
+        L += ["### Peak memory of one evaluation", "",
+              "| size | tiles | peak RSS, whole process | peak RSS during the evaluation | RSS after setup | setup s | evaluation s | load average (1/5/15 min) |",
+              "|---|---|---:|---:|---:|---:|---:|---|"]
+        for r in mem:
+            if "error" in r:
+                L.append(f"| {r.get('size', '?')}² | {r.get('tile') or 'untiled'} | error: {r['error'][:80]} | | | | |")
+                continue
+            L.append(f"| {r['size']}² | {str(r['tile']) + ' (' + str(r['tiles']) + ' tiles)' if r['tile'] else 'untiled'} | "
+                     f"**{_gib_or_dash(r['process_peak_mib'])}** | {_gib_or_dash(r['eval_peak_mib'])} | {_gib_or_dash(r['rss_after_setup_mib'])} | "
+                     f"{r['setup_s']:.0f} | {r['eval_s'][0]:.0f} | {r.get('load_start', '')} → {r.get('load_end', '')} |")
+        L.append("")
+    over = data.get("overhead")
+    if over:
+        L += ["### Time overhead", "",
+              "Seconds per evaluation (the last of the child's evaluations, after a first one that also builds "
+              "the backward kernels' transforms), against the untiled evaluation at the same size, beside "
+              "(1 + 2h/T)² and the grid's exact window area over the image's.", "",
+              "| size | tile | tiles | s per evaluation | time ratio | (1 + 2h/T)² | window area ratio | ratio / area ratio | load average |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        base = {r["size"]: r["eval_s"][-1] for r in over if not r.get("tile") and "error" not in r}
+        for r in over:
+            if "error" in r:
+                L.append(f"| {r.get('size', '?')}² | {r.get('tile') or '—'} | | error: {r['error'][:80]} | | | | |")
+                continue
+            t = r["eval_s"][-1]
+            ratio = t / base[r["size"]] if r["size"] in base else None
+            if not r["tile"]:
+                L.append(f"| {r['size']}² | untiled | 1 | {t:.1f} | 1 | | | | {r.get('load_end', '')} |")
+            else:
+                L.append(f"| {r['size']}² | {r['tile']} | {r['tiles']} | {t:.1f} | {ratio:.2f} | {r['halo_ratio']:.2f} | "
+                         f"{r['area_ratio']:.2f} | {ratio / r['area_ratio']:.2f} | {r.get('load_end', '')} |")
+        L.append("")
+    tr = data.get("transfer")
+    if tr:
+        L += ["### A whole transfer", "", f"`{tr['shown']}`:", ""]
+        if "error" in tr:
+            L.append(f"- error: {tr['error']}")
+        else:
+            ev = tr["eval_s"]
+            L += [f"- exit status {tr['exit_status']}; wall time {tr['wall_s']:.0f} s, of which {len(ev)} evaluations "
+                  f"({len(ev) - 1} during {tr['iters']} L-BFGS iterations, the last one the final loss): "
+                  + ", ".join(f"{t:.0f}" for t in ev) + " s",
+                  f"- **peak RSS {_gib_or_dash(tr['peak_mib'])}** (the process's VmHWM; sampled VmRSS peak "
+                  f"{tr['sampled_rss_gib']:.2f} GiB); lowest MemAvailable on the machine during the run "
+                  f"{tr['min_available_gib']:.2f} GiB" if tr.get("min_available_gib") else
+                  f"- **peak RSS {_gib_or_dash(tr['peak_mib'])}**",
+                  f"- estimate (`memory.estimate_bytes`): {tr['estimate_gib']:.2f} GiB; load average "
+                  f"{tr.get('load_start', '?')} at the start, {tr.get('load_end', '?')} at the end"]
+        L.append("")
+    return L
+
+
+
 def plot(rows: dict, large: list, exponents: dict, path) -> None:
     """Time and peak RSS against image size, both engines, log-log; a small PNG."""
     import matplotlib

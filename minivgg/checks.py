@@ -4,7 +4,8 @@ runs case by case (``tests/test_checks.py``, one test id per ``Case.id``).
 Every op (conv2d w.r.t. x, w, b over strides, pads and kernel sizes; ReLU; both pools), every loss
 term (three content norms, four Gram variants on the eager path and on the in-place large-image
 path, six TV kinds), a VGG16 slice with gradients entering at five taps, every preset's objective,
-and ``gatys`` with the first layer's style gradient recomputed. Each runs through
+``gatys`` with the first layer's style gradient recomputed, and tiled objectives (``tiling.py``: plain,
+centred and guided Grams on tiles whose windows end inside the image). Each runs through
 ``minivgg.gradcheck``'s directional test in float64 or, end to end, in float32 (``Case.check``),
 with the step and tolerance the checker derives and plain random inputs: no case picks its inputs
 away from ReLU kinks or max-pool ties, the checker tells those apart itself. Each case builds its
@@ -161,7 +162,35 @@ def objective_cases() -> list[Case]:
              for name in PRESETS]
     cases.append(Case("objective preset=gatys, first-layer gradient recomputed", "(40, 32, 3)",
                       lambda dtype=np.float64: run("gatys", dtype, recompute=True)))
-    return cases
+    return cases + tiled_cases()
+
+
+# Shallow taps keep the halo small (4 and 8 pixels), so 16-pixel tiles of a 40x32 image have windows
+# that end inside the image: the halo, the owned parts and the sum over windows are all exercised.
+_TILED = {"gatys": {"content_layers": ("block1_conv2",), "style_layers": ("block1_conv1", "block2_conv1")},
+          "cntk": {"content_layers": ("input", "block1_conv2"), "style_layers": ("block2_pool", "block1_conv1")}}
+
+
+def tiled_cases() -> list[Case]:
+    """The tiled objective (16-pixel tiles): ``gatys`` (plain Grams), ``cntk`` (centred Grams, a pool
+    tap, the input as a content tap) and ``gatys`` with two regions (guided Grams)."""
+    def run(name, dtype, regions=False):
+        rng = np.random.default_rng(6)
+        net = random_vgg("vgg16", seed=0, dtype=dtype)
+        content = rng.integers(0, 256, (40, 32, 3)).astype(np.uint8)
+        style = rng.integers(0, 256, (36, 44, 3)).astype(np.uint8)
+        kw = {}
+        if regions:
+            left = np.zeros((40, 32))
+            left[:, :12] = 1
+            kw = {"content_masks": [left, 1 - left]}
+            style = [style, rng.integers(0, 256, (20, 24, 3)).astype(np.uint8)]
+        obj = Objective(net, content, style, preset=name, tile_size=16, **_TILED[name], **kw)
+        x = content + rng.uniform(-20, 20, content.shape)
+        return check_grad(obj.value_and_grad, x, name=f"{name} tiled", dtype=dtype)
+    return [Case(f"objective preset={name}, tiled", "(40, 32, 3)", lambda dtype=np.float64, name=name: run(name, dtype))
+            for name in _TILED] + [Case("objective preset=gatys, tiled, two regions", "(40, 32, 3)",
+                                        lambda dtype=np.float64: run("gatys", dtype, regions=True))]
 
 
 def region_cases() -> list[Case]:

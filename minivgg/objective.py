@@ -3,7 +3,8 @@
 ``L = content_weight · Σ_l c_l · Lc_l + style_weight · Σ_l w_l · E_l + tv_weight · L_tv``.
 A preset (``presets.py``) fixes every choice; any of them can be overridden by keyword. Targets (content features, blended
 target Grams) are computed once at construction; ``value_and_grad`` runs the network once forward
-to the deepest tap and once backward to the pixels.
+to the deepest tap and once backward to the pixels. With ``tile_size`` both run tile by tile
+(``tiling.py``): the same numbers in memory bounded by the tile, for print-size images.
 """
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ from .backend import get_array_module, to_host
 from .errors import UserError
 from .presets import resolve_settings, style_norm
 from .regions import check_coverage, guided_gram, guided_style_loss, tap_masks
+from .tiling import Tiling
 from .vgg import DeferredGrad
 
 def _as_image(a, what):
+    """An (H, W, 3) image as float64, or as given when uint8 (the network casts it; no 8-byte copy of a print)."""
     a = np.asarray(a)
     if a.ndim != 3 or a.shape[2] != 3:
         raise UserError(f"{what} must be an (H, W, 3) RGB array, got shape {a.shape}")
-    return a.astype(np.float64)
+    return a if a.dtype == np.uint8 else a.astype(np.float64)
 
 
 class Objective:
@@ -30,10 +33,11 @@ class Objective:
     ``content``: (H, W, 3) uint8 RGB; ``style``: one such array or a list (blend with
     ``style_blend_weights``, normalised to sum 1). ``value_and_grad(x)`` takes (H, W, 3) float64 RGB
     0..255 and returns ``(float, float64 gradient shaped like x)``; ``terms(x)`` the weighted parts.
+    ``tile_size`` (pixels) evaluates targets and objective on tiles of that side (``tiling.py``).
     """
 
     def __init__(self, net, content, style, preset: str = "gatys", *, content_masks=None, style_masks=None,
-                 mask_mode: str = "simple", **overrides):
+                 mask_mode: str = "simple", tile_size=None, **overrides):
         self.settings = s = resolve_settings(preset, overrides)
         if net.arch != s["arch"]:
             raise UserError(f"preset {preset!r} runs on {s['arch']} but the network is {net.arch}; "
@@ -61,30 +65,43 @@ class Objective:
         self.content_taps = list(s["content_layers"])
         self.style_taps = list(s["style_layers"])
         self.taps = list(dict.fromkeys(self.content_taps + self.style_taps))
-        content_targets = {}
-        net.visit(net.preprocess(self.content), self.content_taps,
-                  lambda t, F: content_targets.__setitem__(t, F.copy()), s["pooling"])
-        self.content_targets = content_targets
-        h, w = self.shape[:2]
+        self.tiling = None if tile_size is None else Tiling(net.arch, self.taps, tile_size)
+        self.content_targets = self._features(self.content, self.content_taps, [])[0]
         self.regions = None if content_masks is None else self._regions(content_masks, style_masks, mask_mode)
         self.style_targets = {t: 0 for t in self.style_taps}
         if self.regions is None:
             for b, st in zip(self.blend, self.styles):
-                def add_gram(t, F, b=b):
-                    A = losses.gram_variant(F, s["gram"])
-                    self.style_targets[t] = self.style_targets[t] + self._to_content_scale(t, F, A) * A.dtype.type(b)
-                net.visit(net.preprocess(st), self.style_taps, add_gram, s["pooling"])
+                for t, A in self._features(st, [], self.style_taps)[1].items():
+                    self.style_targets[t] = self.style_targets[t] + self._to_content_scale(t, st, A) * A.dtype.type(b)
         self.last_terms = None
 
-    def _to_content_scale(self, tap, F, A):
+    def _features(self, img, content_taps, style_taps, masks=None):
+        """``(content features {tap: F}, the preset's Grams {tap: (C, C)}, guided by masks[tap] if given)`` of one
+        image: one forward pass, or tile by tile when the objective is tiled and the image needs several."""
+        s, net = self.settings, self.net
+        if self.tiling is not None and self.tiling.splits(*img.shape[:2]):
+            return self.tiling.features(net, img, content_taps, style_taps, s["gram"], s["pooling"], masks)
+        feats, grams = {}, {}
+        scale_of, center = losses.GRAMS[s["gram"]]
+
+        def keep(t, F):
+            if t in content_taps:
+                feats[t] = F.copy()
+            if t in style_taps:
+                grams[t] = losses.gram_variant(F, s["gram"]) if masks is None else \
+                    guided_gram(F, masks[t], scale_of(F.shape[1], F.shape[2] * F.shape[3]), center)
+        net.visit(net.preprocess(img), list(dict.fromkeys(list(content_taps) + list(style_taps))), keep, s["pooling"])
+        return feats, grams
+
+    def _to_content_scale(self, tap, style, A):
         """An unnormalised Gram of a style of another size, brought to the content's pixel count."""
         if self.settings["gram"] not in ("plain", "centered"):
             return A
-        return A * (tap_pixels(self.net.arch, tap, *self.shape[:2]) / (F.shape[2] * F.shape[3]))
+        return A * (tap_pixels(self.net.arch, tap, *self.shape[:2]) / tap_pixels(self.net.arch, tap, *style.shape[:2]))
 
     def _regions(self, content_masks, style_masks, mode):
         """Per style image: its content mask at every style tap and its guided target Grams."""
-        s, net = self.settings, self.net
+        net = self.net
         if len(content_masks) != len(self.styles):
             raise UserError(f"{len(content_masks)} content masks for {len(self.styles)} style images; "
                             "give one mask per style image")
@@ -92,7 +109,6 @@ class Objective:
         if len(style_masks) != len(self.styles):
             raise UserError(f"{len(style_masks)} style masks for {len(self.styles)} style images")
         check_coverage([np.asarray(m) for m in content_masks])
-        scale_of, center = losses.GRAMS[s["gram"]]
         regions = []
         for k, (cm, sm, st) in enumerate(zip(content_masks, style_masks, self.styles)):
             if tuple(np.shape(cm)) != self.shape[:2]:
@@ -100,13 +116,8 @@ class Objective:
             sm = np.ones(st.shape[:2]) if sm is None else np.asarray(sm)
             if tuple(sm.shape) != st.shape[:2]:
                 raise UserError(f"style mask {k + 1} is {sm.shape}, its style image {st.shape[:2]}")
-            on_style = tap_masks(net.arch, sm, self.style_taps, mode)
-            targets = {}
-
-            def add(t, F, on_style=on_style, targets=targets):
-                scale = scale_of(F.shape[1], F.shape[2] * F.shape[3])
-                targets[t] = self._to_content_scale(t, F, guided_gram(F, on_style[t], scale, center))
-            net.visit(net.preprocess(st), self.style_taps, add, s["pooling"])
+            grams = self._features(st, [], self.style_taps, tap_masks(net.arch, sm, self.style_taps, mode))[1]
+            targets = {t: self._to_content_scale(t, st, A) for t, A in grams.items()}
             regions.append((tap_masks(net.arch, cm, self.style_taps, mode), targets))
         return regions
 
@@ -125,14 +136,29 @@ class Objective:
         where ``x`` lives, so an on-device optimiser moves nothing per evaluation.
         """
         x, xp = self._check_x(x)
-        s, net = self.settings, self.net
-        parts = {"content": 0.0, "style": 0.0}
-        content_w = {}
+        if self.tiling is not None and self.tiling.splits(*self.shape[:2]):
+            parts, grad = self.tiling.value_and_grad(self, x)
+        else:
+            parts, grad = self._untiled(x, xp)
+        total = parts["content"] + parts["style"] + parts["tv"]
+        self.last_terms = {"content": parts["content"], "style": parts["style"], "tv": parts["tv"], "total": total}
+        return total, grad
+
+    def tap_weights(self):
+        """``(content weight per tap, style weight per tap)``: the global weight times the layer's, summed over repeats."""
+        s = self.settings
+        content_w, style_w = {}, {}
         for tap, w in zip(self.content_taps, s["content_layer_weights"]):
             content_w[tap] = content_w.get(tap, 0.0) + s["content_weight"] * w
-        style_w = {}
         for tap, w in zip(self.style_taps, s["style_layer_weights"]):
             style_w[tap] = style_w.get(tap, 0.0) + s["style_weight"] * w
+        return content_w, style_w
+
+    def _untiled(self, x, xp):
+        """``(parts, gradient)`` in one forward and one backward pass over the whole image."""
+        s, net = self.settings, self.net
+        parts = {"content": 0.0, "style": 0.0}
+        content_w, style_w = self.tap_weights()
 
         def tap_loss(tap, F):
             """Weighted content and style terms of one tap, and their gradient w.r.t. its features."""
@@ -172,14 +198,12 @@ class Objective:
             _, gy = net.loss_and_input_grad(net.preprocess(x), taps, tap_loss, s["pooling"])
             gx = net.preprocess_backward(gy)
             grad += gx if get_array_module(gx) is xp else to_host(gx)
-        tv = 0.0
+        parts["tv"] = 0.0
         if s["tv_weight"]:
             v, g = losses.tv_loss(x, s["tv"])
-            tv = s["tv_weight"] * v
+            parts["tv"] = s["tv_weight"] * v
             grad += s["tv_weight"] * g
-        total = parts["content"] + parts["style"] + tv
-        self.last_terms = {"content": parts["content"], "style": parts["style"], "tv": tv, "total": total}
-        return total, grad
+        return parts, grad
 
     def terms(self, x) -> dict:
         """The weighted parts ``{"content", "style", "tv", "total"}`` of ``L(x)``; they sum to ``total``."""

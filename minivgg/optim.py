@@ -14,6 +14,7 @@ from scipy.optimize import Bounds, minimize
 
 from .backend import get_array_module
 from .lbfgs import minimize_lbfgs
+from .memory import lbfgs_history, lbfgs_history_dtype
 
 
 class NonFiniteError(ArithmeticError):
@@ -36,26 +37,30 @@ def checked(obj, x):
 
 # scipy's L-BFGS-B turns bounds, even scalar ``Bounds``, into a Python list of n (lo, hi) tuples and
 # loops over it in Python on every ``minimize`` call: ~130 bytes and ~1 µs per variable, 6 GB and a
-# minute at 4096². Above this many variables (about 1670² pixels) ``lbfgs`` hands bounded problems
-# to the engine's own projected L-BFGS (``lbfgs.minimize_lbfgs``).
+# minute at 4096². Above this many variables (about 1670² pixels) ``lbfgs`` hands every problem,
+# bounded or not, to the engine's own projected L-BFGS (``lbfgs.minimize_lbfgs``), which can also keep
+# its history in float32 (``memory.lbfgs_history_dtype``) where scipy's workspace is all float64.
 SCIPY_BOUNDS_MAX = 1 << 23
 
 
-def lbfgs(obj, x0, iters: int, *, round_evals: int | None = None, bounds=(0.0, 255.0), history: int = 10,
+def lbfgs(obj, x0, iters: int, *, round_evals: int | None = None, bounds=(0.0, 255.0), history: int | None = None,
           callback=None, round_callback=None, start_iteration: int = 0, in_house: bool | None = None):
     """Minimise ``obj`` from ``x0`` (H, W, 3) with L-BFGS; returns the final image (float64, where x0 lives).
 
     Continuous mode runs ``iters`` L-BFGS iterations. With ``round_evals=N`` it runs rounds of at most
     N evaluations (restarting the history each round, as the Keras/CNTK scripts do) until ``iters``
     evaluations are spent, calling ``round_callback(round, x)`` after each. ``bounds`` clamps pixels.
+    ``history`` pairs (default ``memory.lbfgs_history`` of the image: 10, fewer on huge images).
     ``in_house`` picks the engine's projected L-BFGS over scipy's L-BFGS-B; by default it runs for
-    device arrays (nothing is copied per evaluation) and bounded problems over ``SCIPY_BOUNDS_MAX``.
+    device arrays (nothing is copied per evaluation) and problems over ``SCIPY_BOUNDS_MAX`` variables.
     """
     xp = get_array_module(x0)
     shape = x0.shape
-    x = xp.asarray(x0, dtype=xp.float64).copy()
+    x = xp.asarray(x0, dtype=xp.float64)  # no copy: both optimisers copy their start and never write to x0
+    pixels = x.size // shape[-1] if x.ndim == 3 else x.size
+    history = lbfgs_history(pixels) if history is None else history
     if in_house is None:
-        in_house = xp is not np or (bounds is not None and x.size > SCIPY_BOUNDS_MAX)
+        in_house = xp is not np or x.size > SCIPY_BOUNDS_MAX
     state = {"it": start_iteration, "stop": False}
 
     def on_iter(xk) -> bool:
@@ -63,13 +68,18 @@ def lbfgs(obj, x0, iters: int, *, round_evals: int | None = None, bounds=(0.0, 2
         state["stop"] = bool(callback is not None and callback(state["it"], xk.reshape(shape), obj.last_terms))
         return state["stop"]
 
-    run = _in_house if in_house else _scipy
+    history_dtype = lbfgs_history_dtype(pixels) if in_house else "float64"
+
+    def run(x, maxiter, maxfun):
+        if in_house:
+            return _in_house(obj, x, maxiter, maxfun, bounds, history, on_iter, history_dtype)
+        return _scipy(obj, x, maxiter, maxfun, bounds, history, on_iter)
     if round_evals is None:
-        return run(obj, x, iters, max(2 * iters, iters + 20), bounds, history, on_iter)[0].reshape(shape)
+        return run(x, iters, max(2 * iters, iters + 20))[0].reshape(shape)
     spent, rnd = 0, 0
     while spent < iters and not state["stop"]:
         budget = min(round_evals, iters - spent)
-        x, nfev = run(obj, x, budget, budget, bounds, history, on_iter)
+        x, nfev = run(x, budget, budget)
         x = x.reshape(shape)
         spent += max(1, nfev)
         rnd += 1
@@ -96,10 +106,10 @@ def _scipy(obj, x, maxiter, maxfun, bounds, history, on_iter):
     return res.x, res.nfev
 
 
-def _in_house(obj, x, maxiter, maxfun, bounds, history, on_iter):
+def _in_house(obj, x, maxiter, maxfun, bounds, history, on_iter, history_dtype="float64"):
     """One projected L-BFGS run (``lbfgs.minimize_lbfgs``) where x lives: ``(x, evaluations)``."""
     res = minimize_lbfgs(lambda xk: checked(obj, xk), x, maxiter=maxiter, maxfun=maxfun, bounds=bounds,
-                         history=history, callback=on_iter)
+                         history=history, history_dtype=history_dtype, callback=on_iter)
     return res.x, res.nfev
 
 

@@ -28,12 +28,13 @@ from .errors import UserError
 from .fsutil import atomic_write, check_output_path, same_file
 from .image import (as_image, center_crop_square, load_image, longest_side_shape, resize_longest, resize_to,
                     save_image, to_uint8)
-from .memory import estimate_bytes, largest_fitting_size, lbfgs_history
+from .memory import lbfgs_history
 from .objective import Objective
 from .ops import CONV_ALGORITHMS
 from .optim import NonFiniteError, adam, lbfgs
 from .presets import IMAGENET_STD_RGB, PRESETS, resolve_settings
 from .report import make_report
+from .tiling import validate_tile_size
 from .vgg import load_vgg
 
 OPTIMIZERS = ("lbfgs", "lbfgs-device", "adam")
@@ -65,6 +66,7 @@ class RunOptions:
     max_pixels: int | None = None
     resume: str | None = None
     conv: str = "auto"
+    tile_size: int | None = None        # evaluate on tiles of this side, same numbers (tiling.py)
     original_colors: bool = False       # the content's chroma in the result (controls.present)
     luminance_only: bool = False        # optimise luminance images, then the content's chroma back
     match_color: str | None = None      # chol | pca | sym: each style's colours mapped to the content's
@@ -72,6 +74,7 @@ class RunOptions:
     style_masks: list | None = None     # where in each style image its statistics are taken
     mask_mode: str = "simple"           # simple | inside | all (regions.tap_masks)
     all_iters: bool = False             # no convergence stop: run every iteration
+    load_network: object = None         # load_vgg's stand-in, same signature (sweep workers: a per-process cache)
 
 
 @dataclasses.dataclass
@@ -177,15 +180,10 @@ def _validate(opts: RunOptions, content_path, style_paths) -> None:
                 raise UserError(f"{flag} {path} is the same file as {other_flag} {other}; give each output its own name")
 
 
-def _check_memory(settings, hw, optimizer, suggest, what: str = "run") -> None:
-    """Refuse, before allocating, a size whose estimated peak exceeds the memory available now;
-    ``suggest(longest side that fits)`` says which flag to change."""
-    taps = list(settings["content_layers"]) + list(settings["style_layers"])
-    need, have = estimate_bytes(settings["arch"], *hw, taps, optimizer), memory.available_bytes()
-    if have is not None and need > 0.9 * have:
-        fits = largest_fitting_size(settings["arch"], *hw, taps, int(0.9 * have), optimizer)
-        raise UserError(f"a {hw[1]}x{hw[0]} {what} needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB "
-                        f"are available; use {suggest(fits)} (or free memory)")
+def _check_memory(settings, hw, optimizer, suggest, what: str = "run", tile_size=None) -> None:
+    """Refuse, before allocating, a size whose estimated peak exceeds the memory available now
+    (``memory.check_fits``); ``suggest(longest side that fits)`` says which flag to change."""
+    memory.check_fits(settings, hw, optimizer, suggest, what, tile_size)
 
 
 def _load_images(content_path, style_paths, opts, settings, size, optimizer):
@@ -195,7 +193,7 @@ def _load_images(content_path, style_paths, opts, settings, size, optimizer):
         content = center_crop_square(content)
     hw = longest_side_shape(content.shape, size)
     if opts.device == "cpu":
-        _check_memory(settings, hw, optimizer, lambda fits: f"--size {fits} or smaller")
+        _check_memory(settings, hw, optimizer, lambda fits: f"--size {fits} or smaller", tile_size=opts.tile_size)
     content = resize_to(content, hw)
     styles = []
     for path in style_paths:
@@ -204,7 +202,7 @@ def _load_images(content_path, style_paths, opts, settings, size, optimizer):
             side = max(1, round(size * opts.style_scale))
             if opts.device == "cpu":  # the style's features are computed once, at its own size
                 _check_memory(settings, longest_side_shape(style.shape, side), "none",
-                              lambda fits: f"--style-scale {fits / size:.3g} or smaller", "style image")
+                              lambda fits: f"--style-scale {fits / size:.3g} or smaller", "style image", opts.tile_size)
             style = resize_longest(style, side)
         else:
             style = resize_to(style, hw)
@@ -235,6 +233,7 @@ def prepare(content_path, style_paths, opts: RunOptions, overrides: dict, start=
     preset = PRESETS[opts.preset]
     settings = resolve_settings(opts.preset, dict(overrides))  # validate flags before loading anything
     _validate(opts, content_path, style_paths)
+    validate_tile_size(opts.tile_size, settings)
     size = int(opts.size or preset.size)
     iters = int(opts.iters or preset.iters)
     optimizer = opts.optimizer or preset.optimizer
@@ -242,10 +241,10 @@ def prepare(content_path, style_paths, opts: RunOptions, overrides: dict, start=
     content, styles = _load_images(content_path, style_paths, opts, settings, size, optimizer)
     content_masks, style_masks = controls.load_masks(opts, content.shape[:2], styles)
     seen, seen_styles = controls.prepare_inputs(opts, content, styles)
-    net = load_vgg(settings["arch"], weights=opts.weights, device=opts.device, flip_kernels=opts.flip_kernels,
-                   conv=opts.conv)
+    net = (opts.load_network or load_vgg)(settings["arch"], weights=opts.weights, device=opts.device,
+                                          flip_kernels=opts.flip_kernels, conv=opts.conv)
     obj = Objective(net, seen, seen_styles, preset=opts.preset, content_masks=content_masks, style_masks=style_masks,
-                    mask_mode=opts.mask_mode, **overrides)
+                    mask_mode=opts.mask_mode, tile_size=opts.tile_size, **overrides)
     if opts.resume:
         x0, first = checkpoint.load(opts.resume, content.shape)
     elif start is not None:
@@ -256,7 +255,7 @@ def prepare(content_path, style_paths, opts: RunOptions, overrides: dict, start=
     log = {"settings": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in obj.settings.items()},
                         "size": size, "height": content.shape[0], "width": content.shape[1], "iters": iters,
                         "optimizer": optimizer, "init": init, "seed": opts.seed, "device": opts.device, "conv": opts.conv,
-                        "weights": opts.weights or "cache", "content": _label(content_path),
+                        "weights": opts.weights or "cache", "content": _label(content_path), "tile_size": opts.tile_size,
                         "styles": [_label(p) for p in style_paths], "original_colors": opts.original_colors,
                         "luminance_only": opts.luminance_only, "match_color": opts.match_color,
                         "content_masks": None if opts.content_masks is None else [_label(m) for m in opts.content_masks],
@@ -279,7 +278,7 @@ class Progress:
     def __init__(self, run: Run):
         from tqdm import tqdm
         self.run, self.t0 = run, time.perf_counter()
-        self.x, self.best, self.best_loss, self.iteration = run.x0.copy(), run.x0.copy(), math.inf, run.start_iteration
+        self.x, self.best, self.best_loss, self.iteration = run.x0, run.x0, math.inf, run.start_iteration  # read only
         self.stop = controls.ConvergenceStop(None if run.opts.all_iters or run.settings["round_evals"]
                                              else run.settings["stop_tol"])
         self.bar = tqdm(total=run.iters, initial=run.start_iteration, disable=run.opts.quiet, unit="it",

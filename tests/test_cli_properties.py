@@ -14,9 +14,10 @@ and ``test_every_flag_is_drawn`` for a flag a strategy never draws.
 
 Example counts: ``MINIVGG_CLI_EXAMPLES`` (default 25) per command for ``test_cli_contract``; the
 commands whose property takes more than a few seconds at that count (transfer, demo, weights info:
-5-10 s each on 2 cores) are marked ``slow``, and ``test_cli_contract_quick`` runs 3 examples of each
-of them in the fast subset. ``test_one_factor`` (slow, ~2 min) runs a plain transfer/demo with one
-value changed, for every value of every pool. ``test_pinned_case`` runs fixed argvs (known past bugs)
+5-10 s each on 2 cores; sweep and batch, which start a local Dask cluster, ~40-70 s) are marked
+``slow``, and ``test_cli_contract_quick`` runs 3 examples of each of them in the fast subset.
+``test_one_factor`` (slow, ~2 min) runs a plain transfer/demo with one value changed, for every value
+of every pool. ``test_pinned_case`` runs fixed argvs (known past bugs)
 on every run. Generation is derandomized, without a database, so a CI failure reproduces locally.
 ``MINIVGG_CLI_SHRINK=0`` skips shrinking; ``MINIVGG_CLI_SHRINK_SECONDS`` (default 20) bounds it.
 
@@ -147,6 +148,8 @@ def data(tmp_path_factory):
     (d / "text.npz").write_text("not a checkpoint\n")
     np.savez(d / "nokeys.npz", foo=np.zeros(3))
     np.savez(d / "wrongshape.npz", image=np.zeros((5, 7, 3)), iteration=np.array(1))
+    for name, text in BATCH_FILES.items():
+        (d / name).write_text(text)
     runs = tmp_path_factory.mktemp("cli-runs")
     return {"data": d, "runs": runs}
 
@@ -377,7 +380,8 @@ def check_contract(case: Case, res: Result, check_ok) -> None:
 
 def _progress_command(case: Case) -> bool:
     """Commands that draw progress on stderr unless --quiet."""
-    return case.argv[:1] in (("transfer",), ("demo",), ("reconstruct",)) or case.argv[:2] == ("weights", "fetch")
+    return (case.argv[:1] in (("transfer",), ("demo",), ("reconstruct",), ("sweep",), ("batch",))
+            or case.argv[:2] == ("weights", "fetch"))
 
 
 def _image_problem(path: Path, what: str, longest: int | None = None) -> list:
@@ -493,6 +497,7 @@ TRANSFER_OPTIONAL = {
     "--scales": (["20,32", "24,40", "20,28,32", "32"], ["0,32", "x", "", "32,-4", "8,32", "1000000000"]),
     "--min-scale": (["20", "24"], ["0", "-1", "x", "100", "1"]),
     "--stop-tol": (["0", "0.02", "0.5"], ["-1", "nan", "x"]),
+    "--tile-size": (["16", "32", "40", "1024"], ["0", "-16", "8", "2.5", "x", ""]),
     "--match-color-histogram": (["chol", "pca", "sym"], ["bogus", "PCA"]),
     "--content-masks": (None, [D("mask_left.png"), D("mask_black.png"), D("missing.png"), D("text.png"),
                                DL("mask_left.png", "mask_left.png", "mask_left.png"), DL("mask_black.png", "mask_black.png")]),
@@ -744,6 +749,120 @@ def inspect_cases(draw):
     return Case(("inspect", pick("content"), pick("style"), *[t for c in draw(st.permutations(chunks)) for t in c]))
 
 
+# sweep and batch: every transfer flag but the outputs (-o is the folder), plus the grid or the CSV file,
+# --report (a switch here), --scheduler (no valid value: a test must not depend on a running cluster;
+# tests/test_sweep.py starts one) and --workers. At most four jobs of tiny images each.
+SWEEP_OPTIONAL = {**{k: v for k, v in TRANSFER_OPTIONAL.items() if k not in ("--log", "--report", "--resume")},
+                  "--scheduler": (None, ["bogus", "tcp://", "tcp://127.0.0.1:x", "http://127.0.0.1:1"])}
+SWEEP_SWITCHES = (*TRANSFER_SWITCHES, "--report")
+SWEEP_GRIDS = (["tv_weight=0,1e-3", "style_weight=1,10", "iters=1,2", "size=24,32", "seed=0,1", "pooling=avg,max",
+                "content_layers=block1_conv1,relu1_2+pool1", "original_colors=yes,no", "match_color_histogram=off,pca",
+                "init=content,noise"],
+               ["style_weight", "=1,2", "bogus=1,2", "style_weight=", "style_weight=1,,2", "style_weight=x", "size=1,1",
+                "original_colors=maybe", "output=x.png", "iters=0,1", "tv_weight=-1,0", "content_layers=bogus",
+                "match_color_histogram=PCA"])
+BATCH_FILES = {
+    "jobs.csv": "content,style,output,tv_weight\ncontent.png,style.jpg,one,\ncontent.png,style.jpg;style2.png,two.jpg,1e-3\n",
+    "jobs_one.csv": "content,style,original_colors\ncontent.png,gray.png,yes\n",
+    "jobs_nostyle.csv": "content,output\ncontent.png,a\n",
+    "jobs_bogus.csv": "content,style,bogus\ncontent.png,style.jpg,1\n",
+    "jobs_badvalue.csv": "content,style,size\ncontent.png,style.jpg,x\n",
+    "jobs_badimage.csv": "content,style\ncontent.png,style.jpg\nmissing.png,style.jpg\n",
+    "jobs_dup.csv": "content,style,output\ncontent.png,style.jpg,a\ncontent.png,style.jpg,A.png\n",
+    "jobs_sheet.csv": "content,style,output\ncontent.png,style.jpg,sheet\n",
+    "jobs_empty.csv": "",
+}
+
+
+@st.composite
+def _grids(draw, valid_only):
+    keys = st.lists(st.sampled_from(SWEEP_GRIDS[0]), min_size=1, max_size=2, unique_by=lambda g: g.split("=")[0])
+    grids = draw(keys)
+    if not valid_only:
+        grids[draw(st.integers(0, len(grids) - 1))] = draw(st.sampled_from(SWEEP_GRIDS[1]))
+    return grids
+
+
+@st.composite
+def sweep_cases(draw, command="sweep"):
+    """As ``transfer_cases``: ``focus`` (one factor from its whole pool), ``valid`` or ``mixed`` runs of
+    ``sweep`` (the grid a factor) or ``batch`` (the CSV file a factor)."""
+    mode = draw(st.sampled_from(["focus", "valid", "mixed"]))
+    inputs = ("content", "styles", "--grid") if command == "sweep" else ("jobs",)
+    focus = draw(st.sampled_from([*inputs, "-o", "--size", "--iters", "--workers", "--weights", *SWEEP_OPTIONAL])) \
+        if mode == "focus" else None
+
+    def pick(factor, valid, invalid, odds=3):
+        if mode == "valid" or (mode == "focus" and factor != focus):
+            return None if valid is None else draw(valid)
+        if valid is None:
+            return draw(invalid)
+        return draw(mix(valid, invalid, 1 if factor == focus else odds))
+
+    n_styles = draw(st.integers(1, 2))
+    chunks = [[draw(st.sampled_from(["-o", "--outdir"])),
+               pick("-o", values(T("out"), T("a/b/out")), values(C("text.png"), C("content.png", "/sub"), D("text.png")),
+                    odds=7)]]
+    if command == "sweep":
+        positionals = [pick("content", values(*GOOD_IMAGES), values(*BAD_IMAGES), odds=7),
+                       *[pick("styles", values(*GOOD_IMAGES), values(*BAD_IMAGES), odds=7) for _ in range(n_styles)]]
+        valid_grid = mode == "valid" or (mode == "focus" and focus != "--grid") or draw(st.integers(0, 3)) != 3
+        chunks += [option_chunk(draw, "--grid", g) for g in draw(_grids(valid_grid))]
+    else:
+        positionals = [pick("jobs", values(D("jobs.csv"), D("jobs_one.csv")),
+                            values(*[D(n) for n in BATCH_FILES if n not in ("jobs.csv", "jobs_one.csv")],
+                                   D("missing.csv"), D("adir"), D("content.png")), odds=5)]
+    chunks.append(option_chunk(draw, "--size", pick("--size", st.sampled_from(["24", "32"]), values("0", "x", "1"),
+                                                    odds=7)))
+    chunks.append(option_chunk(draw, "--iters", pick("--iters", values("1", "2"), values("0", "-1", "x"), odds=7)))
+    # One worker process mostly: tiny jobs finish before a second worker has started.
+    workers = pick("--workers", st.sampled_from(["1", "1", "1", "2", None]), values("0", "-1", "x"), odds=7)
+    if workers is not None and focus != "--scheduler":
+        chunks.append(option_chunk(draw, "--workers", workers))
+    preset = None
+    for flag, (valid, invalid) in SWEEP_OPTIONAL.items():
+        if not (flag == focus or draw(maybe(12 if mode == "focus" else 8))):
+            continue
+        if flag == "--style-blend-weights":
+            valid = st.lists(_pos_floats, min_size=n_styles, max_size=n_styles).map(",".join) \
+                if command == "sweep" else None  # a batch file's rows have one and two styles
+        if flag in ("--content-masks", "--style-masks"):
+            valid = st.lists(st.sampled_from(["mask_left.png", "mask_right.png"]), min_size=n_styles,
+                             max_size=n_styles).map(lambda names: DL(*names)) if command == "sweep" else None
+        value = pick(flag, as_strategy(valid), as_strategy(invalid))
+        if value is None:
+            continue
+        preset = value if flag == "--preset" else preset
+        chunks.append(option_chunk(draw, flag, value))
+    arch = "vgg19" if preset in VGG19_PRESETS else "vgg16"
+    weights = pick("--weights", st.sampled_from([D(f"{arch}.h5")] * 4 + [None]), values(*BAD_WEIGHTS), odds=5)
+    if weights is not None:
+        chunks.append(["--weights", weights])
+    for switch in SWEEP_SWITCHES:
+        if draw(maybe(8)):
+            chunks.append([switch])
+    if draw(st.integers(0, 9)) != 9:
+        chunks.append(["--quiet"])
+    if mode == "mixed" and draw(maybe(30)):
+        chunks.append([draw(st.sampled_from(HELP))])
+    options = [t for c in draw(st.permutations(chunks)) for t in c]
+    argv = [*positionals, *options] if draw(st.booleans()) else [*options, *positionals]
+    home = draw(st.sampled_from(["real"] * 6 + ["empty"])) if weights is None else "real"
+    return Case((command, *argv), home=home)
+
+
+def _sweep_ok(case, res):
+    outdir, kind = Path(_option(res, "-o", "--outdir")), case.argv[0]
+    try:
+        summary = json.loads((outdir / f"{kind}.json").read_text())
+    except Exception as exc:  # noqa: BLE001
+        return [f"{outdir / f'{kind}.json'} is not a readable summary ({type(exc).__name__}: {exc})"]
+    problems = [f"job {j['name']} is {j['status']} after exit 0" for j in summary["jobs"] if j["status"] != "ok"]
+    problems += [p for j in summary["jobs"] for p in _image_problem(Path(j["image"]), f"job {j['name']}")]
+    problems += [p for path in summary["sheets"] for p in _image_problem(Path(path), "sheet")]
+    return problems + ([] if "jobs ok" in res.stdout else ["no 'N of M jobs ok' line on stdout"])
+
+
 # --------------------------------------------------------------------- what a successful run shows
 
 def _transfer_ok(case, res):
@@ -838,6 +957,13 @@ COMMANDS = {
                                                            *RECONSTRUCT_FLAGS}), _reconstruct_ok, slow=True),
     "inspect": Command(inspect_cases(), frozenset({"content", "styles", "-o", "--outdir", "--size", "--weights",
                                                    "--quiet", *HELP, *INSPECT_OPTIONAL}), _inspect_ok, slow=True),
+    "sweep": Command(sweep_cases("sweep"), frozenset({"content", "styles", "--grid", "-o", "--outdir", "--size", "--iters",
+                                                      "--workers", "--weights", "--quiet", *HELP, *SWEEP_OPTIONAL,
+                                                      *SWEEP_SWITCHES}),
+                     _sweep_ok, slow=True),
+    "batch": Command(sweep_cases("batch"), frozenset({"jobs", "-o", "--outdir", "--size", "--iters", "--workers",
+                                                      "--weights", "--quiet", *HELP, *SWEEP_OPTIONAL, *SWEEP_SWITCHES}),
+                     _sweep_ok, slow=True),
 }
 
 
@@ -1046,6 +1172,10 @@ PINNED = [
     ("gradcheck", "tv-float32-json", ("-k", "tv_loss *", "--dtype", "float32", "--json"), {0}),
     ("weights info", "synthetic", (D("vgg16.h5"),), None),
     ("weights fetch", "bogus-arch", ("bogus", "--quiet"), {2}),
+    ("sweep", "plain", (D("content.png"), D("style.jpg"), "--grid", "tv_weight=0,1e-3", "-o", T("out"), "--weights",
+                        D("vgg16.h5"), "--size", "24", "--iters", "1", "--workers", "1", "--quiet"), {0}),
+    ("sweep", "bad-grid", (D("content.png"), D("style.jpg"), "--grid", "style_weight=x", "-o", T("out")), {2}),
+    ("batch", "bogus-column", (D("jobs_bogus.csv"), "-o", T("out")), {2}),
 ]
 
 

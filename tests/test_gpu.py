@@ -1,7 +1,8 @@
 """The GPU path: NumPy-vs-CuPy parity (marked ``gpu``; skipped with the reason where CuPy sees no CUDA
 device). Every op (through the numba.cuda kernels and through plain CuPy, i.e. the reference backend
 on CuPy arrays), every loss term, the VGG forward/backward, every preset's objective on host and on
-device arrays, the in-house L-BFGS on the device, and ``transfer --device gpu``.
+device arrays, the tiled objective, the in-house L-BFGS on the device (float64 and float32 history), and
+``transfer --device gpu``.
 
 The in-house L-BFGS itself is tested on NumPy in ``test_lbfgs.py``, the optimiser driver in
 ``test_optim.py``.
@@ -203,6 +204,44 @@ def test_every_preset_value_and_gradient_parity(preset, gpu_path):
     assert backend.get_array_module(dgrad) is not np and dgrad.dtype == np.float64
     assert dvalue == pytest.approx(value_g, rel=1e-6)
     assert rel_err(dgrad, grad_g) < 1e-6
+
+
+@pytest.mark.parametrize("preset", ["gatys", "cntk"])
+@pytest.mark.gpu
+@needs_gpu
+def test_tiled_objective_parity(preset, gpu_path):
+    """The tiled objective (``tiling.py``) on the device: the host's tiled numbers and the device's untiled
+    ones, for host and device images; plain and centred Grams, 32-pixel tiles of a non-square image."""
+    net = net_for(PRESETS[preset].arch)
+    content, style = images((80, 72, 3), (48, 56, 3), seed=3)
+    x = np.random.default_rng(2).uniform(0, 255, content.shape)
+    value, grad = Objective(net, content, style, preset=preset, tile_size=32).value_and_grad(x)
+    tiled_g = Objective(net.to("gpu"), content, style, preset=preset, tile_size=32)
+    value_g, grad_g = tiled_g.value_and_grad(x)
+    assert isinstance(grad_g, np.ndarray) and grad_g.dtype == np.float64
+    assert value_g == pytest.approx(value, rel=1e-4) and rel_err(grad_g, grad) < 1e-4
+    dvalue, dgrad = tiled_g.value_and_grad(on_gpu(x))
+    assert backend.get_array_module(dgrad) is not np and dgrad.dtype == np.float64
+    uvalue, ugrad = Objective(net.to("gpu"), content, style, preset=preset).value_and_grad(on_gpu(x))
+    assert dvalue == pytest.approx(uvalue, rel=1e-5) and rel_err(dgrad, to_host(ugrad)) < 1e-4
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_in_house_lbfgs_float32_history_on_the_device(monkeypatch):
+    """The float32 history of huge images (chunked float64 dot products) on CuPy arrays: the loss still
+    falls every iteration and nothing leaves the device."""
+    import cupy  # only reached where backend found a GPU
+    from minivgg import lbfgs as lbfgs_module
+    monkeypatch.setattr(lbfgs_module, "_CHUNK", 1000)  # several chunks even on a small image
+    content, style = images()
+    obj = Objective(net_for("vgg16").to("gpu"), content, style, preset="gatys")
+    seen = []
+    res = lbfgs_module.minimize_lbfgs(lambda xk: optim.checked(obj, xk), on_gpu(content.astype(np.float64)),
+                                      maxiter=5, bounds=(0.0, 255.0), history=2, history_dtype="float32",
+                                      callback=lambda xk: seen.append(obj.last_terms["total"]) and False)
+    assert isinstance(res.x, cupy.ndarray) and res.x.dtype == np.float64 and res.nit == 5
+    assert all(b < a for a, b in zip(seen, seen[1:]))
 
 
 @pytest.mark.gpu

@@ -1,7 +1,7 @@
 """The ``minivgg`` command line. Each subcommand's parser and glue live in a module of this package
-(``transfer``, ``reconstruct``, ``inspection``, ``weights``, ``gradcheck``, ``doctor``; the demo registers its own from
-``minivgg.demo``) with an ``add_cli(subparsers)`` function; this module only dispatches and turns
-errors into exit codes: 0 success, 2 bad input (one line on stderr), 130 interrupted, 1 internal
+(``transfer``, ``sweep`` (sweep and batch), ``reconstruct``, ``inspection``, ``weights``, ``gradcheck``,
+``doctor``; the demo registers its own from ``minivgg.demo``) with an ``add_cli(subparsers)``
+function; this module only dispatches and turns errors into exit codes: 0 success, 2 bad input (one line on stderr), 130 interrupted, 1 internal
 error (traceback only with ``--debug``).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import warnings
 from ..errors import UserError
 
 # Modules that contribute subcommands, in the order ``minivgg --help`` lists them.
-_COMMAND_MODULES = ("minivgg.cli.transfer", "minivgg.cli.reconstruct", "minivgg.cli.inspection",
+_COMMAND_MODULES = ("minivgg.cli.transfer", "minivgg.cli.sweep", "minivgg.cli.reconstruct", "minivgg.cli.inspection",
                     "minivgg.cli.weights", "minivgg.cli.gradcheck", "minivgg.cli.doctor", "minivgg.demo")
 
 

@@ -1,6 +1,7 @@
 """``minivgg transfer`` and ``minivgg presets``: the parsers and the glue from flags to
 ``minivgg.transfer.stylize`` (``RunOptions`` plus the objective's overrides). The objective's flags
-(``add_objective_arguments``, ``overrides_from_args``) are shared with ``minivgg inspect``."""
+(``add_objective_arguments``, ``overrides_from_args``) are shared with ``minivgg inspect``; the run's
+(``add_run_arguments``, ``options_from_args``) with ``minivgg sweep`` and ``minivgg batch``."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,16 @@ def _ints(text):
     if not values:
         raise argparse.ArgumentTypeError("expected at least one whole number")
     return values if len(values) > 1 else values[0]
+
+
+def _number(text):
+    """An int, else a float, else the text itself: the objective judges the value (one UserError sentence)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _paths(text):
@@ -65,12 +76,8 @@ def add_conv_argument(p) -> None:
                         "(default: Winograd for every 3x3 conv)")
 
 
-def add_cli(sub) -> None:
-    p = sub.add_parser("transfer", help="stylize CONTENT with one or more STYLE images")
-    p.add_argument("content", help="content image")
-    p.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
-    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, …)")
-    add_objective_arguments(p)
+def add_run_arguments(p) -> None:
+    """The run's flags besides the objective's and the outputs' (``transfer``, ``sweep``, ``batch``)."""
     p.add_argument("--iters", type=_ints, help="iterations: one value, or one per scale (default: the preset's)")
     p.add_argument("--scales", type=_ints, help="coarse to fine: the longest side of every scale, e.g. 256,362,512 "
                                                "(the last is the output's)")
@@ -88,12 +95,25 @@ def add_cli(sub) -> None:
     p.add_argument("--style-masks", help="comma-separated masks: where in each style image its statistics are taken")
     p.add_argument("--mask-mode", choices=MASK_MODES, default="simple",
                    help="how masks reach each layer: simple (resized), inside or all (default simple)")
+    p.add_argument("--tile-size", type=_number, metavar="T",
+                   help="evaluate the loss on tiles of TxT pixels (plus a halo): the same loss and gradient in memory "
+                        "bounded by the tile, for print-size outputs; a multiple of the deepest layer's stride "
+                        "(16 for most presets, 32 for cntk; rounded down)")
     p.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="default: the preset's; lbfgs-device keeps L-BFGS on the --device (no per-step copies)")
     p.add_argument("--lr", type=float, help="Adam learning rate, in the preset's units")
     p.add_argument("--init", help="content, random, style, noise, or an image path (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="seed of random initialisation")
     p.add_argument("--save-every", type=int, default=0, metavar="N", help="write OUT_0100.png … every N iterations")
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("transfer", help="stylize CONTENT with one or more STYLE images")
+    p.add_argument("content", help="content image")
+    p.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, …)")
+    add_objective_arguments(p)
+    add_run_arguments(p)
     p.add_argument("--log", help="write a JSON log of settings and per-iteration losses")
     p.add_argument("--report", help="write a report picture (inputs, result, loss curves)")
     p.add_argument("--resume", help="continue from a checkpoint OUT.ckpt.npz")
@@ -122,18 +142,26 @@ def overrides_from_args(args) -> dict:
     return {k: v for k, v in ov.items() if v is not None}
 
 
-def _cmd_transfer(args) -> int:
-    opts = RunOptions(output=args.output, preset=args.preset, size=args.size, style_scale=args.style_scale,
+def options_from_args(args, output, log=None, report=None, resume=None, quiet=None):
+    """``(RunOptions, overrides)`` of one run from the flags of ``add_objective_arguments`` and
+    ``add_run_arguments``; the outputs are given (``sweep``/``batch`` choose them per job)."""
+    opts = RunOptions(output=output, preset=args.preset, size=args.size, style_scale=args.style_scale,
                       iters=args.iters, optimizer=args.optimizer, lr=args.lr, init=args.init, seed=args.seed,
                       weights=args.weights, flip_kernels=args.flip_kernels, device=args.device,
-                      save_every=args.save_every, log=args.log, report=args.report, quiet=args.quiet, max_pixels=args.max_pixels, resume=args.resume,
+                      save_every=args.save_every, log=log, report=report,
+                      quiet=args.quiet if quiet is None else quiet, max_pixels=args.max_pixels, resume=resume,
                       conv=args.conv, scales=args.scales, min_scale=args.min_scale, all_iters=args.all_iters,
                       original_colors=args.original_colors, luminance_only=args.luminance_only,
                       match_color=args.match_color_histogram, content_masks=_paths(args.content_masks),
-                      style_masks=_paths(args.style_masks), mask_mode=args.mask_mode)
+                      style_masks=_paths(args.style_masks), mask_mode=args.mask_mode, tile_size=args.tile_size)
     overrides = overrides_from_args(args)
     if args.stop_tol is not None:
         overrides["stop_tol"] = args.stop_tol
+    return opts, overrides
+
+
+def _cmd_transfer(args) -> int:
+    opts, overrides = options_from_args(args, args.output, log=args.log, report=args.report, resume=args.resume)
     log = stylize(args.content, args.styles, opts, overrides, argv=sys.argv[1:])
     print(f"wrote {args.output} (final loss {log['final_loss']:.6g}, {log['seconds']:.1f} s)")
     return 0

@@ -303,9 +303,11 @@ def tiling_section(data: dict) -> list[str]:
     over = data.get("overhead")
     if over:
         L += ["### Time overhead", "",
-              "Seconds per evaluation (the last of the child's evaluations, after a first one that also builds "
-              "the backward kernels' transforms), against the untiled evaluation at the same size, beside "
-              "(1 + 2h/T)² and the grid's exact window area over the image's.", "",
+              f"Seconds per evaluation (the last of each child's {data.get('evals', '?')}; a child's first one also "
+              "builds the backward kernels' transforms), against the untiled evaluation at the same size, beside "
+              "(1 + 2h/T)² and the grid's exact window area over the image's. Pass 1 is one more forward pass per "
+              "tile, so the ratio over the area ratio should be about 1 + the forward's share of an evaluation "
+              "(~⅓).", "",
               "| size | tile | tiles | s per evaluation | time ratio | (1 + 2h/T)² | window area ratio | ratio / area ratio | load average |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         base = {r["size"]: r["eval_s"][-1] for r in over if not r.get("tile") and "error" not in r}
@@ -321,6 +323,8 @@ def tiling_section(data: dict) -> list[str]:
                 L.append(f"| {r['size']}² | {r['tile']} | {r['tiles']} | {t:.1f} | {ratio:.2f} | {r['halo_ratio']:.2f} | "
                          f"{r['area_ratio']:.2f} | {ratio / r['area_ratio']:.2f} | {r.get('load_end', '')} |")
         L.append("")
+    for note in data.get("notes", ()):
+        L += [f"> {note}", ""]
     tr = data.get("transfer")
     if tr:
         L += ["### A whole transfer", "", f"`{tr['shown']}`:", ""]

@@ -185,7 +185,7 @@ def main(argv=None) -> int:
                           for t in tiles]
         print(json.dumps(data["memory"], indent=1))
     if "overhead" in args.what:
-        data["overhead"] = []
+        data["overhead"], data["evals"] = [], args.evals
         for size in args.overhead_sizes:
             for tile in [0] + [t for t in args.overhead_tiles if t < size]:
                 r = run_child(["--child-eval", str(size), str(tile), str(args.evals), images], args.timeout)

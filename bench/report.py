@@ -124,7 +124,7 @@ def conv_table(conv: dict) -> list[str]:
                  + (f"{m / torch_m:.2f}×" if m and torch_m else "—") + " | "
                  + (f"{a['verdict']} (loss {_sci(a['loss_rel'])}, grad L2 {_sci(a['grad_rel_l2'])})" if a else "—") + " |")
     L += ["", "`minivgg:im2col` runs every conv as banded im2col + GEMM (the textbook algorithm), `minivgg:winograd` "
-          "as Winograd F(2x2,3x3) (2.25x fewer multiplications); `minivgg:auto`, the default, is Winograd for every "
+          "as Winograd (F(4x4,3x3) on the CPU: 4x fewer multiplications); `minivgg:auto`, the default, is Winograd for every "
           "3x3 conv, so on VGG it equals `winograd`."]
     return L
 

@@ -1,6 +1,6 @@
-"""The Numba CPU backend: the ops of ``OPS`` (ReLU, 2x2 pools) and the Winograd tile transforms
-as fused, parallel (``prange``) loops doing in one pass what the reference (``reference.py``,
-``minivgg/winograd.py``) does in several; tests compare the two. Arrays are C-contiguous float32
+"""The Numba CPU backend: the ops of ``OPS`` (ReLU, 2x2 pools) and the Winograd F(4x4, 3x3) tile
+transforms as fused, parallel (``prange``) loops doing in one pass what the reference (``reference.py``,
+and ``minivgg/winograd.py``'s F(2x2, 3x3) array code) does in several; tests compare the two. Arrays are C-contiguous float32
 (the engine) or float64 (gradient checks); kernels compile on first use and are cached on disk.
 """
 from __future__ import annotations
@@ -15,88 +15,102 @@ from .blas import gram, matmul  # noqa: F401  (the GEMMs, on scipy's OpenBLAS: s
 _JIT = dict(parallel=True, cache=True, nogil=True)
 
 
-@njit(**_JIT)
-def winograd_input(x, t0, nt, tw, V):
-    """V[4a+b, c, i·tw + j] = (Bᵀ d B)[a, b] for the 4x4 tile d at image rows 2(t0+i)−1…, cols 2j−1…
-    of x (C, H, W), zero outside the image (the conv's padding). V is (16, C, nt·tw).
+@njit(cache=True)
+def _bt6(d0, d1, d2, d3, d4, d5, k):
+    """Bᵀ of F(4x4, 3x3) applied to six values (rows [4 0 −5 0 1 0], [0 −4 −4 1 1 0], [0 4 −4 −1 1 0],
+    [0 −2 −1 2 1 0], [0 2 −1 −2 1 0], [0 4 0 −5 0 1]; Lavin & Gray 2015). ``k`` = (2, 4, 5) in the
+    arrays' dtype (a Python int would promote float32 to float64)."""
+    two, four, five = k
+    return (four * d0 - five * d2 + d4, d3 + d4 - four * (d1 + d2), d4 - d3 + four * (d1 - d2),
+            d4 - d2 + two * (d3 - d1), d4 - d2 - two * (d3 - d1), four * d1 - five * d3 + d5)
 
-    Two passes per tile row, each a branch-free loop the compiler vectorises: Bᵀ along the four image
-    rows into T (one value per column, zero-padded on both sides), then B along T's columns at stride 2.
-    """
+
+@njit(cache=True)
+def _at4(m0, m1, m2, m3, m4, m5, k):
+    """Aᵀ of F(4x4, 3x3) applied to six values (rows [1 1 1 1 1 0], [0 1 −1 2 −2 0], [0 1 1 4 4 0],
+    [0 1 −1 8 −8 1]); ``k`` = (2, 4, 8) in the arrays' dtype."""
+    two, four, eight = k
+    p, n, P, N = m1 + m2, m1 - m2, m3 + m4, m3 - m4
+    return m0 + p + P, n + two * N, p + four * P, n + eight * N + m5
+
+
+@njit(**_JIT)
+def winograd4_input(x, t0, nt, tw, V):
+    """F(4x4, 3x3): V[6a+b, c, i·tw + j] = (Bᵀ d B)[a, b] for the 6x6 tile d at image rows 4(t0+i)−1…,
+    cols 4j−1… of x (C, H, W), zero outside the image. V is (36, C, nt·tw). Two passes per tile row,
+    each a branch-free loop the compiler vectorises: Bᵀ down the six image rows into T (one value per
+    column, zero-padded on both sides), then B along T's columns at stride 4."""
     C, H, W = x.shape
+    zero = x.dtype.type(0)
+    k = (x.dtype.type(2), x.dtype.type(4), x.dtype.type(5))
     for c in prange(C):
-        T = np.zeros((4, 2 * tw + 2), x.dtype)  # T[a, 1 + col]; T[:, 0] and T[:, W + 1:] stay 0
+        T = np.zeros((6, 4 * tw + 2), x.dtype)  # T[a, 1 + col]; columns outside the image stay 0
         for i in range(nt):
-            r = 2 * (t0 + i) - 1
-            if r >= 0 and r + 3 < H:
+            r = 4 * (t0 + i) - 1
+            if r >= 0 and r + 5 < H:
                 for q in range(W):
-                    d0, d1, d2, d3 = x[c, r, q], x[c, r + 1, q], x[c, r + 2, q], x[c, r + 3, q]
-                    T[0, q + 1] = d0 - d2
-                    T[1, q + 1] = d1 + d2
-                    T[2, q + 1] = d2 - d1
-                    T[3, q + 1] = d1 - d3
-            else:  # top or bottom tile row: rows outside the image read as 0 (T[0, 0] is a zero)
+                    e = _bt6(x[c, r, q], x[c, r + 1, q], x[c, r + 2, q], x[c, r + 3, q], x[c, r + 4, q],
+                             x[c, r + 5, q], k)
+                    T[0, q + 1], T[1, q + 1], T[2, q + 1] = e[0], e[1], e[2]
+                    T[3, q + 1], T[4, q + 1], T[5, q + 1] = e[3], e[4], e[5]
+            else:  # top or bottom tile row: rows outside the image read as 0
                 for q in range(W):
-                    d0 = x[c, r, q] if 0 <= r < H else T[0, 0]
-                    d1 = x[c, r + 1, q] if 0 <= r + 1 < H else T[0, 0]
-                    d2 = x[c, r + 2, q] if 0 <= r + 2 < H else T[0, 0]
-                    d3 = x[c, r + 3, q] if 0 <= r + 3 < H else T[0, 0]
-                    T[0, q + 1] = d0 - d2
-                    T[1, q + 1] = d1 + d2
-                    T[2, q + 1] = d2 - d1
-                    T[3, q + 1] = d1 - d3
-            k = i * tw
-            for a in range(4):
+                    e = _bt6(x[c, r, q] if 0 <= r < H else zero, x[c, r + 1, q] if 0 <= r + 1 < H else zero,
+                             x[c, r + 2, q] if 0 <= r + 2 < H else zero, x[c, r + 3, q] if 0 <= r + 3 < H else zero,
+                             x[c, r + 4, q] if 0 <= r + 4 < H else zero, x[c, r + 5, q] if 0 <= r + 5 < H else zero, k)
+                    T[0, q + 1], T[1, q + 1], T[2, q + 1] = e[0], e[1], e[2]
+                    T[3, q + 1], T[4, q + 1], T[5, q + 1] = e[3], e[4], e[5]
+            s = i * tw
+            for a in range(6):
                 for j in range(tw):
-                    e0, e1, e2, e3 = T[a, 2 * j], T[a, 2 * j + 1], T[a, 2 * j + 2], T[a, 2 * j + 3]
-                    V[4 * a + 0, c, k + j] = e0 - e2
-                    V[4 * a + 1, c, k + j] = e1 + e2
-                    V[4 * a + 2, c, k + j] = e2 - e1
-                    V[4 * a + 3, c, k + j] = e1 - e3
+                    e = _bt6(T[a, 4 * j], T[a, 4 * j + 1], T[a, 4 * j + 2], T[a, 4 * j + 3], T[a, 4 * j + 4],
+                             T[a, 4 * j + 5], k)
+                    V[6 * a + 0, c, s + j], V[6 * a + 1, c, s + j], V[6 * a + 2, c, s + j] = e[0], e[1], e[2]
+                    V[6 * a + 3, c, s + j], V[6 * a + 4, c, s + j], V[6 * a + 5, c, s + j] = e[3], e[4], e[5]
 
 
 @njit(**_JIT)
-def winograd_output(M, nt, tw, y, r0, accumulate, bias):
-    """y[o, r0 + 2i + p, 2j + q] (+)= (Aᵀ m A)[p, q] + bias[o] for m = M[:, o, i·tw + j] (16 values),
-    cropped to y's rows and columns (odd sizes). M is (16, O, nt·tw), y (O, H, W); ``bias`` is (O,)
-    or empty for none (the conv's bias rides along instead of costing a pass of its own)."""
+def winograd4_output(M, nt, tw, y, r0, accumulate, bias):
+    """F(4x4, 3x3): y[o, r0 + 4i + p, 4j + q] (+)= (Aᵀ m A)[p, q] + bias[o] for m = M[:, o, i·tw + j]
+    (36 values), cropped to y (O, H, W). ``bias`` is (O,) or empty for none.
+
+    Two passes per tile row, as in ``winograd4_input``: Aᵀ over M's six row groups into Z (4, 6, tw),
+    six read streams at a time, then A along Z's six columns into four output rows (cropped tiles go
+    through a scratch row)."""
     O = M.shape[1]
     H, W = y.shape[1], y.shape[2]
+    K = (M.dtype.type(2), M.dtype.type(4), M.dtype.type(8))
     for o in prange(O):
         b = bias[o] if bias.size else M[0, o, 0] - M[0, o, 0]
+        Z = np.empty((4, 6, tw), M.dtype)
+        R = np.empty(4 * tw, M.dtype)  # one output row before cropping
         for i in range(nt):
-            r = r0 + 2 * i
+            r = r0 + 4 * i
             if r >= H:
                 continue
-            two = r + 1 < H
-            for j in range(tw):
-                k = i * tw + j
-                m00, m01, m02, m03 = M[0, o, k], M[1, o, k], M[2, o, k], M[3, o, k]
-                m10, m11, m12, m13 = M[4, o, k], M[5, o, k], M[6, o, k], M[7, o, k]
-                m20, m21, m22, m23 = M[8, o, k], M[9, o, k], M[10, o, k], M[11, o, k]
-                m30, m31, m32, m33 = M[12, o, k], M[13, o, k], M[14, o, k], M[15, o, k]
-                u0, u1, u2, u3 = m00 + m10 + m20, m01 + m11 + m21, m02 + m12 + m22, m03 + m13 + m23  # Aᵀ row 0
-                v0, v1, v2, v3 = m10 - m20 - m30, m11 - m21 - m31, m12 - m22 - m32, m13 - m23 - m33  # Aᵀ row 1
-                y00, y01 = u0 + u1 + u2 + b, u1 - u2 - u3 + b
-                y10, y11 = v0 + v1 + v2 + b, v1 - v2 - v3 + b
-                q = 2 * j
-                pair = q + 1 < W
-                if accumulate:
-                    y[o, r, q] += y00
-                    if pair:
-                        y[o, r, q + 1] += y01
-                    if two:
-                        y[o, r + 1, q] += y10
-                        if pair:
-                            y[o, r + 1, q + 1] += y11
-                else:
-                    y[o, r, q] = y00
-                    if pair:
-                        y[o, r, q + 1] = y01
-                    if two:
-                        y[o, r + 1, q] = y10
-                        if pair:
-                            y[o, r + 1, q + 1] = y11
+            k0 = i * tw
+            for s in range(6):
+                for j in range(tw):
+                    k = k0 + j
+                    z = _at4(M[s, o, k], M[6 + s, o, k], M[12 + s, o, k], M[18 + s, o, k], M[24 + s, o, k],
+                             M[30 + s, o, k], K)
+                    Z[0, s, j], Z[1, s, j], Z[2, s, j], Z[3, s, j] = z
+            for t in range(min(4, H - r)):
+                row = y[o, r + t]
+                whole = 4 * tw <= W
+                out = row if whole and not accumulate else R
+                for j in range(tw):
+                    v = _at4(Z[t, 0, j], Z[t, 1, j], Z[t, 2, j], Z[t, 3, j], Z[t, 4, j], Z[t, 5, j], K)
+                    out[4 * j], out[4 * j + 1], out[4 * j + 2], out[4 * j + 3] = (v[0] + b, v[1] + b, v[2] + b,
+                                                                                  v[3] + b)
+                if out is R or accumulate:
+                    n = min(W, 4 * tw)
+                    if accumulate:
+                        for q in range(n):
+                            row[q] += R[q]
+                    else:
+                        for q in range(n):
+                            row[q] = R[q]
 
 
 @njit(**_JIT)

@@ -29,8 +29,8 @@ def _check_nchw(op: str, x) -> None:
 
 # --------------------------------------------------------------------------------------- conv2d
 
-# How a conv is computed: "winograd" (F(2x2,3x3), only 3x3/stride 1/pad 1), "im2col" (patches + GEMM,
-# any geometry) or "auto" (Winograd where it applies, im2col elsewhere).
+# How a conv is computed: "winograd" (only 3x3/stride 1/pad 1; F(4x4,3x3) on Numba, F(2x2,3x3) on
+# arrays), "im2col" (patches + GEMM, any geometry) or "auto" (Winograd where it applies, im2col elsewhere).
 CONV_ALGORITHMS = ("auto", "im2col", "winograd")
 
 
@@ -47,8 +47,9 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1, save_input: bool = Tr
     """2-D cross-correlation: x (N, C, H, W), w (O, C, kh, kw), b (O,) -> y (N, O, Ho, Wo).
 
     ``y[n,o,p,q] = b[o] + Σ_{c,i,j} w[o,c,i,j] · xpad[n,c,stride·p+i,stride·q+j]``. ``algorithm``:
-    ``"im2col"`` (patches + GEMM in row bands, ``im2col.conv_gemm``), ``"winograd"`` (F(2x2,3x3),
-    3x3/s1/p1 only, ``winograd.py``) or ``"auto"`` (Winograd where it applies). The cache holds ``x``
+    ``"im2col"`` (patches + GEMM in row bands, ``im2col.conv_gemm``), ``"winograd"`` (3x3/s1/p1 only,
+    ``winograd.py``: F(4x4,3x3) on the Numba path, F(2x2,3x3) on the array path) or ``"auto"``
+    (Winograd where it applies). The cache holds ``x``
     (only for weight gradients; ``save_input=False`` drops it), ``w``, the geometry and the algorithm used.
     """
     op = "conv2d_forward"

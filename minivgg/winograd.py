@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3): a 3x3, stride-1, pad-1 convolution with 2.25x fewer multiplications.
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3): a 3x3, stride-1, pad-1 convolution with 2.25x (4x) fewer multiplications.
 
 Each 2x2 output tile is ``Y = Aᵀ [ Σ_c (G g_oc Gᵀ) ⊙ (Bᵀ d_c B) ] A`` for the 4x4 input tile ``d_c``
 (Lavin & Gray 2015). Written as 16 independent GEMMs ``M[k] = U[k] @ V[k]`` with
@@ -6,10 +6,14 @@ Each 2x2 output tile is ``Y = Aᵀ [ Σ_c (G g_oc Gᵀ) ⊙ (Bᵀ d_c B) ] A`` f
 does the heavy work; the transforms are adds and subtracts of strided slices. Tiles are processed in
 bands of tile rows so the 4x-expanded ``V`` never exceeds a fixed size at any image size.
 
-    Bᵀ = [[1, 0,-1, 0],    G = [[1,   0,   0 ],    Aᵀ = [[1, 1, 1, 0],
-          [0, 1, 1, 0],         [1/2, 1/2, 1/2],          [0, 1,-1,-1]]
-          [0,-1, 1, 0],         [1/2,-1/2, 1/2],
-          [0, 1, 0,-1]]         [0,   0,   1 ]]
+On the Numba path (C-contiguous float32/float64 NumPy arrays) the same conv runs as F(4x4, 3x3):
+6x6 input tiles and 36 GEMMs over a quarter as many tiles, 2.25 multiplications per output instead
+of 4, with the transforms fused in ``kernels/cpu.py`` (``winograd4_input``, ``winograd4_output``;
+their Bᵀ and Aᵀ, for the points 0, ±1, ±2, ∞, are written out there, G is ``_G4``). It halves the
+GEMM time of every layer (bench/results.md, "Winograd F(4x4)"). The price is rounding: its constants
+(up to 8 and 1/24) make its float32 error ~6e-6 of the output's range at VGG's channel counts, ~20x
+F(2x2)'s (``tests/test_kernels.py`` bounds both against float64; a whole evaluation still agrees
+with PyTorch's to ~1e-7 in the loss and ~5e-4 in the gradient, ``python -m bench.compare --peers``).
 """
 from __future__ import annotations
 
@@ -17,11 +21,16 @@ import math
 import threading
 import weakref
 
+import numpy as np
+
 from .backend import get_array_module
 from .dispatch import cpu_kernels
 
 # Largest transformed-input band (elements of V) built at once.
 _BAND_ELEMENTS = 1 << 23  # 32 MiB of float32: measured best for the GEMMs at 512²–1024² (2^22: 5% slower)
+# G of F(4x4, 3x3): U = G g Gᵀ is (6, 6) per (o, c).
+_G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 # Transformed kernels of frozen weights, keyed by the weight array (weakly: freed with it).
 _U_MEMO: dict = {}
 # Per-thread scratch for the V and M bands, reused across calls (allocating 16 MB per band made
@@ -40,21 +49,23 @@ def _scratch(xp, dtype, role: str, shape):
     return buf[:size].reshape(shape)
 
 
-def kernel_transform(w, adjoint: bool = False):
-    """U = G w Gᵀ for every (o, c): w (O, C, 3, 3) -> U (16, O, C), index k = 4·a + b.
+def kernel_transform(w, adjoint: bool = False, m: int = 2):
+    """U = G w Gᵀ for every (o, c): w (O, C, 3, 3) -> U (16, O, C), index k = 4·a + b (``m=4``:
+    F(4x4)'s U (36, O, C), k = 6·a + b, computed in float64 and rounded once).
 
     ``adjoint=True`` transforms the flipped, transposed kernel (C, O, 3, 3) that backward-data needs.
     Results are memoised for read-only weight arrays (``VGG`` freezes its parameters), so a frozen
     network transforms each kernel once; writable arrays are transformed on every call.
     """
     frozen = getattr(getattr(w, "flags", None), "writeable", True) is False
+    transform = _transform if m == 2 else _transform4
     if not frozen:
-        return _transform(_oriented(w, adjoint))
-    key = (id(w), adjoint)
+        return transform(_oriented(w, adjoint))
+    key = (id(w), adjoint, m)
     hit = _U_MEMO.get(key)
     if hit is not None and hit[0]() is w:
         return hit[1]
-    U = _transform(_oriented(w, adjoint))
+    U = transform(_oriented(w, adjoint))
     try:
         ref = weakref.ref(w, lambda _, key=key: _U_MEMO.pop(key, None))
         _U_MEMO[key] = (ref, U)
@@ -80,6 +91,12 @@ def _transform(w):
         U[4 * a + 2] = (c0 - c1 + c2) * half
         U[4 * a + 3] = c2
     return U
+
+
+def _transform4(w):
+    """F(4x4)'s U (36, O, C) of a NumPy w (O, C, 3, 3)."""
+    U = np.einsum("ai,ocij,bj->aboc", _G4, w.astype(np.float64), _G4)
+    return np.ascontiguousarray(U.reshape((36,) + w.shape[:2]), dtype=w.dtype)
 
 
 def _input_transform(xb, V):
@@ -123,28 +140,32 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
     computing the last half tile into a scratch band and cropping. ``accumulate_into`` adds the
     result into that array (returned) instead of allocating ``y``: backward uses it to fold a tap's
     gradient in without a third activation-sized buffer. ``bias`` (O,) is added to every output
-    (in the output transform on the Numba path, so it costs no pass of its own).
+    (in the output transform on the Numba path, so it costs no pass of its own). The Numba path
+    computes F(4x4, 3x3), the array path (CuPy, other layouts, ``reference_only``) F(2x2, 3x3).
     """
     xp = get_array_module(x)
     n, c, h, wd = x.shape
-    U = kernel_transform(w, adjoint)
-    o = U.shape[1]
-    th_all, tw = (h + 1) // 2, (wd + 1) // 2
+    o = w.shape[1] if adjoint else w.shape[0]
     acc = accumulate_into is not None
     y = accumulate_into if acc else xp.empty((n, o, h, wd), dtype=x.dtype)
-    band = max(1, min(th_all, _BAND_ELEMENTS // (16 * max(c, o) * tw)))
     x = xp.ascontiguousarray(x)
-    kernels = cpu_kernels(x, y, U)
-    if kernels is not None:  # fused, parallel transforms; the padding is read as zeros in place
+    kernels = cpu_kernels(x, y)
+    if kernels is not None:  # F(4x4): fused, parallel transforms; the padding is read as zeros in place
+        U = kernel_transform(w, adjoint, m=4)
+        th_all, tw = -(-h // 4), -(-wd // 4)
+        band = max(1, min(th_all, _BAND_ELEMENTS // (36 * max(c, o) * tw)))
         b = xp.zeros(0, dtype=x.dtype) if bias is None else xp.ascontiguousarray(bias, dtype=x.dtype)
         for i in range(n):
             for t0 in range(0, th_all, band):
                 nt = min(th_all, t0 + band) - t0
-                V = _scratch(xp, x.dtype, "V", (16, c, nt * tw))
-                M = _scratch(xp, x.dtype, "M", (16, o, nt * tw))
-                kernels.winograd_input(x[i], t0, nt, tw, V)
-                kernels.winograd_output(kernels.matmul(U, V, M), nt, tw, y[i], 2 * t0, acc, b)
+                V = _scratch(xp, x.dtype, "V", (36, c, nt * tw))
+                M = _scratch(xp, x.dtype, "M", (36, o, nt * tw))
+                kernels.winograd4_input(x[i], t0, nt, tw, V)
+                kernels.winograd4_output(kernels.matmul(U, V, M), nt, tw, y[i], 4 * t0, acc, b)
         return y
+    U = kernel_transform(w, adjoint)
+    th_all, tw = (h + 1) // 2, (wd + 1) // 2
+    band = max(1, min(th_all, _BAND_ELEMENTS // (16 * max(c, o) * tw)))
     xb_buf = xp.empty((c, 2 * band + 2, 2 * tw + 2), dtype=x.dtype)
     V_buf = xp.empty((16, c, band * tw), dtype=x.dtype)
     for i in range(n):

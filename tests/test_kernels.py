@@ -19,7 +19,7 @@ from minivgg._kernels import OPS, reference
 from minivgg.masks import PackedMask
 
 # What a backend may define besides OPS (documented in kernels/__init__.py).
-EXTRAS = {"reference": set(), "cpu": {"winograd_input", "winograd_output"}, "cuda_ops": {"tv_loss"}}
+EXTRAS = {"reference": set(), "cpu": {"winograd4_input", "winograd4_output"}, "cuda_ops": {"tv_loss"}}
 
 
 def _backend(name):
@@ -117,6 +117,20 @@ def test_winograd(both_paths, monkeypatch, rng, dtype, shape, adjoint):
     np.testing.assert_allclose(fast, winograd.conv3x3_same(x, w, adjoint) + b.reshape(1, -1, 1, 1), rtol=tol, atol=tol)
     fast, ref = both_paths(lambda: winograd.conv3x3_same(x, w, adjoint, accumulate_into=acc.copy(), bias=b))
     np.testing.assert_allclose(fast, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_winograd_float32_error_of_f4_and_f2_against_float64(both_paths, rng, adjoint):
+    # The Numba path is F(4x4, 3x3), the array path F(2x2, 3x3): in float32, at VGG's channel counts,
+    # both stay within 1e-5 of the float64 result's range (F(4x4)'s constants cost ~20x F(2x2)'s ~3e-7).
+    x = rng.standard_normal((1, 64, 18, 22))
+    w = rng.standard_normal((64, 64, 3, 3)) / 24.0
+    exact = winograd.conv3x3_same(x, w, adjoint)
+    f4, f2 = both_paths(lambda: winograd.conv3x3_same(x.astype(np.float32), w.astype(np.float32), adjoint))
+    scale = np.abs(exact).max()
+    err4, err2 = np.abs(f4 - exact).max() / scale, np.abs(f2 - exact).max() / scale
+    assert err4 < 1e-5 and err2 < 1e-5, (err4, err2)
+    assert not np.array_equal(f4, f2)  # two different factorisations really ran
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -72,8 +72,8 @@ def add_objective_arguments(p) -> None:
 def add_conv_argument(p) -> None:
     """``--conv``: the convolution algorithm of every layer (``ops.CONV_ALGORITHMS``)."""
     p.add_argument("--conv", choices=CONV_ALGORITHMS, default="auto",
-                   help="convolution algorithm: winograd (F(2x2,3x3)), im2col (patches + GEMM) or auto "
-                        "(default: Winograd for every 3x3 conv)")
+                   help="convolution algorithm: winograd (F(4x4,3x3) on the CPU, F(2x2,3x3) on CuPy), "
+                        "im2col (patches + GEMM) or auto (default: Winograd for every 3x3 conv)")
 
 
 def add_run_arguments(p) -> None:

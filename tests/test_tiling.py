@@ -53,8 +53,9 @@ def test_halo_is_the_reach_rounded_up_to_the_alignment(arch, taps, halo, align):
 
 @pytest.mark.parametrize("tap", ["block2_conv1", "block3_pool", "conv4_1"])
 def test_reach_is_the_support_of_one_features_input_gradient(tap):
-    """The gradient of one feature w.r.t. the input is nonzero exactly on ``[s·p − a, s·p + s − 1 + a]``
-    (random float64 weights, average pooling): the derivation's reach a is the network's."""
+    """The gradient of one feature w.r.t. the input is nonzero (beyond rounding) exactly on
+    ``[s·p − a, s·p + s − 1 + a]`` (random float64 weights, average pooling): the derivation's reach a
+    is the network's."""
     net = random_vgg("vgg16", seed=3, dtype=np.float64)
     size, stride = receptive_field("vgg16", [tap])
     reach = (size - stride) // 2
@@ -64,7 +65,9 @@ def test_reach_is_the_support_of_one_features_input_gradient(tap):
     p = feats[tap].shape[2] // 2
     g = np.zeros_like(feats[tap])
     g[0, :, p, p] = 1.0
-    support = np.nonzero(np.abs(net.backward(tape, {tap: g})[0]).sum(axis=(0, 2)))[0]
+    cols = np.abs(net.backward(tape, {tap: g})[0]).sum(axis=(0, 2))
+    # F(4x4) Winograd cancels inside each 6x6 tile only to rounding (~1e-16 of the largest value)
+    support = np.nonzero(cols > 1e-10 * cols.max())[0]
     assert (support.min(), support.max()) == (stride * p - reach, stride * p + stride - 1 + reach)
 
 

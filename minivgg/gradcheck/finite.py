@@ -2,7 +2,7 @@
 
 ``fit_line`` evaluates ``f`` at ``±h`` and ``±h/2`` and returns the Richardson value
 ``(4·D(h/2) − D(h)) / 3`` with its error budget: truncation (the two step sizes' disagreement) plus
-rounding (the larger of a machine-epsilon model and the noise measured at a tiny step ``±h/1024``).
+rounding (the larger of a machine-epsilon model and the noise measured at four tiny steps ``±h/1024 … ±5h/1024``).
 The five points ``−h, −h/2, 0, h/2, h`` also give the one-sided slopes: their disagreement is
 ``|Δ⁴f| / h``, which is O(h³) for a smooth ``f`` and O(jump) when a kink lies inside the step.
 """
@@ -22,6 +22,7 @@ RETRY_FACTOR = 8.0    # on a kink with the automatic step, retry at h/8, h/64, h
 RETRIES = 3
 LONGER_STEPS = 2      # a rounding-bound check (the step sizes agree within rounding) tries 2 steps 8x longer
 NOISE_STEP = 1.0 / 1024
+NOISE_STEPS = (1, 2, 3, 5)  # the noise probe's steps, in units of h·NOISE_STEP
 
 
 def auto_step(x64: np.ndarray, eps_machine: float) -> float:
@@ -89,22 +90,25 @@ class LineFit:
         return len(self.values)
 
 
-def probe_noise(line, h: float) -> tuple:
-    """``(d, f(d), f(−d))`` at a tiny step ``d = h/1024``, where every difference is rounding."""
-    d = h * NOISE_STEP
-    return d, line(d), line(-d)
+def probe_noise(line, h: float) -> list:
+    """``[(d, f(d), f(−d)), …]`` at ``NOISE_STEPS`` tiny steps ``d = h/1024 … 5h/1024``, where every
+    difference is rounding."""
+    return [(d, line(d), line(-d)) for d in (h * NOISE_STEP * k for k in NOISE_STEPS)]
 
 
-def fit_line(line, h: float, f0: float, noise_model: float, tiny: tuple | None = None) -> LineFit:
+def fit_line(line, h: float, f0: float, noise_model: float, tiny: list | None = None) -> LineFit:
     """Evaluate ``line`` at ±h and ±h/2. The noise is the larger of the model's and a measured one,
-    from the tiny-step values ``tiny`` (``probe_noise``): the smaller of ``|f(d) − 2f(0) + f(−d)| / √6``
-    and ``√2·d·|D(d) − Richardson|``, each pure rounding unless a kink sits inside ±d or ±h."""
+    from the tiny-step values ``tiny`` (``probe_noise``): the smaller of two RMS estimates over the tiny
+    steps, of ``|f(d) − 2f(0) + f(−d)| / √6`` and of ``√2·d·|D(d) − Richardson|``, each pure rounding
+    unless a kink sits inside ±d or ±h. One pair alone is a single draw of the noise, often 10x low: an
+    op whose rounding is amplified (Winograd F(4x4), ~50 eps) then read as a kink."""
     values = {t: line(t) for t in (h, -h, h / 2, -h / 2)}
     measured = 0.0
-    if tiny is not None:
-        d, fd, fmd = tiny
+    if tiny:
         richardson = (4 * (values[h / 2] - values[-h / 2]) / h - (values[h] - values[-h]) / (2 * h)) / 3
-        measured = min(abs(fd - 2 * f0 + fmd) / math.sqrt(6), abs((fd - fmd) / (2 * d) - richardson) * d * math.sqrt(2))
+        second = [(fd - 2 * f0 + fmd) ** 2 / 6 for _, fd, fmd in tiny]
+        slope = [2 * (((fd - fmd) / (2 * d) - richardson) * d) ** 2 for d, fd, fmd in tiny]
+        measured = math.sqrt(min(sum(second), sum(slope)) / len(tiny))
     return LineFit(h, f0, values, max(noise_model, measured), measured)
 
 

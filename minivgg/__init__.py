@@ -10,8 +10,9 @@ import os as _os
 # (~0.1 s), libgomp for a while. The idle pool then spins on the core that the other pool needs;
 # on 2 cores that made a conv ~2.5x slower. These defaults make idle threads sleep. They only take
 # effect if set before numpy loads OpenBLAS and before Numba starts OpenMP, so they live here, ahead of every
-# other import. The CLI always gets them. A library user who imported numpy first keeps OpenBLAS's
-# spinning, as does anyone who sets either variable themselves.
+# other import. The CLI always gets them. A library user who imported numpy first keeps numpy's
+# OpenBLAS spinning, which costs nothing: the engine's GEMMs use scipy's OpenBLAS, loaded after this
+# point (``kernels/blas.py``; both import orders measured within 2 % in bench/results.md).
 import sys as _sys
 
 THREAD_DEFAULTS = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "passive"}

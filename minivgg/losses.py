@@ -58,8 +58,12 @@ def gram_backward(gG, F, scale: float = 1.0, center: bool = False, overwrite: bo
         if center:
             Fm -= Fm.mean()
         step = max(1, (block_elements or OVERWRITE_BLOCK) // Fm.shape[0])
+        kernels = cpu_kernels(S, Fm)
         for j in range(0, Fm.shape[1], step):
-            Fm[:, j:j + step] = S @ Fm[:, j:j + step]
+            if kernels is None:
+                Fm[:, j:j + step] = S @ Fm[:, j:j + step]
+            else:  # the engine's BLAS (kernels/blas.py) on a contiguous copy of the block
+                Fm[:, j:j + step] = kernels.matmul(S, Fm[:, j:j + step].copy())
         if center:
             Fm -= Fm.mean()
         return F

@@ -26,27 +26,30 @@ def _fits(*arrays) -> bool:
     return dt in _GEMM and all(a.dtype == dt and a.flags.c_contiguous and a.ndim == 2 for a in arrays)
 
 
-def gemm(a, b, out=None):
-    """``out = a @ b`` for 2-D arrays (``out`` allocated when None); ``np.matmul`` when the layout does not fit BLAS."""
+def gemm(a, b, out=None, trans_a: bool = False):
+    """``out = a @ b`` (``aᵀ @ b`` when ``trans_a``, with no transposed copy) for 2-D arrays (``out``
+    allocated when None); ``np.matmul`` when the layout does not fit BLAS."""
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     if out is None:
-        out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    if not (_fits(a, b, out) and out.shape == (a.shape[0], b.shape[1]) and a.shape[1] == b.shape[0]) or a.size == 0:
-        return np.matmul(a, b, out=out)
-    # out.T (F-order, n x m) = b.T (n x k) @ a.T (k x m); overwrite_c writes into out's memory.
-    res = _GEMM[a.dtype](1.0, b.T, a.T, 0.0, out.T, overwrite_c=1)
+        out = np.empty((m, b.shape[1]), dtype=np.result_type(a, b))
+    if not (_fits(a, b, out) and out.shape == (m, b.shape[1]) and k == b.shape[0]) or a.size == 0:
+        return np.matmul(a.T if trans_a else a, b, out=out)
+    # out.T (F-order, n x m) = b.T (n x k) @ a.T (k x m), or @ (a.T)ᵀ; overwrite_c writes into out's memory.
+    res = _GEMM[a.dtype](1.0, b.T, a.T, 0.0, out.T, trans_b=int(trans_a), overwrite_c=1)
     if not np.shares_memory(res, out):  # f2py had to copy: keep the contract anyway
         out[...] = res.T
     return out
 
 
-def matmul(a, b, out=None):
-    """``np.matmul(a, b, out=out)`` for 2-D or stacked 3-D arrays, every product through ``gemm``."""
+def matmul(a, b, out=None, trans_a: bool = False):
+    """``np.matmul(a, b, out=out)`` for 2-D or stacked 3-D arrays (``a[k]ᵀ @ b[k]`` when ``trans_a``), every
+    product through ``gemm``."""
     if a.ndim == 2:
-        return gemm(a, b, out)
+        return gemm(a, b, out, trans_a)
     if out is None:
-        out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
+        out = np.empty((a.shape[0], a.shape[2 if trans_a else 1], b.shape[2]), dtype=np.result_type(a, b))
     for k in range(a.shape[0]):
-        gemm(a[k], b[k], out[k])
+        gemm(a[k], b[k], out[k], trans_a)
     return out
 
 

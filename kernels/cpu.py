@@ -113,6 +113,99 @@ def winograd4_output(M, nt, tw, y, r0, accumulate, bias):
                             row[q] = R[q]
 
 
+# ------------------------------------------- F(4x4, 3x3) transposed: backward-data with the forward's U
+
+@njit(cache=True)
+def _a6(g0, g1, g2, g3, k):
+    """A of F(4x4, 3x3) (the transpose of ``_at4``'s Aᵀ) applied to four values; ``k`` = (2, 4, 8)."""
+    two, four, eight = k
+    p, n = g0 + four * g2, two * g1 + eight * g3
+    return g0, g0 + g1 + g2 + g3, g0 - g1 + g2 - g3, p + n, p - n, g3
+
+
+@njit(cache=True)
+def _b6(g0, g1, g2, g3, g4, g5, k):
+    """B of F(4x4, 3x3) (the transpose of ``_bt6``'s Bᵀ) applied to six values; ``k`` = (2, 4, 5)."""
+    two, four, five = k
+    return (four * g0, four * (g2 - g1 + g5) + two * (g4 - g3), -five * g0 - four * (g1 + g2) - g3 - g4,
+            g1 - g2 + two * (g3 - g4) - five * g5, g0 + g1 + g2 + g3 + g4, g5)
+
+
+@njit(**_JIT)
+def winograd4_output_adjoint(gy, t0, nt, tw, gM):
+    """The transpose of ``winograd4_output``: gM[6a+s, o, i·tw + j] = (A g Aᵀ)[a, s] for the 4x4 block g of
+    gy (O, H, W) at rows 4(t0+i)…, cols 4j…, zero beyond the image (cropped outputs had no part).
+    Two passes per tile row: A down the four rows into Z, then A along Z's columns at stride 4."""
+    O, H, W = gy.shape
+    zero = gy.dtype.type(0)
+    k = (gy.dtype.type(2), gy.dtype.type(4), gy.dtype.type(8))
+    for o in prange(O):
+        Z = np.zeros((6, 4 * tw), gy.dtype)  # columns W… stay 0
+        for i in range(nt):
+            r = 4 * (t0 + i)
+            if r + 3 < H:
+                for q in range(W):
+                    e = _a6(gy[o, r, q], gy[o, r + 1, q], gy[o, r + 2, q], gy[o, r + 3, q], k)
+                    Z[0, q], Z[1, q], Z[2, q], Z[3, q], Z[4, q], Z[5, q] = e
+            else:
+                for q in range(W):
+                    e = _a6(gy[o, r, q] if r < H else zero, gy[o, r + 1, q] if r + 1 < H else zero,
+                            gy[o, r + 2, q] if r + 2 < H else zero, gy[o, r + 3, q] if r + 3 < H else zero, k)
+                    Z[0, q], Z[1, q], Z[2, q], Z[3, q], Z[4, q], Z[5, q] = e
+            s = i * tw
+            for a in range(6):
+                for j in range(tw):
+                    e = _a6(Z[a, 4 * j], Z[a, 4 * j + 1], Z[a, 4 * j + 2], Z[a, 4 * j + 3], k)
+                    gM[6 * a + 0, o, s + j], gM[6 * a + 1, o, s + j], gM[6 * a + 2, o, s + j] = e[0], e[1], e[2]
+                    gM[6 * a + 3, o, s + j], gM[6 * a + 4, o, s + j], gM[6 * a + 5, o, s + j] = e[3], e[4], e[5]
+
+
+@njit(**_JIT)
+def winograd4_input_adjoint(gV, t0, nt, tw, gx, accumulate):
+    """The transpose of ``winograd4_input``: adds (B g Bᵀ) of every 6x6 block g = gV[:, c, i·tw + j] into
+    gx (C, H, W) at rows 4(t0+i)−1…, cols 4j−1… (neighbouring tiles overlap by two rows and columns;
+    the padding's share is dropped). A row's first writer stores instead of adding, unless
+    ``accumulate``, so gx needs no zeroing: tile row i first writes rows 4i+1…4i+4 (row 0 for i = 0)."""
+    C, H, W = gx.shape
+    k = (gx.dtype.type(2), gx.dtype.type(4), gx.dtype.type(5))
+    for c in prange(C):
+        T = np.empty((6, 4 * tw + 2), gx.dtype)  # B along columns, T[a, 1 + col]
+        for i in range(nt):
+            s = i * tw
+            for a in range(6):
+                p4 = p5 = gx.dtype.type(0)  # tile j − 1's overlap into columns 4j and 4j + 1
+                for j in range(tw):
+                    e = _b6(gV[6 * a, c, s + j], gV[6 * a + 1, c, s + j], gV[6 * a + 2, c, s + j],
+                            gV[6 * a + 3, c, s + j], gV[6 * a + 4, c, s + j], gV[6 * a + 5, c, s + j], k)
+                    q = 4 * j
+                    T[a, q], T[a, q + 1], T[a, q + 2], T[a, q + 3] = e[0] + p4, e[1] + p5, e[2], e[3]
+                    p4, p5 = e[4], e[5]
+                T[a, 4 * tw], T[a, 4 * tw + 1] = p4, p5
+            r = 4 * (t0 + i) - 1
+            if r >= 0 and r + 5 < H:  # interior tile row: rows r, r + 1 were written by the row above
+                for q in range(W):
+                    e = _b6(T[0, q + 1], T[1, q + 1], T[2, q + 1], T[3, q + 1], T[4, q + 1], T[5, q + 1], k)
+                    gx[c, r, q] += e[0]
+                    gx[c, r + 1, q] += e[1]
+                    if accumulate:
+                        gx[c, r + 2, q] += e[2]
+                        gx[c, r + 3, q] += e[3]
+                        gx[c, r + 4, q] += e[4]
+                        gx[c, r + 5, q] += e[5]
+                    else:
+                        gx[c, r + 2, q], gx[c, r + 3, q], gx[c, r + 4, q], gx[c, r + 5, q] = e[2], e[3], e[4], e[5]
+                continue
+            for q in range(W):  # the first and last tile rows: rows outside the image are the padding's
+                e = _b6(T[0, q + 1], T[1, q + 1], T[2, q + 1], T[3, q + 1], T[4, q + 1], T[5, q + 1], k)
+                for rho in range(6):
+                    row = r + rho
+                    if 0 <= row < H:
+                        if accumulate or (rho <= 1 and row > 0):
+                            gx[c, row, q] += e[rho]
+                        else:
+                            gx[c, row, q] = e[rho]
+
+
 @njit(**_JIT)
 def _relu_inplace(x, mask):
     """x ← max(x, 0) and mask ← x > 0, one pass over flat arrays."""

@@ -9,7 +9,11 @@ bands of tile rows so the 4x-expanded ``V`` never exceeds a fixed size at any im
 On the Numba path (C-contiguous float32/float64 NumPy arrays) the same conv runs as F(4x4, 3x3):
 6x6 input tiles and 36 GEMMs over a quarter as many tiles, 2.25 multiplications per output instead
 of 4, with the transforms fused in ``kernels/cpu.py`` (``winograd4_input``, ``winograd4_output``;
-their Bᵀ and Aᵀ, for the points 0, ±1, ±2, ∞, are written out there, G is ``_G4``). It halves the
+their Bᵀ and Aᵀ, for the points 0, ±1, ±2, ∞, are written out there, G is ``_G4``). Its
+backward-data is the forward map transposed, step by step (``winograd4_output_adjoint``: A gy Aᵀ per
+4x4 block; the 36 GEMMs with U[k]ᵀ; ``winograd4_input_adjoint``: B g Bᵀ added into the overlapping
+6x6 windows), so it needs no second memoised U (F(4x4)'s U are 4x the weights: 160 MB for VGG16 to
+``block5_conv1``) and is the adjoint of the forward's own factorisation. It halves the
 GEMM time of every layer (bench/results.md, "Winograd F(4x4)"). The price is rounding: its constants
 (up to 8 and 1/24) make its float32 error ~6e-6 of the output's range at VGG's channel counts, ~20x
 F(2x2)'s (``tests/test_kernels.py`` bounds both against float64; a whole evaluation still agrees
@@ -53,7 +57,8 @@ def kernel_transform(w, adjoint: bool = False, m: int = 2):
     """U = G w Gᵀ for every (o, c): w (O, C, 3, 3) -> U (16, O, C), index k = 4·a + b (``m=4``:
     F(4x4)'s U (36, O, C), k = 6·a + b, computed in float64 and rounded once).
 
-    ``adjoint=True`` transforms the flipped, transposed kernel (C, O, 3, 3) that backward-data needs.
+    ``adjoint=True`` transforms the flipped, transposed kernel (C, O, 3, 3) that F(2x2)'s backward-data
+    needs (F(4x4)'s runs the forward U transposed).
     Results are memoised for read-only weight arrays (``VGG`` freezes its parameters), so a frozen
     network transforms each kernel once; writable arrays are transformed on every call.
     """
@@ -151,7 +156,7 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
     x = xp.ascontiguousarray(x)
     kernels = cpu_kernels(x, y)
     if kernels is not None:  # F(4x4): fused, parallel transforms; the padding is read as zeros in place
-        U = kernel_transform(w, adjoint, m=4)
+        U = kernel_transform(w, m=4)  # (36, O_w, C_w): the adjoint runs the forward's map transposed
         th_all, tw = -(-h // 4), -(-wd // 4)
         band = max(1, min(th_all, _BAND_ELEMENTS // (36 * max(c, o) * tw)))
         b = xp.zeros(0, dtype=x.dtype) if bias is None else xp.ascontiguousarray(bias, dtype=x.dtype)
@@ -160,8 +165,14 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
                 nt = min(th_all, t0 + band) - t0
                 V = _scratch(xp, x.dtype, "V", (36, c, nt * tw))
                 M = _scratch(xp, x.dtype, "M", (36, o, nt * tw))
-                kernels.winograd4_input(x[i], t0, nt, tw, V)
-                kernels.winograd4_output(kernels.matmul(U, V, M), nt, tw, y[i], 4 * t0, acc, b)
+                if adjoint:  # gx = Bᵀ-scatter of Uᵀ (A gy Aᵀ): the exact transpose of the forward below
+                    kernels.winograd4_output_adjoint(x[i], t0, nt, tw, V)
+                    kernels.winograd4_input_adjoint(kernels.matmul(U, V, M, trans_a=True), t0, nt, tw, y[i], acc)
+                else:
+                    kernels.winograd4_input(x[i], t0, nt, tw, V)
+                    kernels.winograd4_output(kernels.matmul(U, V, M), nt, tw, y[i], 4 * t0, acc, b)
+            if adjoint and bias is not None:
+                y[i] += b.reshape(-1, 1, 1)
         return y
     U = kernel_transform(w, adjoint)
     th_all, tw = (h + 1) // 2, (wd + 1) // 2

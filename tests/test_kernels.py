@@ -19,7 +19,7 @@ from minivgg._kernels import OPS, reference
 from minivgg.masks import PackedMask
 
 # What a backend may define besides OPS (documented in kernels/__init__.py).
-EXTRAS = {"reference": set(), "cpu": {"winograd4_input", "winograd4_output"}, "cuda_ops": {"tv_loss"}}
+EXTRAS = {"reference": set(), "cpu": {"winograd4_input", "winograd4_output", "winograd4_input_adjoint", "winograd4_output_adjoint"}, "cuda_ops": {"tv_loss"}}
 
 
 def _backend(name):

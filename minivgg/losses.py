@@ -37,10 +37,23 @@ def gram(F, scale: float = 1.0, center: bool = False):
     Fm = F.reshape(F.shape[1], -1)
     if center:
         Fm = Fm - Fm.mean()
-    kernels = cpu_kernels(Fm)
-    if kernels is not None:  # SYRK: one triangle, half the work
-        return kernels.gram(Fm, scale)
-    return (Fm @ Fm.T) * Fm.dtype.type(scale)
+    return gram_matrix(Fm, scale)
+
+
+def gram_matrix(X, scale: float = 1.0):
+    """``scale · X Xᵀ`` of a (C, M) matrix: SYRK on the engine's BLAS for NumPy arrays (one triangle,
+    half the work; ``kernels/blas.py``), the array module's matmul otherwise."""
+    kernels = cpu_kernels(X)
+    if kernels is not None:
+        return kernels.gram(X, scale)
+    return (X @ X.T) * X.dtype.type(scale)
+
+
+def matmul(a, b):
+    """``a @ b`` on the engine's BLAS for C-contiguous NumPy arrays (never numpy's own, whose idle
+    threads spin when numpy was imported before minivgg), the array module's matmul otherwise."""
+    kernels = cpu_kernels(a, b)
+    return a @ b if kernels is None else kernels.matmul(a, b)
 
 
 def gram_backward(gG, F, scale: float = 1.0, center: bool = False, overwrite: bool = False,

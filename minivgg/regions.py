@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from . import losses
 from .arch import layer_sequence, tap_position
 from .backend import get_array_module
 from .errors import UserError
@@ -73,7 +74,7 @@ def guided_gram(F, mask, scale: float = 1.0, center: bool = False):
     if center:
         X = X - X.mean()
     X = X * m
-    return (X @ X.T) * X.dtype.type(scale / area if area > 0 else 0.0)
+    return losses.gram_matrix(xp.ascontiguousarray(X), scale / area if area > 0 else 0.0)
 
 
 def guided_style_loss(F, A, mask, scale: float = 1.0, center: bool = False, norm: float = 1.0):
@@ -90,7 +91,7 @@ def guided_style_loss(F, A, mask, scale: float = 1.0, center: bool = False, norm
     X = F.reshape(F.shape[1], -1)
     if center:
         X = X - X.mean()
-    g = (S @ (X * m)) * m
+    g = losses.matmul(S, X * m) * m
     if center:
         g -= g.mean()
     return value, g.reshape(F.shape)

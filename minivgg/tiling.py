@@ -128,7 +128,7 @@ class GramSums:
             X -= X.dtype.type(self.c)
         for k, m in enumerate(masks):
             Xm = X if m is None else X * m
-            self.Q[k] = self.Q[k] + (Xm @ Xm.T).astype(xp.float64)
+            self.Q[k] = self.Q[k] + losses.gram_matrix(xp.ascontiguousarray(Xm)).astype(xp.float64)
             if self.center:
                 self.q[k] = self.q[k] + (Xm if m is None else Xm * m).sum(axis=1, dtype=xp.float64)
             self.w[k] += X.shape[1] if m is None else float((m * m).sum(dtype=xp.float64))
@@ -246,7 +246,7 @@ class Tiling:
                     X = _owned_matrix(F, local)
                     X -= X.dtype.type(mu)
                     for S, gbar, m in terms:
-                        G = S @ X
+                        G = losses.matmul(S, X)
                         if m is not None:
                             G *= _mask_part(m, whole, F) ** 2
                         G -= G.dtype.type(gbar)

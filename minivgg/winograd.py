@@ -10,10 +10,11 @@ On the Numba path (C-contiguous float32/float64 NumPy arrays) the same conv runs
 6x6 input tiles and 36 GEMMs over a quarter as many tiles, 2.25 multiplications per output instead
 of 4, with the transforms fused in ``kernels/cpu.py`` (``winograd4_input``, ``winograd4_output``;
 their Bᵀ and Aᵀ, for the points 0, ±1, ±2, ∞, are written out there, G is ``_G4``). Its
-backward-data is the forward map transposed, step by step (``winograd4_output_adjoint``: A gy Aᵀ per
-4x4 block; the 36 GEMMs with U[k]ᵀ; ``winograd4_input_adjoint``: B g Bᵀ added into the overlapping
-6x6 windows), so it needs no second memoised U (F(4x4)'s U are 4x the weights: 160 MB for VGG16 to
-``block5_conv1``) and is the adjoint of the forward's own factorisation. It halves the
+backward-data on the large layers (``_TRANSPOSED_ADJOINT_FROM``) is the forward map transposed, step
+by step (``winograd4_output_adjoint``: A gy Aᵀ per 4x4 block; the 36 GEMMs with U[k]ᵀ;
+``winograd4_input_adjoint``: B g Bᵀ added into the overlapping 6x6 windows), so it needs no second
+memoised U (F(4x4)'s U are 4x the weights: 151 MB for VGG16's 512-channel layers); the smaller
+layers run the forward routine on the flipped kernel's U, ~10 % faster, for 28 MB in all. It halves the
 GEMM time of every layer (bench/results.md, "Winograd F(4x4)"). The price is rounding: its constants
 (up to 8 and 1/24) make its float32 error ~6e-6 of the output's range at VGG's channel counts, ~20x
 F(2x2)'s (``tests/test_kernels.py`` bounds both against float64; a whole evaluation still agrees
@@ -35,6 +36,10 @@ _BAND_ELEMENTS = 1 << 23  # 32 MiB of float32: measured best for the GEMMs at 51
 # G of F(4x4, 3x3): U = G g Gᵀ is (6, 6) per (o, c).
 _G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                 [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+# F(4x4) backward-data of convs with C·O at least this runs the forward's U transposed instead of a
+# second memoised U for the flipped kernel (~10 % slower per conv, 4·36·C·O bytes less: 151 MB for
+# VGG16's 512x512 layers, 28 MB for all the smaller ones together, which keep the faster path).
+_TRANSPOSED_ADJOINT_FROM = 256 * 512
 # Transformed kernels of frozen weights, keyed by the weight array (weakly: freed with it).
 _U_MEMO: dict = {}
 # Per-thread scratch for the V and M bands, reused across calls (allocating 16 MB per band made
@@ -57,8 +62,8 @@ def kernel_transform(w, adjoint: bool = False, m: int = 2):
     """U = G w Gᵀ for every (o, c): w (O, C, 3, 3) -> U (16, O, C), index k = 4·a + b (``m=4``:
     F(4x4)'s U (36, O, C), k = 6·a + b, computed in float64 and rounded once).
 
-    ``adjoint=True`` transforms the flipped, transposed kernel (C, O, 3, 3) that F(2x2)'s backward-data
-    needs (F(4x4)'s runs the forward U transposed).
+    ``adjoint=True`` transforms the flipped, transposed kernel (C, O, 3, 3) that backward-data needs
+    (F(4x4)'s large layers run the forward U transposed instead).
     Results are memoised for read-only weight arrays (``VGG`` freezes its parameters), so a frozen
     network transforms each kernel once; writable arrays are transformed on every call.
     """
@@ -156,7 +161,8 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
     x = xp.ascontiguousarray(x)
     kernels = cpu_kernels(x, y)
     if kernels is not None:  # F(4x4): fused, parallel transforms; the padding is read as zeros in place
-        U = kernel_transform(w, m=4)  # (36, O_w, C_w): the adjoint runs the forward's map transposed
+        transposed = adjoint and c * o >= _TRANSPOSED_ADJOINT_FROM
+        U = kernel_transform(w, adjoint and not transposed, m=4)  # transposed: the forward's (36, O_w, C_w)
         th_all, tw = -(-h // 4), -(-wd // 4)
         band = max(1, min(th_all, _BAND_ELEMENTS // (36 * max(c, o) * tw)))
         b = xp.zeros(0, dtype=x.dtype) if bias is None else xp.ascontiguousarray(bias, dtype=x.dtype)
@@ -165,13 +171,13 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
                 nt = min(th_all, t0 + band) - t0
                 V = _scratch(xp, x.dtype, "V", (36, c, nt * tw))
                 M = _scratch(xp, x.dtype, "M", (36, o, nt * tw))
-                if adjoint:  # gx = Bᵀ-scatter of Uᵀ (A gy Aᵀ): the exact transpose of the forward below
+                if transposed:  # gx = B-scatter of Uᵀ (A gy Aᵀ): the forward below, transposed
                     kernels.winograd4_output_adjoint(x[i], t0, nt, tw, V)
                     kernels.winograd4_input_adjoint(kernels.matmul(U, V, M, trans_a=True), t0, nt, tw, y[i], acc)
                 else:
                     kernels.winograd4_input(x[i], t0, nt, tw, V)
                     kernels.winograd4_output(kernels.matmul(U, V, M), nt, tw, y[i], 4 * t0, acc, b)
-            if adjoint and bias is not None:
+            if transposed and bias is not None:
                 y[i] += b.reshape(-1, 1, 1)
         return y
     U = kernel_transform(w, adjoint)

@@ -101,8 +101,10 @@ def both_paths():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 3, 8, 8), (2, 4, 7, 5), (1, 2, 1, 1), (1, 5, 9, 12)])
 @pytest.mark.parametrize("adjoint", [False, True])
-def test_winograd(both_paths, monkeypatch, rng, dtype, shape, adjoint):
+@pytest.mark.parametrize("transposed_from", [0, 10**9])  # F(4x4)'s two backward-data routes
+def test_winograd(both_paths, monkeypatch, rng, dtype, shape, adjoint, transposed_from):
     monkeypatch.setattr(winograd, "_BAND_ELEMENTS", 16 * 5 * 2 * 6)  # several bands
+    monkeypatch.setattr(winograd, "_TRANSPOSED_ADJOINT_FROM", transposed_from)
     x = rng.standard_normal(shape).astype(dtype)
     w = rng.standard_normal((shape[1], shape[1], 3, 3)).astype(dtype)
     acc = rng.standard_normal(shape).astype(dtype)
@@ -117,6 +119,17 @@ def test_winograd(both_paths, monkeypatch, rng, dtype, shape, adjoint):
     np.testing.assert_allclose(fast, winograd.conv3x3_same(x, w, adjoint) + b.reshape(1, -1, 1, 1), rtol=tol, atol=tol)
     fast, ref = both_paths(lambda: winograd.conv3x3_same(x, w, adjoint, accumulate_into=acc.copy(), bias=b))
     np.testing.assert_allclose(fast, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("transposed_from", [0, 10**9])
+def test_conv_gradient_check_on_both_backward_routes(monkeypatch, rng, transposed_from):
+    # conv2d's input gradient by finite differences, through F(4x4)'s transposed backward-data and
+    # through the forward routine on the flipped kernel's U
+    from minivgg import gradcheck as gc
+    monkeypatch.setattr(winograd, "_TRANSPOSED_ADJOINT_FROM", transposed_from)
+    x, w, b = rng.standard_normal((1, 5, 9, 7)), rng.standard_normal((6, 5, 3, 3)), rng.standard_normal(6)
+    res = gc.check_vjp(lambda a: ops.conv2d_forward(a, w, b), lambda g, c: ops.conv2d_backward(g, c)[0], (x,))
+    assert res.passed and res.error <= 1e-6, res.report()
 
 
 @pytest.mark.parametrize("adjoint", [False, True])

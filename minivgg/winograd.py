@@ -10,11 +10,11 @@ On the Numba path (C-contiguous float32/float64 NumPy arrays) the same conv runs
 6x6 input tiles and 36 GEMMs over a quarter as many tiles, 2.25 multiplications per output instead
 of 4, with the transforms fused in ``kernels/cpu.py`` (``winograd4_input``, ``winograd4_output``;
 their Bᵀ and Aᵀ, for the points 0, ±1, ±2, ∞, are written out there, G is ``_G4``). Its
-backward-data on the large layers (``_TRANSPOSED_ADJOINT_FROM``) is the forward map transposed, step
-by step (``winograd4_output_adjoint``: A gy Aᵀ per 4x4 block; the 36 GEMMs with U[k]ᵀ;
-``winograd4_input_adjoint``: B g Bᵀ added into the overlapping 6x6 windows), so it needs no second
-memoised U (F(4x4)'s U are 4x the weights: 151 MB for VGG16's 512-channel layers); the smaller
-layers run the forward routine on the flipped kernel's U, ~10 % faster, for 28 MB in all. It halves the
+backward-data (from ``_TRANSPOSED_ADJOINT_FROM``: every layer by default) is the forward map
+transposed, step by step (``winograd4_output_adjoint``: A gy Aᵀ per 4x4 block; the 36 GEMMs with
+U[k]ᵀ; ``winograd4_input_adjoint``: B g Bᵀ added into the overlapping 6x6 windows), so it needs no
+second memoised U (F(4x4)'s U are 4x the weights: 160 MB for VGG16 to ``block5_conv1``); below the
+threshold it runs the forward routine on the flipped kernel's own U. It halves the
 GEMM time of every layer (bench/results.md, "Winograd F(4x4)"). The price is rounding: its constants
 (up to 8 and 1/24) make its float32 error ~6e-6 of the output's range at VGG's channel counts, ~20x
 F(2x2)'s (``tests/test_kernels.py`` bounds both against float64; a whole evaluation still agrees
@@ -37,9 +37,10 @@ _BAND_ELEMENTS = 1 << 23  # 32 MiB of float32: measured best for the GEMMs at 51
 _G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                 [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 # F(4x4) backward-data of convs with C·O at least this runs the forward's U transposed instead of a
-# second memoised U for the flipped kernel (~10 % slower per conv, 4·36·C·O bytes less: 151 MB for
-# VGG16's 512x512 layers, 28 MB for all the smaller ones together, which keep the faster path).
-_TRANSPOSED_ADJOINT_FROM = 256 * 512
+# second memoised U for the flipped kernel: 4·36·C·O bytes less (160 MB for VGG16 to block5_conv1),
+# 5–11 % slower per backward conv alone but not measurably per evaluation (bench/results.md); raise it
+# to keep the small layers' own U (28 MB for all layers below 256x512).
+_TRANSPOSED_ADJOINT_FROM = 0
 # Transformed kernels of frozen weights, keyed by the weight array (weakly: freed with it).
 _U_MEMO: dict = {}
 # Per-thread scratch for the V and M bands, reused across calls (allocating 16 MB per band made

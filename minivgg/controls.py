@@ -67,13 +67,14 @@ def load_masks(opts, content_hw, styles):
 
 
 def prepare_inputs(opts, content, styles):
-    """What the objective sees: ``(content, styles)`` float64 0..255 after colour matching or luminance."""
+    """What the objective sees: ``(content, styles)`` 0..255, float64 after colour matching or luminance,
+    else the images as they are (uint8: the network casts them; an 8192² float64 copy is 1.6 GB)."""
     if opts.luminance_only:
         y = luminance_image(content)
         return y, [match_luminance(luminance_image(st), y) for st in styles]
     if opts.match_color:
-        return content.astype(np.float64), [match_color(st, content, opts.match_color) for st in styles]
-    return content.astype(np.float64), [st.astype(np.float64) for st in styles]
+        return content, [match_color(st, content, opts.match_color) for st in styles]
+    return content, list(styles)
 
 
 def present(opts, x, content):

@@ -82,9 +82,11 @@ def _channels(arch: str, tap: str) -> int:
 
 
 def estimate_bytes(arch: str, h: int, w: int, taps, optimizer: str = "lbfgs", tile_size: int | None = None,
-                   content_taps=()) -> int:
+                   content_taps=(), image_itemsize: int = 1) -> int:
     """Estimated peak bytes of a run at (h, w) that taps ``taps`` (engine in float32), on tiles of
-    ``tile_size`` when given (``content_taps``: the content targets, whole-image arrays even then)."""
+    ``tile_size`` when given (``content_taps``: the content targets, whole-image arrays even then).
+    ``image_itemsize``: bytes per value of the content and style images the objective holds beside the
+    loaded uint8 ones (1: the same arrays; 9: float64 ones after colour matching or luminance)."""
     n = 3 * h * w
     opt = optimizer_bytes(h * w, optimizer)
     if tile_size is None or (h <= tile_size and w <= tile_size):
@@ -97,9 +99,9 @@ def estimate_bytes(arch: str, h: int, w: int, taps, optimizer: str = "lbfgs", ti
     # a window holds four maps of its widest layer at the first style tap (the map, its cotangent, the
     # owned features' copy and their product with dL/dG: bench/results.md, "Tiled evaluation"); beside
     # it the whole-image arrays: the gradient, the start image and the progress's copy of x (float64),
-    # the content target, the content and style images (uint8)
+    # the content target, the content and style images (uint8, or what the colour controls made)
     return int(_network_bytes(arch, min(h, side), min(w, side), taps, maps=4) + _BASELINE + opt + 3 * n * 8 + targets
-               + 2 * h * w * 3)
+               + 2 * n * image_itemsize)
 
 
 def available_bytes() -> int | None:
@@ -118,7 +120,7 @@ def available_bytes() -> int | None:
 
 
 def largest_fitting_size(arch: str, h: int, w: int, taps, budget: int, optimizer: str = "lbfgs",
-                         tile_size: int | None = None, content_taps=()) -> int:
+                         tile_size: int | None = None, content_taps=(), image_itemsize: int = 1) -> int:
     """The largest longest side (same aspect) whose estimate fits in ``budget`` bytes (at least 16)."""
     longest = max(h, w)
     lo, hi = 16, longest
@@ -126,7 +128,7 @@ def largest_fitting_size(arch: str, h: int, w: int, taps, budget: int, optimizer
         mid = (lo + hi + 1) // 2
         s = mid / longest
         if estimate_bytes(arch, max(1, round(h * s)), max(1, round(w * s)), taps, optimizer, tile_size,
-                          content_taps) <= budget:
+                          content_taps, image_itemsize) <= budget:
             lo = mid
         else:
             hi = mid - 1
@@ -134,34 +136,36 @@ def largest_fitting_size(arch: str, h: int, w: int, taps, budget: int, optimizer
 
 
 def largest_fitting_tile(arch: str, h: int, w: int, taps, budget: int, optimizer: str = "lbfgs",
-                         content_taps=()) -> int | None:
+                         content_taps=(), image_itemsize: int = 1) -> int | None:
     """The largest tile size (a multiple of the taps' alignment, below the image's longest side) whose
     tiled estimate fits in ``budget`` bytes, or None when not even the smallest tile does."""
     _, align = halo_and_alignment(arch, taps)
     lo, hi = 0, (max(h, w) - 1) // align  # in units of the alignment; 0: none fits
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if estimate_bytes(arch, h, w, taps, optimizer, mid * align, content_taps) <= budget:
+        if estimate_bytes(arch, h, w, taps, optimizer, mid * align, content_taps, image_itemsize) <= budget:
             lo = mid
         else:
             hi = mid - 1
     return lo * align or None
 
 
-def check_fits(settings: dict, hw, optimizer: str, suggest, what: str = "run", tile_size: int | None = None) -> None:
+def check_fits(settings: dict, hw, optimizer: str, suggest, what: str = "run", tile_size: int | None = None,
+               image_itemsize: int = 1) -> None:
     """UserError, before anything is allocated, when a run at ``hw`` of the resolved ``settings`` would not
     fit in 90% of the memory available now; it names the largest ``--tile-size`` that fits, if one does,
     and ``suggest(longest side that fits)`` (which flag to lower)."""
     content_taps = list(settings["content_layers"]) if what == "run" else []
     taps = content_taps + list(settings["style_layers"])
     arch = settings["arch"]
-    need, have = estimate_bytes(arch, *hw, taps, optimizer, tile_size, content_taps), available_bytes()
+    need, have = estimate_bytes(arch, *hw, taps, optimizer, tile_size, content_taps, image_itemsize), available_bytes()
     if have is None or need <= 0.9 * have:
         return
     budget = int(0.9 * have)
-    fits = largest_fitting_size(arch, *hw, taps, budget, optimizer, tile_size, content_taps)
-    tile = largest_fitting_tile(arch, *hw, taps, budget, optimizer, content_taps)
-    tiled = "" if tile is None else (f"--tile-size {tile} (about "
-                                     f"{estimate_bytes(arch, *hw, taps, optimizer, tile, content_taps) / 2**30:.1f} GiB) or ")
+    fits = largest_fitting_size(arch, *hw, taps, budget, optimizer, tile_size, content_taps, image_itemsize)
+    tile = largest_fitting_tile(arch, *hw, taps, budget, optimizer, content_taps, image_itemsize)
+    tiled = "" if tile is None else (
+        f"--tile-size {tile} (about "
+        f"{estimate_bytes(arch, *hw, taps, optimizer, tile, content_taps, image_itemsize) / 2**30:.1f} GiB) or ")
     raise UserError(f"a {hw[1]}x{hw[0]} {what} needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB "
                     f"are available; use {tiled}{suggest(fits)} (or free memory)")

@@ -20,11 +20,12 @@ from .tiling import Tiling
 from .vgg import DeferredGrad
 
 def _as_image(a, what):
-    """An (H, W, 3) image as float64, or as given when uint8 (the network casts it; no 8-byte copy of a print)."""
+    """An (H, W, 3) image as given when uint8, float32 or float64 (the network casts it to its dtype: no
+    copy of a print, where a float64 one is 1.6 GB at 8192²), else as float64."""
     a = np.asarray(a)
     if a.ndim != 3 or a.shape[2] != 3:
         raise UserError(f"{what} must be an (H, W, 3) RGB array, got shape {a.shape}")
-    return a if a.dtype == np.uint8 else a.astype(np.float64)
+    return a if a.dtype in (np.uint8, np.float32, np.float64) else a.astype(np.float64)
 
 
 class Objective:

@@ -180,10 +180,10 @@ def _validate(opts: RunOptions, content_path, style_paths) -> None:
                 raise UserError(f"{flag} {path} is the same file as {other_flag} {other}; give each output its own name")
 
 
-def _check_memory(settings, hw, optimizer, suggest, what: str = "run", tile_size=None) -> None:
+def _check_memory(settings, hw, optimizer, suggest, what: str = "run", tile_size=None, image_itemsize=1) -> None:
     """Refuse, before allocating, a size whose estimated peak exceeds the memory available now
     (``memory.check_fits``); ``suggest(longest side that fits)`` says which flag to change."""
-    memory.check_fits(settings, hw, optimizer, suggest, what, tile_size)
+    memory.check_fits(settings, hw, optimizer, suggest, what, tile_size, image_itemsize)
 
 
 def _load_images(content_path, style_paths, opts, settings, size, optimizer):
@@ -193,7 +193,9 @@ def _load_images(content_path, style_paths, opts, settings, size, optimizer):
         content = center_crop_square(content)
     hw = longest_side_shape(content.shape, size)
     if opts.device == "cpu":
-        _check_memory(settings, hw, optimizer, lambda fits: f"--size {fits} or smaller", tile_size=opts.tile_size)
+        # the colour controls hand the objective float64 images (controls.prepare_inputs), else the loaded ones
+        _check_memory(settings, hw, optimizer, lambda fits: f"--size {fits} or smaller", tile_size=opts.tile_size,
+                      image_itemsize=9 if opts.luminance_only or opts.match_color else 1)
     content = resize_to(content, hw)
     styles = []
     for path in style_paths:

@@ -280,7 +280,8 @@ def compare(args) -> int:
     if args.ops:
         shapes = [tuple(int(v) for v in s.split("x")) for s in args.op_shapes]
         log(f"per-op timings at {shapes} …")
-        workers = {eng: Worker(eng, None, args) for eng in report.ENGINES}
+        # eager NCHW (what the peers ship) and channels_last (oneDNN's own layout, the fastest eager torch)
+        workers = {eng: Worker(eng, None, args) for eng in (*report.ENGINES, "torch:channels_last")}
         try:
             ops_rows = bench_ops.op_timings(shapes, max(repeats, 5), workers, cooldown=args.cooldown)
         finally:

@@ -54,11 +54,13 @@ def _minivgg_op_fns(c, h, rng):
     return fns
 
 
-def _torch_op_fns(c, h, rng):
-    """The same ops in torch (aten backward kernels called directly, only the input gradient)."""
+def _torch_op_fns(c, h, rng, channels_last: bool = False):
+    """The same ops in torch (aten backward kernels called directly, only the input gradient);
+    ``channels_last``: every tensor NHWC, oneDNN's own layout (what ``torch:channels_last`` runs)."""
     import torch
     import torch.nn.functional as F
-    t = lambda a: torch.from_numpy(a)  # noqa: E731
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    t = lambda a: torch.from_numpy(a).contiguous(memory_format=layout if a.ndim == 4 else torch.contiguous_format)  # noqa: E731
     x = t(rng.standard_normal((1, c, h, h)).astype(np.float32))
     w = t((rng.standard_normal((c, c, 3, 3)) * np.sqrt(2.0 / (9 * c))).astype(np.float32))
     b = t((rng.standard_normal(c) * 0.01).astype(np.float32))
@@ -82,15 +84,18 @@ def _torch_op_fns(c, h, rng):
 
 
 def op_fns(engine: str, c: int, h: int, seed: int = 0) -> dict:
-    """``{op kind: thunk or the exception that building it raised}`` for one engine and shape."""
-    make = _minivgg_op_fns if engine == "minivgg" else _torch_op_fns
-    return make(c, h, np.random.default_rng(seed))
+    """``{op kind: thunk or the exception that building it raised}`` for one engine ('minivgg', 'torch',
+    'torch:channels_last') and shape."""
+    rng = np.random.default_rng(seed)
+    if engine == "minivgg":
+        return _minivgg_op_fns(c, h, rng)
+    return _torch_op_fns(c, h, rng, channels_last=engine == "torch:channels_last")
 
 
 def time_call(engine: str, fn) -> float:
     """Seconds of one call of ``fn`` (torch ops under ``no_grad``)."""
     ctx = contextlib.nullcontext()
-    if engine == "torch":
+    if engine.startswith("torch"):
         import torch
         ctx = torch.no_grad()
     with ctx:
@@ -103,13 +108,16 @@ def op_timings(shapes, repeats: int, workers: dict, warmup: int = 1, cooldown: f
     """Median seconds per op for each ``(channels, side)`` shape, both engines interleaved, each in its
     own worker process (``workers[engine]``, a ``bench.workers.Worker`` without an objective).
 
-    Rows: ``{"shape", "op", "minivgg", "torch", "ratio", "gflops_minivgg", "gflops_torch", "error"}``.
+    Rows: ``{"shape", "op", "minivgg", "torch", "ratio", "gflops_minivgg", "gflops_torch", "error"}``, and
+    with a ``torch:channels_last`` worker also ``"torch:channels_last"``, ``"ratio_channels_last"``.
     """
     rows = []
     for c, h in shapes:
         for op in OP_KINDS:
             row = {"shape": f"{c}ch {h}x{h}", "op": op, "minivgg": None, "torch": None, "ratio": None,
                    "gflops_minivgg": None, "gflops_torch": None, "error": None}
+            if "torch:channels_last" in workers:
+                row.update({"torch:channels_last": None, "ratio_channels_last": None})
             fns = {eng: (lambda w=w: w.call(("op", c, h, op))) for eng, w in workers.items()}
             try:
                 fns["minivgg"]()
@@ -121,6 +129,8 @@ def op_timings(shapes, repeats: int, workers: dict, warmup: int = 1, cooldown: f
                 row[eng] = float(np.median(times[eng]))
             if row["minivgg"]:
                 row["ratio"] = row["minivgg"] / row["torch"]
+                if row.get("torch:channels_last"):
+                    row["ratio_channels_last"] = row["minivgg"] / row["torch:channels_last"]
             if op.startswith("conv"):
                 flops = conv_flops(c, c, h, h)
                 row["gflops_torch"] = flops / row["torch"] / 1e9

@@ -251,14 +251,17 @@ def markdown(meta: dict, rows: dict, large: list, ops_rows: list, breakdown: dic
     if conv:
         L += conv_table(conv)
     if ops_rows:
+        nhwc = any("torch:channels_last" in o for o in ops_rows)
         L += ["", "## Per-op timings (median ms, float32, batch 1, C→C 3x3 conv)", "",
-              "| shape | op | minivgg ms | torch ms | ratio | minivgg GFLOP/s | torch GFLOP/s |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+              "| shape | op | minivgg ms | torch ms | ratio | " + ("torch channels_last ms | ratio | " if nhwc else "")
+              + "minivgg GFLOP/s | torch GFLOP/s |",
+              "|---|---|---:|---:|---:|" + ("---:|---:|" if nhwc else "") + "---:|---:|"]
         for o in ops_rows:
             ms = lambda v: "—" if v is None else f"{v * 1e3:.2f}"  # noqa: E731
             mine = ms(o["minivgg"]) if not o["error"] else f"error: {o['error'][:60]}"
-            L.append(f"| {o['shape']} | {o['op']} | {mine} | {ms(o['torch'])} | "
-                     f"{_s(o['ratio'], 2)} | {_s(o['gflops_minivgg'], 1)} | {_s(o['gflops_torch'], 1)} |")
+            cl = f"{ms(o.get('torch:channels_last'))} | {_s(o.get('ratio_channels_last'), 2)} | " if nhwc else ""
+            L.append(f"| {o['shape']} | {o['op']} | {mine} | {ms(o['torch'])} | {_s(o['ratio'], 2)} | {cl}"
+                     f"{_s(o['gflops_minivgg'], 1)} | {_s(o['gflops_torch'], 1)} |")
     if breakdown:
         L += ["", f"## Where one evaluation's time goes ({breakdown['size']}²)", ""]
         labels = (("minivgg", "minivgg (timers around `minivgg.ops`)"),

@@ -20,7 +20,7 @@ from . import USER_ENV
 
 def _serve(conn, engine, size, weights, images, noise, seed, threads):
     from . import compare, environment
-    environment.pin_threads(threads, torch_too=engine == "torch")
+    environment.pin_threads(threads, torch_too=engine.startswith("torch"))
     objective = None
     if size is not None:
         net, _, _ = compare.load_network(weights)

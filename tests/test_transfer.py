@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minivgg import backend, checkpoint, transfer
+from minivgg import backend, checkpoint, memory, transfer
 from minivgg.backend import DeviceError
 from minivgg.errors import UserError
 from minivgg.transfer import INITS, OPTIMIZERS, RunOptions, prepare, snapshot_path, stylize
@@ -96,6 +96,17 @@ def test_prepare_sizes_images_and_starts_from_the_content(transfer_files, tmp_pa
     assert (r.size, r.iters, r.optimizer, r.init) == (40, 3, "lbfgs", "content")
     assert r.log["settings"]["styles"] == [str(transfer_files / "style.jpg"), str(transfer_files / "style2.png")]
     assert not (tmp_path / "out.png").exists()  # nothing is written before optimize
+    # the objective holds the loaded uint8 images themselves, not float64 copies (1.6 GB each at 8192²)
+    assert r.obj.content is r.content and all(a is b for a, b in zip(r.obj.styles, r.styles))
+
+
+def test_colour_controls_hand_the_objective_float64_images_and_the_estimate_counts_them(transfer_files, tmp_path):
+    r = prepare(transfer_files / "content.png", [transfer_files / "style.jpg"],
+                options(tmp_path, transfer_files, size=40, match_color="pca"), {})
+    assert r.content.dtype == np.uint8 and r.obj.styles[0].dtype == np.float64
+    taps = ["relu1_1", "relu5_1"]
+    plain, colour = (memory.estimate_bytes("vgg16", 4096, 4096, taps, "lbfgs", 1024, image_itemsize=k) for k in (1, 9))
+    assert colour - plain == 2 * 4096 * 4096 * 3 * 8
 
 
 @pytest.mark.slow

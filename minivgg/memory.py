@@ -7,9 +7,10 @@ adds about ``(2m + 9)·n`` doubles for ``n`` variables with a float64 history (s
 in-house L-BFGS's vectors), and ``(2m + 1)·n`` floats beside 3n doubles with the in-house float32
 history of huge images. A tiled run (``tiling.py``) holds the network's peak of one tile's window
 only, beside the whole-image arrays: the gradient, the start image and its copy, the content
-targets. The numbers were fitted to measured peak RSS (``bench/``); they err on the high side (a
-4096² gatys transfer: estimated 17.5 GiB, measured 16.8 GiB in ``bench/transfer_4096.md``, before
-the float32 history).
+targets, and the images (the loaded uint8 ones, which the objective holds as they are; float64
+ones after the colour controls, ``image_itemsize``). The numbers were fitted to measured peak RSS
+(``bench/``); they err on the high side (a 4096² gatys transfer: estimated 17.5 GiB, measured
+16.8 GiB in ``bench/transfer_4096.md``, before the float32 history).
 """
 from __future__ import annotations
 

@@ -563,18 +563,23 @@ def transfer_cases(draw):
                    values(D("vgg19.h5" if arch == "vgg16" else "vgg16.h5"), *BAD_WEIGHTS), odds=5)
     if weights is not None:
         chunks.append(["--weights", weights])
-    for switch in TRANSFER_SWITCHES:
-        if draw(maybe(8)):
-            chunks.append([switch])
-    if draw(st.integers(0, 9)) != 9:
-        chunks.append(["--quiet"])
-    if mode == "mixed" and draw(maybe(30)):
-        chunks.append([draw(st.sampled_from(HELP))])
+    chunks += _switch_chunks(draw, TRANSFER_SWITCHES, mode)
     chunks = draw(st.permutations(chunks))
     options = [t for c in chunks for t in c]
     positionals = [content, *styles]
     argv = [*positionals, *options] if draw(st.booleans()) else [*options, *positionals]
     return Case(("transfer", *argv))
+
+
+def _switch_chunks(draw, switches, mode):
+    """The on/off flags of a command line: each switch now and then, ``--quiet`` mostly, and in mixed
+    mode sometimes a help flag."""
+    chunks = [[switch] for switch in switches if draw(maybe(8))]
+    if draw(st.integers(0, 9)) != 9:
+        chunks.append(["--quiet"])
+    if mode == "mixed" and draw(maybe(30)):
+        chunks.append([draw(st.sampled_from(HELP))])
+    return chunks
 
 
 def _no_flag_cases(command):
@@ -838,13 +843,7 @@ def sweep_cases(draw, command="sweep"):
     weights = pick("--weights", st.sampled_from([D(f"{arch}.h5")] * 4 + [None]), values(*BAD_WEIGHTS), odds=5)
     if weights is not None:
         chunks.append(["--weights", weights])
-    for switch in SWEEP_SWITCHES:
-        if draw(maybe(8)):
-            chunks.append([switch])
-    if draw(st.integers(0, 9)) != 9:
-        chunks.append(["--quiet"])
-    if mode == "mixed" and draw(maybe(30)):
-        chunks.append([draw(st.sampled_from(HELP))])
+    chunks += _switch_chunks(draw, SWEEP_SWITCHES, mode)
     options = [t for c in draw(st.permutations(chunks)) for t in c]
     argv = [*positionals, *options] if draw(st.booleans()) else [*options, *positionals]
     home = draw(st.sampled_from(["real"] * 6 + ["empty"])) if weights is None else "real"

@@ -77,6 +77,13 @@ def prepare_inputs(opts, content, styles):
     return content, list(styles)
 
 
+def input_itemsize(opts) -> int:
+    """Bytes per pixel value of the images a run holds, for the memory estimate
+    (``memory.estimate_bytes(image_itemsize=)``): the loaded uint8 ones, plus the float64 ones
+    ``prepare_inputs`` makes when a colour control is on."""
+    return 1 + 8 if opts.luminance_only or opts.match_color else 1
+
+
 def present(opts, x, content):
     """The picture written out for optimised image ``x``: the content's chroma back when asked for."""
     if opts.original_colors or opts.luminance_only:

@@ -193,9 +193,8 @@ def _load_images(content_path, style_paths, opts, settings, size, optimizer):
         content = center_crop_square(content)
     hw = longest_side_shape(content.shape, size)
     if opts.device == "cpu":
-        # the colour controls hand the objective float64 images (controls.prepare_inputs), else the loaded ones
         _check_memory(settings, hw, optimizer, lambda fits: f"--size {fits} or smaller", tile_size=opts.tile_size,
-                      image_itemsize=9 if opts.luminance_only or opts.match_color else 1)
+                      image_itemsize=controls.input_itemsize(opts))
     content = resize_to(content, hw)
     styles = []
     for path in style_paths:

@@ -4,8 +4,8 @@ At each size, five workers (``bench.workers``), each its own process, interleave
 minivgg as the CLI runs it (minivgg imported first), minivgg in a process that imported numpy first
 (what most scripts do), and PyTorch eager NCHW, channels_last and ``torch.compile``
 (``torch_objective.CONFIGS``). The first evaluation of each is timed apart (torch.compile compiles
-there) and is the agreement check against eager PyTorch. Peak RSS of one evaluation comes from a
-fresh process per configuration (``compare.run_child``). The headline ratio is minivgg's median
+there) and is the agreement check against eager PyTorch. Peak RSS over ``compare.PEAK_EVALS``
+evaluations comes from a fresh process per configuration (``compare.run_child``). The headline ratio is minivgg's median
 against the *fastest* PyTorch configuration at that size.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ def peer_rows(args, weights_choice: str, repeats: int) -> dict:
             compare.log(f"{size}² {eng}: median {rows[eng]['median']:.3f} s, first {first[eng]:.1f} s"
                         + ("" if not memory or "error" in memory else f", peak RSS {memory['process_peak_mib']:.0f} MiB"))
         fastest = min(TORCH, key=lambda e: rows[e]["median"])
-        out[size] = {"rows": rows, "fastest_torch": fastest,
+        out[size] = {"rows": rows, "fastest_torch": fastest, "peak_evals": compare.PEAK_EVALS,
                      "ratio": rows["minivgg"]["median"] / rows[fastest]["median"],
                      "import_ratio": rows["minivgg:numpy-first"]["median"] / rows["minivgg"]["median"],
                      "ratio_paired": paired_ratio(times["minivgg"], times[fastest]),
@@ -59,6 +59,11 @@ def peer_rows(args, weights_choice: str, repeats: int) -> dict:
                     f"(paired {out[size]['ratio_paired']:.2f}), numpy-first / minivgg-first = "
                     f"{out[size]['import_ratio']:.2f} (paired {out[size]['import_ratio_paired']:.2f})")
     return out
+
+
+def _peak_evals(peers) -> int:
+    """Evaluations behind the peak RSS column (runs before ``compare.PEAK_EVALS`` measured one)."""
+    return max(int(p.get("peak_evals", 1)) for p in peers.values())
 
 
 def paired_ratio(a, b) -> float:
@@ -79,8 +84,8 @@ def peer_table(peers: dict) -> list[str]:
         return []
     lines = ["## minivgg against PyTorch at its best", "",
              "Each configuration in its own process, interleaved; medians (min–max) of the timed evaluations; "
-             "*first* is the first evaluation (torch.compile compiles there), not in the median; peak RSS of one "
-             "evaluation in a fresh process. Ratio = minivgg (imported first) / that row.", ""]
+             "*first* is the first evaluation (torch.compile compiles there), not in the median; peak RSS over "
+             f"{_peak_evals(peers)} evaluation(s) in a fresh process. Ratio = minivgg (imported first) / that row.", ""]
     for size, p in sorted(((int(k), v) for k, v in peers.items())):
         rows = p["rows"]
         base = rows["minivgg"]

@@ -165,7 +165,7 @@ def markdown(meta: dict, rows: dict, large: list, ops_rows: list, breakdown: dic
              + ("each engine in a spawned worker process of its own, timed inside it, "
                 if meta.get("workers") else "") + "each after gc and a "
              f"{meta['cooldown']:g} s pause outside the timer; median; "
-             "peak RSS from one evaluation in a fresh process per engine and size.")
+             "peak RSS over the evaluations of a fresh process per engine and size (`compare.PEAK_EVALS`).")
     L += ["", "## Time and memory per evaluation", "",
           "| size | minivgg s (min–max) | torch s (min–max) | ratio minivgg/torch (medians) | ratio of minima | "
           "minivgg peak RSS GiB | torch peak RSS GiB | RSS ratio |",

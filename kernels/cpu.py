@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from minivgg import arena
 from minivgg.masks import PackedMask
 
 from .blas import gram, matmul  # noqa: F401  (the GEMMs, on scipy's OpenBLAS: see blas.py)
@@ -331,6 +332,84 @@ def _max_pool_bwd(gy, idx, gx):
                 gx[c, H - 1, q] = zero
 
 
+# -------------------------------------------------------------------------------------- tv loss
+
+TV_CODES = {"squared": 0, "mean_squared": 1, "mean_abs": 2, "abs255": 3, "harvard": 4, "keras": 5}
+
+
+@njit(inline="always")
+def _dphi(d, code, one):
+    """Derivative of the neighbour kinds' penalty d² (codes 0, 1) or |d|: 2d, or sign(d) with sign(0) = 0."""
+    if code <= 1:
+        return d + d
+    return one if d > 0 else (-one if d < 0 else d - d)
+
+
+@njit(inline="always")
+def _corner(x, i, j, c, code, c125, p25):
+    """At a corner (i, j) of the keras/harvard kinds: (gv, gh, s), gv = 2·ds·dv, gh = 2·ds·dh, s = dv² + dh²."""
+    dv = x[i, j, c] - x[i + 1, j, c]
+    dh = x[i, j, c] - x[i, j + 1, c]
+    s = dv * dv + dh * dh
+    if code == 4:
+        return dv + dv, dh + dh, s
+    two_ds = 2 * (c125 * s ** p25)
+    return two_ds * dv, two_ds * dh, s
+
+
+@njit(**_JIT)
+def _tv(x, g, rows, code, kv, kh, kv64, kh64, one, c125, p25):
+    """g ← d tv/dx and rows[i] ← row i's float64 share of the value, one parallel pass over rows;
+    each pixel gathers its (up to four) neighbour differences in the reference's order."""
+    h, w, nc = x.shape
+    for i in prange(h):
+        val = 0.0
+        for j in range(w):
+            for c in range(nc):
+                acc = one - one
+                if code <= 3:
+                    if i > 0:
+                        acc += _dphi(x[i, j, c] - x[i - 1, j, c], code, one) * kv
+                    if i < h - 1:
+                        dv = x[i + 1, j, c] - x[i, j, c]
+                        acc -= _dphi(dv, code, one) * kv
+                        val += kv64 * float(dv * dv if code <= 1 else abs(dv))
+                    if j > 0:
+                        acc += _dphi(x[i, j, c] - x[i, j - 1, c], code, one) * kh
+                    if j < w - 1:
+                        dh = x[i, j + 1, c] - x[i, j, c]
+                        acc -= _dphi(dh, code, one) * kh
+                        val += kh64 * float(dh * dh if code <= 1 else abs(dh))
+                else:
+                    if i < h - 1 and j < w - 1:
+                        gv, gh, s = _corner(x, i, j, c, code, c125, p25)
+                        acc += gv + gh
+                        val += float(s) if code == 4 else float(s) ** 1.25
+                    if i > 0 and j < w - 1:
+                        acc -= _corner(x, i - 1, j, c, code, c125, p25)[0]
+                    if i < h - 1 and j > 0:
+                        acc -= _corner(x, i, j - 1, c, code, c125, p25)[1]
+                g[i, j, c] = acc
+        rows[i] = val
+
+
+def tv_loss(x, kind: str = "squared"):
+    """``losses.tv_loss`` in one pass, x (H, W, C) -> (value, gradient in x's dtype): no difference
+    arrays (the reference makes six image-sized temporaries, 150 MB of float64 at 1024²)."""
+    h, w, c = x.shape
+    if kind in ("mean_squared", "mean_abs"):
+        kv, kh = 0.5 / max(1, (h - 1) * w * c), 0.5 / max(1, h * (w - 1) * c)
+    elif kind == "abs255":
+        kv = kh = 1.0 / 255.0
+    else:
+        kv = kh = 1.0
+    dt = x.dtype.type
+    g = arena.empty(x.shape, x.dtype)
+    rows = np.empty(h, dtype=np.float64)
+    _tv(x, g, rows, TV_CODES[kind], dt(kv), dt(kh), float(kv), float(kh), dt(1), dt(1.25), dt(0.25))
+    return float(rows.sum()), g
+
+
 # ------------------------------------------------------------------------------ the ops of OPS
 
 _UNPACK_BLOCK = 1 << 20  # mask elements unpacked at a time by relu_backward (a multiple of 8)
@@ -339,11 +418,11 @@ _UNPACK_BLOCK = 1 << 20  # mask elements unpacked at a time by relu_backward (a 
 def relu_forward(x, inplace: bool = False, pack: bool = False):
     """``(max(x, 0), x > 0)`` in one pass; in place and packed, the bits are written straight away."""
     if pack and inplace:
-        bits = np.empty((x.size + 7) // 8, dtype=np.uint8)
+        bits = arena.empty((x.size + 7) // 8, np.uint8)
         _relu_inplace_packed(x.reshape(-1), bits)
         return x, PackedMask(bits, tuple(x.shape))
-    mask = np.empty(x.shape, dtype=bool)
-    y = x if inplace else np.empty_like(x)
+    mask = arena.empty(x.shape, bool)
+    y = x if inplace else arena.empty(x.shape, x.dtype)
     if inplace:
         _relu_inplace(x.reshape(-1), mask.reshape(-1))
     else:
@@ -368,7 +447,7 @@ def relu_backward(gy, mask, inplace: bool = False):
 def avg_pool2d_forward(x):
     """2x2/stride-2 mean pool, one parallel pass per sample; the cache is the input shape."""
     n, c, h, w = x.shape
-    y = np.empty((n, c, h // 2, w // 2), dtype=x.dtype)
+    y = arena.empty((n, c, h // 2, w // 2), x.dtype)
     for i in range(n):
         _avg_pool_fwd(x[i], y[i])
     return y, x.shape
@@ -376,7 +455,7 @@ def avg_pool2d_forward(x):
 
 def avg_pool2d_backward(gy, xshape):
     """``gy/4`` to every input of a window, 0 on dropped odd edges."""
-    gx = np.empty(tuple(xshape), dtype=gy.dtype)
+    gx = arena.empty(xshape, gy.dtype)
     for i in range(gx.shape[0]):
         _avg_pool_bwd(gy[i], gx[i])
     return gx
@@ -385,8 +464,8 @@ def avg_pool2d_backward(gy, xshape):
 def max_pool2d_forward(x):
     """2x2/stride-2 max pool with first-maximum ties; the cache is ``(argmax, x.shape)``."""
     n, c, h, w = x.shape
-    y = np.empty((n, c, h // 2, w // 2), dtype=x.dtype)
-    idx = np.empty((n, c, h // 2, w // 2), dtype=np.uint8)
+    y = arena.empty((n, c, h // 2, w // 2), x.dtype)
+    idx = arena.empty((n, c, h // 2, w // 2), np.uint8)
     for i in range(n):
         _max_pool_fwd(x[i], y[i], idx[i])
     return y, (idx, x.shape)
@@ -395,7 +474,7 @@ def max_pool2d_forward(x):
 def max_pool2d_backward(gy, cache):
     """Each ``gy`` to its window's argmax, 0 elsewhere."""
     idx, xshape = cache
-    gx = np.empty(tuple(xshape), dtype=gy.dtype)
+    gx = arena.empty(xshape, gy.dtype)
     for i in range(gx.shape[0]):
         _max_pool_bwd(gy[i], np.ascontiguousarray(idx[i]), gx[i])
     return gx

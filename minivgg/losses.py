@@ -6,6 +6,9 @@ Scalar values are accumulated in float64 whatever the engine dtype.
 """
 from __future__ import annotations
 
+import numpy as np
+
+from . import arena
 from .backend import get_array_module
 from .dispatch import cpu_kernels, cuda_kernels
 
@@ -23,10 +26,19 @@ def content_loss(F, P, norm: str = "half_sum"):
     if norm not in CONTENT_NORMS:
         raise ValueError(f"content_loss: unknown norm {norm!r}: expected one of {CONTENT_NORMS}")
     k = {"half_sum": 0.5, "sum": 1.0, "mean": 1.0 / F.size}[norm]
-    diff = F - P
-    value = k * float(xp.sum(xp.square(diff), dtype=xp.float64))
+    diff = xp.subtract(F, P, out=arena.empty(F.shape, xp.result_type(F, P), xp))
+    value = k * _sum_squares(diff)
     diff *= diff.dtype.type(2 * k)
     return value, diff
+
+
+def _sum_squares(d) -> float:
+    """``Σ d²`` accumulated in float64; on NumPy by ``einsum``, which casts in small buffers (no
+    feature-map-sized temporary, and 1.7x faster than ``sum(square(d))``)."""
+    xp = get_array_module(d)
+    if xp is np:
+        return float(np.einsum("i,i->", d.reshape(-1), d.reshape(-1), dtype=np.float64))
+    return float(xp.sum(xp.square(d), dtype=xp.float64))
 
 
 # ---------------------------------------------------------------------------------------- gram
@@ -83,14 +95,15 @@ def gram_backward(gG, F, scale: float = 1.0, center: bool = False, overwrite: bo
     if center:
         Fm = Fm - Fm.mean()
     kernels = cpu_kernels(S, Fm)
-    gF = S @ Fm if kernels is None else kernels.matmul(S, Fm)
+    gF = S @ Fm if kernels is None else kernels.matmul(S, Fm, arena.empty(Fm.shape, np.result_type(S, Fm)))
     if center:
         gF -= gF.mean()
     return gF.reshape(F.shape)
 
 
-# Elements per column block of ``gram_backward(overwrite=True)`` (16 MiB in float32).
-OVERWRITE_BLOCK = 1 << 22
+# Elements per column block of ``gram_backward(overwrite=True)`` (8 MiB in float32: at 64 x 1024²,
+# 118 ms against 150 ms for 16 MiB blocks and 124 ms for 4 MiB).
+OVERWRITE_BLOCK = 1 << 21
 
 
 # Gram variants of the presets: name -> (scale as a function of (C, M), centred?)
@@ -157,7 +170,7 @@ def tv_loss(x, kind: str = "squared"):
     xp = get_array_module(x)
     if kind not in TV_KINDS:
         raise ValueError(f"tv_loss: unknown kind {kind!r}: expected one of {TV_KINDS}")
-    if (k := cuda_kernels(x)) is not None:
+    if (k := cuda_kernels(x) or cpu_kernels(x)) is not None:  # one fused pass (kernels/cpu.py, cuda_ops.py)
         return k.tv_loss(x, kind)
     g = xp.zeros_like(x)
     if kind in ("keras", "harvard"):

@@ -8,9 +8,11 @@ to the deepest tap and once backward to the pixels. With ``tile_size`` both run 
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-from . import losses
+from . import arena, losses
 from .arch import min_input_size, tap_pixels
 from .backend import get_array_module, to_host
 from .errors import UserError
@@ -75,6 +77,7 @@ class Objective:
                 for t, A in self._features(st, [], self.style_taps)[1].items():
                     self.style_targets[t] = self.style_targets[t] + self._to_content_scale(t, st, A) * A.dtype.type(b)
         self.last_terms = None
+        self.arena = arena.Arena()  # the untiled evaluation's large arrays, planned once per image size
 
     def _features(self, img, content_taps, style_taps, masks=None):
         """``(content features {tap: F}, the preset's Grams {tap: (C, C)}, guided by masks[tap] if given)`` of one
@@ -194,17 +197,21 @@ class Objective:
             return value, grad
 
         taps = [t for t in self.taps if content_w.get(t) or style_w.get(t)]
-        grad = xp.zeros_like(x)
-        if taps:
-            _, gy = net.loss_and_input_grad(net.preprocess(x), taps, tap_loss, s["pooling"])
-            gx = net.preprocess_backward(gy)
-            grad += gx if get_array_module(gx) is xp else to_host(gx)
-        parts["tv"] = 0.0
-        if s["tv_weight"]:
-            v, g = losses.tv_loss(x, s["tv"])
-            parts["tv"] = s["tv_weight"] * v
-            grad += s["tv_weight"] * g
-        return parts, grad
+        with self.arena.session(x.shape) if xp is np else contextlib.nullcontext():
+            grad = None
+            if taps:
+                _, gy = net.loss_and_input_grad(net.preprocess(x), taps, tap_loss, s["pooling"])
+                gx = net.preprocess_backward(gy)
+                grad = xp.array(gx if get_array_module(gx) is xp else to_host(gx), dtype=x.dtype)
+                del gy, gx  # dead inside the session: the arena plans their memory
+            parts["tv"] = 0.0
+            if s["tv_weight"]:
+                v, g = losses.tv_loss(x, s["tv"])
+                parts["tv"] = s["tv_weight"] * v
+                g *= g.dtype.type(s["tv_weight"])
+                grad = xp.array(g) if grad is None else grad.__iadd__(g)
+                del g
+        return parts, (xp.zeros_like(x) if grad is None else grad)
 
     def terms(self, x) -> dict:
         """The weighted parts ``{"content", "style", "tv", "total"}`` of ``L(x)``; they sum to ``total``."""

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from . import ops
+from . import arena, ops
 from .arch import CAFFE_MEAN_BGR, canonical_tap, conv_layer_table, conv_param_name, layer_sequence
 from .backend import to_host, xp_for
 from .memory import PACK_MASKS_FROM, RECOMPUTE_GRAD_FROM
@@ -61,9 +61,11 @@ class VGG:
     def preprocess(self, x):
         """RGB pixels (H, W, 3), 0..255 -> network input (1, 3, H, W): BGR, mean-subtracted, engine dtype."""
         xp = self.xp
-        x = xp.asarray(x, dtype=self.dtype)
-        y = x[:, :, ::-1] - xp.asarray(self.mean_bgr, dtype=self.dtype)
-        return xp.ascontiguousarray(y.transpose(2, 0, 1)[None])
+        x = xp.asarray(x)
+        y = arena.empty((1, 3) + tuple(x.shape[:2]), self.dtype, xp)  # one pass, no temporaries
+        xp.subtract(x.transpose(2, 0, 1)[::-1], xp.asarray(self.mean_bgr, dtype=self.dtype)[:, None, None],
+                    out=y[0], casting="unsafe")
+        return y
 
     def preprocess_backward(self, gy):
         """Gradient w.r.t. the RGB pixels (H, W, 3) from the gradient w.r.t. the network input (1, 3, H, W)."""
@@ -75,11 +77,12 @@ class VGG:
         return y[:, :, ::-1]
 
     # ------------------------------------------------------------------ forward / backward
-    def _forward(self, y, canonical_taps, pooling: str, lean: bool):
+    def _forward(self, y, canonical_taps, pooling: str, lean: bool, masks: bool = True):
         """Yield ``(kind, name, h, cache)`` op by op up to the deepest canonical tap.
 
         ``lean`` runs ReLUs in place (``h`` is valid only until the next step) and bit-packs large
-        masks; otherwise every yielded ``h`` is a fresh array that stays valid.
+        masks; otherwise every yielded ``h`` is a fresh array that stays valid. ``masks=False`` (with
+        ``lean``: features recomputed for a gradient) keeps no ReLU mask: the cache is None.
         """
         if pooling not in ("avg", "max"):
             raise ValueError(f"unknown pooling {pooling!r}: expected 'avg' or 'max'")
@@ -93,6 +96,8 @@ class VGG:
             if kind == "conv":
                 w, b = self.params[conv_param_name(name)]
                 h, cache = ops.conv2d_forward(h, w, b, 1, 1, save_input=False, algorithm=self.conv)
+            elif kind == "relu" and lean and not masks:
+                h, cache = self.xp.maximum(h, h.dtype.type(0), out=h), None
             elif kind == "relu":
                 h, cache = ops.relu_forward(h, inplace=lean, pack=lean and h.size >= self.pack_masks_from)
             else:
@@ -219,7 +224,7 @@ class VGG:
 
         def recomputed(name):
             def grad():
-                F = next(h for _, n, h, _ in self._forward(y, {name}, pooling, lean=True) if n == name)
+                F = next(h for _, n, h, _ in self._forward(y, {name}, pooling, lean=True, masks=False) if n == name)
                 fns = later[name]
                 g = fns[0](F if len(fns) == 1 else F.copy(), overwrite=True)
                 for fn in fns[1:]:

@@ -28,6 +28,7 @@ import weakref
 
 import numpy as np
 
+from . import arena
 from .backend import get_array_module
 from .dispatch import cpu_kernels
 
@@ -158,7 +159,7 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
     n, c, h, wd = x.shape
     o = w.shape[1] if adjoint else w.shape[0]
     acc = accumulate_into is not None
-    y = accumulate_into if acc else xp.empty((n, o, h, wd), dtype=x.dtype)
+    y = accumulate_into if acc else arena.empty((n, o, h, wd), x.dtype, xp)
     x = xp.ascontiguousarray(x)
     kernels = cpu_kernels(x, y)
     if kernels is not None:  # F(4x4): fused, parallel transforms; the padding is read as zeros in place

@@ -5,7 +5,8 @@
 - ``dispatch.backend_for`` picks the reference for arrays the kernels do not take and inside
   ``reference_only()``.
 - The Numba CPU kernels against the NumPy reference they replace (same op, once as dispatched and
-  once inside ``dispatch.reference_only()``): Winograd transforms, ReLU, pools, odd sizes and ties.
+  once inside ``dispatch.reference_only()``): Winograd transforms, ReLU, pools, the one-pass TV loss,
+  odd sizes and ties.
 """
 import importlib
 import inspect
@@ -14,12 +15,13 @@ import threading
 import numpy as np
 import pytest
 
-from minivgg import dispatch, ops, winograd
+from minivgg import dispatch, losses, ops, winograd
 from minivgg._kernels import OPS, reference
 from minivgg.masks import PackedMask
 
 # What a backend may define besides OPS (documented in kernels/__init__.py).
-EXTRAS = {"reference": set(), "cpu": {"winograd4_input", "winograd4_output", "winograd4_input_adjoint", "winograd4_output_adjoint"}, "cuda_ops": {"tv_loss"}}
+EXTRAS = {"reference": set(), "cpu": {"winograd4_input", "winograd4_output", "winograd4_input_adjoint", "winograd4_output_adjoint",
+                                   "tv_loss"}, "cuda_ops": {"tv_loss"}}
 
 
 def _backend(name):
@@ -165,6 +167,19 @@ def test_pools_and_relu(both_paths, rng, dtype, shape):
     (yf, mf), (yr, mr) = both_paths(lambda: ops.relu_forward(x.copy(), inplace=True))
     np.testing.assert_array_equal(yf, yr)
     np.testing.assert_array_equal(mf, mr)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 2, 1), (7, 9, 3), (2, 5, 3), (33, 17, 3)])
+@pytest.mark.parametrize("kind", losses.TV_KINDS)
+def test_tv_loss_in_one_pass(both_paths, rng, dtype, shape, kind):
+    x = (rng.standard_normal(shape) * 40).astype(dtype)
+    x[0, :2] = x[1, :2]  # zero differences: the subgradients of |d| and s^0.25 at 0
+    (vf, gf), (vr, gr) = both_paths(lambda: losses.tv_loss(x, kind))
+    assert gf.dtype == gr.dtype == dtype and gf.shape == shape
+    np.testing.assert_allclose(vf, vr, rtol=1e-12 if dtype == np.float64 else 1e-6)
+    tol = 1e-12 if dtype == np.float64 else 1e-6  # of the largest element: sums of up to 6 terms cancel
+    np.testing.assert_allclose(gf, gr, rtol=tol, atol=tol * float(np.abs(gr).max()))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

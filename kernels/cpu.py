@@ -11,6 +11,7 @@ from numba import njit, prange
 from minivgg import arena
 from minivgg.masks import PackedMask
 
+from . import tv
 from .blas import gram, matmul  # noqa: F401  (the GEMMs, on scipy's OpenBLAS: see blas.py)
 
 _JIT = dict(parallel=True, cache=True, nogil=True)
@@ -334,27 +335,8 @@ def _max_pool_bwd(gy, idx, gx):
 
 # -------------------------------------------------------------------------------------- tv loss
 
-TV_CODES = {"squared": 0, "mean_squared": 1, "mean_abs": 2, "abs255": 3, "harvard": 4, "keras": 5}
-
-
-@njit(inline="always")
-def _dphi(d, code, one):
-    """Derivative of the neighbour kinds' penalty d² (codes 0, 1) or |d|: 2d, or sign(d) with sign(0) = 0."""
-    if code <= 1:
-        return d + d
-    return one if d > 0 else (-one if d < 0 else d - d)
-
-
-@njit(inline="always")
-def _corner(x, i, j, c, code, c125, p25):
-    """At a corner (i, j) of the keras/harvard kinds: (gv, gh, s), gv = 2·ds·dv, gh = 2·ds·dh, s = dv² + dh²."""
-    dv = x[i, j, c] - x[i + 1, j, c]
-    dh = x[i, j, c] - x[i, j + 1, c]
-    s = dv * dv + dh * dh
-    if code == 4:
-        return dv + dv, dh + dh, s
-    two_ds = 2 * (c125 * s ** p25)
-    return two_ds * dv, two_ds * dh, s
+_dphi = njit(inline="always")(tv.dphi)
+_corner = njit(inline="always")(tv.corner)
 
 
 @njit(**_JIT)
@@ -397,16 +379,11 @@ def tv_loss(x, kind: str = "squared"):
     """``losses.tv_loss`` in one pass, x (H, W, C) -> (value, gradient in x's dtype): no difference
     arrays (the reference makes six image-sized temporaries, 150 MB of float64 at 1024²)."""
     h, w, c = x.shape
-    if kind in ("mean_squared", "mean_abs"):
-        kv, kh = 0.5 / max(1, (h - 1) * w * c), 0.5 / max(1, h * (w - 1) * c)
-    elif kind == "abs255":
-        kv = kh = 1.0 / 255.0
-    else:
-        kv = kh = 1.0
+    kv, kh = tv.weights(kind, h, w, c)
     dt = x.dtype.type
     g = arena.empty(x.shape, x.dtype)
     rows = np.empty(h, dtype=np.float64)
-    _tv(x, g, rows, TV_CODES[kind], dt(kv), dt(kh), float(kv), float(kh), dt(1), dt(1.25), dt(0.25))
+    _tv(x, g, rows, tv.TV_CODES[kind], dt(kv), dt(kh), kv, kh, dt(1), dt(1.25), dt(0.25))
     return float(rows.sum()), g
 
 

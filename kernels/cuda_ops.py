@@ -20,6 +20,8 @@ from numba import cuda
 from minivgg.backend import get_array_module
 from minivgg.masks import PackedMask
 
+from . import tv
+
 _THREADS = 256
 
 
@@ -243,8 +245,7 @@ def relu_backward(gy, mask, inplace: bool = False):
 
 # ------------------------------------------------------------------------------------------- tv
 
-# Codes of losses.TV_KINDS in the kernel.
-TV_CODES = {"squared": 0, "mean_squared": 1, "mean_abs": 2, "abs255": 3, "harvard": 4, "keras": 5}
+TV_CODES = tv.TV_CODES
 
 
 @cuda.jit(device=True)
@@ -253,29 +254,8 @@ def _phi(d, code):
     return d * d if code <= 1 else abs(d)
 
 
-@cuda.jit(device=True)
-def _dphi(d, code, one):
-    """Its derivative: 2d, or sign(d) with sign(0) = 0."""
-    if code <= 1:
-        return d + d
-    if d > 0:
-        return one
-    if d < 0:
-        return -one
-    return d - d
-
-
-@cuda.jit(device=True)
-def _corner_grads(x, i, j, c, code, c125, p25):
-    """At a corner (i, j) of the keras/harvard kinds: (gv, gh, s) with gv = 2·ds·dv, gh = 2·ds·dh."""
-    dv = x[i, j, c] - x[i + 1, j, c]
-    dh = x[i, j, c] - x[i, j + 1, c]
-    s = dv * dv + dh * dh
-    if code == 4:
-        return dv + dv, dh + dh, s
-    ds = c125 * s ** p25
-    two_ds = ds + ds
-    return two_ds * dv, two_ds * dh, s
+_dphi = cuda.jit(device=True)(tv.dphi)
+_corner_grads = cuda.jit(device=True)(tv.corner)
 
 
 @cuda.jit
@@ -333,12 +313,7 @@ def tv_loss(x, kind: str = "squared"):
     x = xp.ascontiguousarray(x)
     h, w, c = x.shape
     dt = x.dtype.type
-    if kind in ("mean_squared", "mean_abs"):
-        kv, kh = 0.5 / ((h - 1) * w * c), 0.5 / (h * (w - 1) * c)
-    elif kind == "abs255":
-        kv = kh = 1.0 / 255.0
-    else:
-        kv = kh = 1.0
+    kv, kh = tv.weights(kind, h, w, c)
     g = xp.empty_like(x)
     contrib = xp.empty(x.shape, dtype=xp.float64)
     _launch(_tv, x.size, x, g, contrib, TV_CODES[kind], dt(kv), dt(kh), float(kv), float(kh),

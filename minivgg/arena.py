@@ -38,6 +38,7 @@ import numpy as np
 MIN_BYTES = 1 << 20    # smaller arrays come from malloc's heap, which reuses them already
 MAX_BYTES = 2 << 30    # largest plan held between evaluations (2 GiB: untiled images up to ~1700²)
 _ALIGN = 4096          # every block starts on a page
+_MAX_PLANS = 64        # plans kept per arena, the oldest going first (a tile grid has ~9 per pass)
 _local = threading.local()
 
 
@@ -86,71 +87,85 @@ def _place(items):
 
 
 class Arena:
-    """Planned memory for one repeated evaluation; ``with arena.session(key):`` around each one."""
+    """Planned memory for repeated evaluations; ``with arena.session(key):`` around each one.
+
+    Each ``key`` (the evaluation's shape: an image size, or a tile window's and its pass) has its own
+    plan; all plans share one buffer, as large as the largest, since sessions never overlap.
+    """
 
     def __init__(self, max_bytes: int | None = None):
         self.max_bytes = MAX_BYTES if max_bytes is None else int(max_bytes)
-        self.key = None
+        self.key = None        # key of the last session
         self.nbytes = 0        # size of the held buffer (0: none)
-        self.replays = 0       # sessions served from the plan
-        self._record = None    # [[nbytes, t_alloc, t_free or None], ...] of the last recorded session
-        self._plan = None      # per request: (offset or None, [indices of earlier blocks sharing bytes])
+        self.replays = 0       # sessions served from a plan
+        self._plans = {}       # key -> (request sizes, per request (offset or None, earlier requests sharing
+                               # bytes), bytes spanned)
         self._buffer = None
         self._blocks = []      # weak references to this session's blocks, by request index
         self._i = 0
         self._clock = [0]
-        self._fresh = False    # this session differed from the record: record again next time
+        self._fresh = False    # this session left its plan: drop the plan, record again next time
         self._recording = None
 
     def release(self) -> None:
-        """Drop the plan and the buffer (arrays still using it keep their part alive)."""
-        self._record = self._plan = self._buffer = None
-        self.nbytes = 0
+        """Drop every plan and the buffer (arrays still using it keep their part alive)."""
+        self._plans, self._buffer, self.nbytes = {}, None, 0
+
+    def drop_buffer(self) -> None:
+        """Give the buffer back, keeping the plans: the next replay allocates it again and faults it in
+        once. The tiled evaluation does this after each evaluation, so that between evaluations (when
+        the optimiser's whole-image temporaries live) nothing window-sized is held."""
+        self._buffer = None
 
     @contextlib.contextmanager
     def session(self, key=None):
-        """Allocations of ``empty`` inside the block come from this arena (nested sessions join the
-        outer one). ``key`` names the evaluation's shape: a new key drops the old plan."""
+        """Allocations of ``empty`` inside the block come from this arena: recorded when ``key`` has no
+        plan yet, else served from it. Nested sessions join the outer one."""
         if getattr(_local, "arena", None) is not None:
             yield self
             return
-        if key != self.key:
-            self.release()
-            self.key = key
+        self.key = key
         self._blocks, self._i, self._clock, self._fresh = [], 0, [0], False
-        self._recording = [] if self._plan is None else None
+        self._recording = [] if key not in self._plans else None
+        if self._recording is not None:  # a recording allocates afresh: hold no buffer beside it
+            self._buffer = None
+        elif self._buffer is None:
+            self._buffer = np.empty(self.nbytes, dtype=np.uint8)
         _local.arena = self
         try:
             yield self
         finally:
             _local.arena = None
-            self._finish(self._recording)
+            self._finish(key, self._recording)
             self._recording = None
 
-    def _finish(self, record) -> None:
+    def _finish(self, key, record) -> None:
         if record is not None:  # recorded: plan the arrays that died inside the session
             items = [r for r in record if r[2] is not None]
             offsets = iter(_place(items))
             spans = [(next(offsets), r[0]) if r[2] is not None else None for r in record]
             total = max([o + n for o, n in filter(None, spans)], default=0)
             if 0 < total <= self.max_bytes:
-                self._plan = [(None, ()) if s is None else
-                              (s[0], tuple(j for j in range(k) if spans[j] is not None
-                                           and spans[j][0] < s[0] + s[1] and s[0] < spans[j][0] + spans[j][1]))
-                              for k, s in enumerate(spans)]
-                self._record = [r[0] for r in record]
-                self._buffer = np.empty(total, dtype=np.uint8)
-                self.nbytes = total
+                plan = [(None, ()) if s is None else
+                        (s[0], tuple(j for j in range(k) if spans[j] is not None
+                                     and spans[j][0] < s[0] + s[1] and s[0] < spans[j][0] + spans[j][1]))
+                        for k, s in enumerate(spans)]
+                if len(self._plans) >= _MAX_PLANS:
+                    self._plans.pop(next(iter(self._plans)))
+                self._plans[key] = ([r[0] for r in record], plan, total)
+            # one buffer for every plan, allocated by the next replay (which faults its pages in)
+            self.nbytes = max([p[2] for p in self._plans.values()], default=0)
             return
         self.replays += 1
-        if self._fresh or self._i != len(self._plan) or any(
-                ref is not None and ref() is not None for ref in self._blocks):
-            self.release()  # live blocks keep the old buffer; the next session records anew
+        if any(ref is not None and ref() is not None for ref in self._blocks):
+            self.release()  # live blocks keep the old buffer; every key records anew, in a new one
+        elif self._fresh or self._i != len(self._plans[key][0]):
+            self._plans.pop(key)
 
     def _empty(self, shape, dtype, nbytes):
         i = self._i
         self._i += 1
-        if self._plan is None:  # recording
+        if self._recording is not None:
             block = _Block(np.empty(nbytes, dtype=np.uint8), 0, shape, dtype)
             entry = [nbytes, self._clock[0], None]
             self._clock[0] += 1
@@ -158,9 +173,10 @@ class Arena:
             self._blocks.append(weakref.ref(block, lambda _, e=entry, c=clock: _died(e, c)))
             self._recording.append(entry)
             return np.asarray(block)
-        if i >= len(self._plan) or self._record[i] != nbytes:
+        sizes, plan, _ = self._plans[self.key]
+        if i >= len(sizes) or sizes[i] != nbytes:
             self._fresh = True
-        offset, shares = (None, ()) if self._fresh else self._plan[i]
+        offset, shares = (None, ()) if self._fresh else plan[i]
         if offset is None or any(self._blocks[j] is not None and self._blocks[j]() is not None for j in shares):
             self._fresh = self._fresh or offset is not None
             self._blocks.append(None)

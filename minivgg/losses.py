@@ -27,12 +27,12 @@ def content_loss(F, P, norm: str = "half_sum"):
         raise ValueError(f"content_loss: unknown norm {norm!r}: expected one of {CONTENT_NORMS}")
     k = {"half_sum": 0.5, "sum": 1.0, "mean": 1.0 / F.size}[norm]
     diff = xp.subtract(F, P, out=arena.empty(F.shape, xp.result_type(F, P), xp))
-    value = k * _sum_squares(diff)
+    value = k * sum_squares(diff)
     diff *= diff.dtype.type(2 * k)
     return value, diff
 
 
-def _sum_squares(d) -> float:
+def sum_squares(d) -> float:
     """``Σ d²`` accumulated in float64; on NumPy by ``einsum``, which casts in small buffers (no
     feature-map-sized temporary, and 1.7x faster than ``sum(square(d))``)."""
     xp = get_array_module(d)
@@ -61,11 +61,14 @@ def gram_matrix(X, scale: float = 1.0):
     return (X @ X.T) * X.dtype.type(scale)
 
 
-def matmul(a, b):
-    """``a @ b`` on the engine's BLAS for C-contiguous NumPy arrays (never numpy's own, whose idle
-    threads spin when numpy was imported before minivgg), the array module's matmul otherwise."""
+def matmul(a, b, out=None):
+    """``a @ b`` (into ``out`` when given) on the engine's BLAS for C-contiguous NumPy arrays (never
+    numpy's own, whose idle threads spin when numpy was imported before minivgg), the array module's
+    matmul otherwise."""
     kernels = cpu_kernels(a, b)
-    return a @ b if kernels is None else kernels.matmul(a, b)
+    if kernels is None:
+        return a @ b if out is None else get_array_module(a).matmul(a, b, out=out)
+    return kernels.matmul(a, b, out)
 
 
 def gram_backward(gG, F, scale: float = 1.0, center: bool = False, overwrite: bool = False,

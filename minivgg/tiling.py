@@ -24,13 +24,14 @@ same way, so no whole-image activation is ever held except the content targets t
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
 
 import numpy as np
 
-from . import losses
+from . import arena as arenas, losses
 from .arch import layer_sequence, receptive_field, tap_pixels, tap_position
 from .backend import get_array_module, to_host
 from .errors import UserError
@@ -99,6 +100,12 @@ class Tile:
             local.append(slice(a - w0 // stride, b - w0 // stride))
         return tuple(local), tuple(whole)
 
+    @property
+    def geometry(self) -> tuple:
+        """Core and window end relative to the window start, rows then columns: tiles of equal geometry
+        allocate the same arrays (with cores aligned, every tap's owned block has the same size)."""
+        return tuple(v - w0 for c0, c1, w0, w1 in (self.rows, self.cols) for v in (c0, c1, w1))
+
     def owns_nothing(self, stride: int) -> bool:
         return any(c1 // stride <= c0 // stride for c0, c1, _, _ in (self.rows, self.cols))
 
@@ -144,8 +151,11 @@ class GramSums:
 
 
 def _owned_matrix(F, local):
-    """The owned features of a tile's map F (1, C, h, w) as a fresh (C, m) array."""
-    return F[0][:, local[0], local[1]].copy().reshape(F.shape[1], -1)
+    """The owned features of a tile's map F (1, C, h, w) as a fresh (C, m) array (from the arena, if any)."""
+    owned = F[0][:, local[0], local[1]]
+    out = arenas.empty(owned.shape, F.dtype, get_array_module(F))
+    out[...] = owned
+    return out.reshape(F.shape[1], -1)
 
 
 def _mask_part(mask, whole, like):
@@ -155,9 +165,17 @@ def _mask_part(mask, whole, like):
     return get_array_module(like).asarray(np.ascontiguousarray(mask[whole]).reshape(1, -1), dtype=like.dtype)
 
 
-def _sum_tiles(net, image, tiles, pooling, sums, masks, content=None):
+def _session(arena, pass_name, tile, xp):
+    """``arena``'s session for one tile of one pass (keyed by the pass and the tile's geometry), or none."""
+    if arena is None or xp is not np:
+        return contextlib.nullcontext()
+    return arena.session((pass_name,) + tile.geometry)
+
+
+def _sum_tiles(net, image, tiles, pooling, sums, masks, content=None, arena=None):
     """Pass 1 over ``tiles`` of ``image`` (H, W, 3): each style tap's owned features into ``sums[tap]`` with
-    ``masks[tap]`` (whole-grid masks or None, one per sum), each content tap's into the whole map ``content[tap]``."""
+    ``masks[tap]`` (whole-grid masks or None, one per sum), each content tap's into the whole map ``content[tap]``.
+    With ``arena`` (the objective's) each tile's large arrays come from its plan for that window shape."""
     content = {} if content is None else content
     h, w = image.shape[:2]
     strides = {t: tap_stride(net.arch, t) for t in list(sums) + list(content)}
@@ -173,7 +191,9 @@ def _sum_tiles(net, image, tiles, pooling, sums, masks, content=None):
                 content[t][0][:, whole[0], whole[1]] = F[0][:, local[0], local[1]]
             if t in sums:
                 sums[t].add(_owned_matrix(F, local), [_mask_part(m, whole, F) for m in masks[t]])
-        net.visit(net.preprocess(image[tile.window]), list(dict.fromkeys(list(sums) + list(content))), fn, pooling)
+        window = image[tile.window]
+        with _session(arena, "sums", tile, get_array_module(image)):
+            net.visit(net.preprocess(window), list(dict.fromkeys(list(sums) + list(content))), fn, pooling)
     return content
 
 
@@ -219,7 +239,7 @@ class Tiling:
         regions = obj.regions or [(None, obj.style_targets)]
         sums = {t: GramSums(len(regions), center) for t in dict.fromkeys(t for t in obj.style_taps if style_w.get(t))}
         masks = {t: [None if m is None else m[t] for m, _ in regions] for t in sums}
-        _sum_tiles(net, x, tiles, s["pooling"], sums, masks)
+        _sum_tiles(net, x, tiles, s["pooling"], sums, masks, arena=obj.arena)
         parts = {"content": 0.0, "style": 0.0}
         parts["style"], style = _style_terms(obj, sums, masks, style_w, (h, w))
         content_scale = _CONTENT_SCALE[s["content_norm"]]
@@ -232,30 +252,38 @@ class Tiling:
                 if tile.owns_nothing(strides[t]):
                     return 0.0, None
                 local, whole = tile.owned(strides[t])
-                g = get_array_module(F).zeros_like(F)
+                g = arenas.empty(F.shape, F.dtype, get_array_module(F))
+                g.fill(0)
                 Fo, go = F[0][:, local[0], local[1]], g[0][:, local[0], local[1]]
                 value = 0.0
                 if content_w.get(t):
                     P = obj.content_targets[t]
-                    diff = Fo - P[0][:, whole[0], whole[1]]
+                    diff = arenas.empty(Fo.shape, F.dtype, get_array_module(F))
+                    get_array_module(F).subtract(Fo, P[0][:, whole[0], whole[1]], out=diff)
                     k = content_w[t] * content_scale(P.size)
-                    value = k * float(get_array_module(F).sum(diff * diff, dtype=np.float64))
-                    go += diff * diff.dtype.type(2 * k)
+                    value = k * losses.sum_squares(diff)
+                    diff *= diff.dtype.type(2 * k)
+                    go += diff
+                    del diff
                 if t in style:
                     mu, terms = style[t]
                     X = _owned_matrix(F, local)
                     X -= X.dtype.type(mu)
                     for S, gbar, m in terms:
-                        G = losses.matmul(S, X)
+                        G = losses.matmul(S, X, out=arenas.empty(X.shape, X.dtype, get_array_module(X)))
                         if m is not None:
                             G *= _mask_part(m, whole, F) ** 2
                         G -= G.dtype.type(gbar)
                         go += G.reshape(go.shape)
                 parts["content"] += value
                 return value, g
-            _, gy = net.loss_and_input_grad(net.preprocess(x[tile.window]), taps, tap_loss, s["pooling"])
-            gx = net.preprocess_backward(gy)
-            grad[tile.window] += gx if get_array_module(gx) is xp else to_host(gx)
+            window = x[tile.window]
+            with _session(obj.arena, "grad", tile, xp):
+                _, gy = net.loss_and_input_grad(net.preprocess(window), taps, tap_loss, s["pooling"])
+                gx = net.preprocess_backward(gy)
+                grad[tile.window] += gx if get_array_module(gx) is xp else to_host(gx)
+                del gy, gx
+        obj.arena.drop_buffer()  # reused by all tiles of both passes; not held beyond them
         parts["tv"] = tv_into(x, s["tv"], s["tv_weight"], grad) if s["tv_weight"] else 0.0
         return parts, grad
 

@@ -60,7 +60,7 @@ def test_a_session_records_and_the_next_replay_from_one_buffer(small_blocks):
             assert np.shares_memory(x, a._buffer)
             del x
             again = evaluation(0, sizes=(5000, 2000, 7000))
-    assert a.replays == 3 and a._plan is not None
+    assert a.replays == 3 and "k" in a._plans
     b = arena.Arena()
     with b.session():
         assert evaluation(0) == first
@@ -85,7 +85,8 @@ def test_an_array_kept_past_its_session_is_never_overwritten(small_blocks):
         view = kept[10:20]  # a view outlives the array it came from
         del kept
         evaluation(1, sizes=(5000, 2000, 7000))
-    with a.session():  # the plan is dropped: this session records in fresh memory
+    assert not a._plans and a._buffer is None  # dropped: the next session records in fresh memory
+    with a.session():
         evaluation(1)
     with a.session():
         evaluation(1)
@@ -119,25 +120,36 @@ def test_a_different_sequence_is_served_fresh_and_recorded_again(small_blocks):
         evaluation(2)
     with a.session():
         assert evaluation(2, sizes=(3000, 9999, 2000)) == evaluation(2, sizes=(3000, 9999, 2000))
-    assert a._plan is None  # recorded anew at the next session
+    assert not a._plans  # recorded anew at the next session
     with a.session():
         evaluation(2, sizes=(3000, 9999, 2000))
-    assert a._plan is not None and len(a._plan) == 3
+    assert len(a._plans[None][0]) == 3
 
 
-def test_a_new_key_drops_the_plan_and_max_bytes_bounds_what_is_held(small_blocks):
+def test_each_key_has_its_plan_in_one_shared_buffer_and_max_bytes_bounds_it(small_blocks):
     a = arena.Arena()
-    with a.session((8, 8)):
+    with a.session("small"):
         evaluation(3)
-    assert a.nbytes > 0
-    with a.session((16, 16)):
-        evaluation(3)
-    assert a.key == (16, 16) and a.replays == 0
+    small = a.nbytes
+    with a.session("large"):
+        evaluation(3, sizes=(9000, 9000, 9000))
+    assert a.nbytes > small and a.replays == 0 and a._buffer is None  # allocated by the first replay
+    buffers = []
+    for key, sizes in (("small", (3000, 5000, 2000, 7000)), ("large", (9000, 9000, 9000))) * 2:
+        expected = evaluation(3, sizes)  # outside any session: plain NumPy arrays
+        with a.session(key):
+            assert evaluation(3, sizes) == expected
+        buffers.append(a._buffer)
+    assert a.replays == 4 and all(b is buffers[0] for b in buffers) and set(a._plans) == {"small", "large"}
+    a.drop_buffer()  # plans kept: the next replay allocates the buffer again
+    with a.session("large"):
+        assert evaluation(3, (9000, 9000, 9000)) == expected
+    assert a.replays == 5 and a._buffer is not buffers[0] and a._buffer.nbytes == a.nbytes
     tiny = arena.Arena(max_bytes=1000)
     for _ in range(3):
         with tiny.session():
             evaluation(3)
-    assert tiny.nbytes == 0 and tiny.replays == 0 and tiny._plan is None
+    assert tiny.nbytes == 0 and tiny.replays == 0 and not tiny._plans
 
 
 def test_sessions_are_per_thread_and_nest(small_blocks):
@@ -149,7 +161,7 @@ def test_sessions_are_per_thread_and_nest(small_blocks):
         t = threading.Thread(target=lambda: seen.append(arena.empty((100,), np.float64).flags.owndata))
         t.start()
         t.join()
-    assert seen == [True] and len(a._plan) == 1
+    assert seen == [True] and len(a._plans[None][0]) == 1
 
 
 def test_objective_evaluations_replay_the_plan_with_the_same_numbers(small_blocks, rng):
@@ -167,3 +179,18 @@ def test_objective_evaluations_replay_the_plan_with_the_same_numbers(small_block
     assert not np.shares_memory(g, obj.arena._buffer)  # the gradient is the caller's
     obj.value_and_grad(x + 1.0)
     assert np.array_equal(g0, kept)  # a kept gradient is never written over
+
+
+def test_tiled_evaluations_replay_one_plan_per_pass_and_window_shape(small_blocks, rng):
+    net = random_vgg("vgg16", seed=4)
+    content = rng.integers(0, 256, (70, 90, 3)).astype(np.uint8)
+    style = rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)
+    obj = Objective(net, content, style, "gatys", tile_size=48)
+    x = content + rng.uniform(-16, 16, content.shape)
+    v0, g0 = obj.value_and_grad(x)
+    for _ in range(2):
+        v, g = obj.value_and_grad(x)
+        assert v == v0 and np.array_equal(g, g0)
+    keys = set(obj.arena._plans)
+    assert {k[0] for k in keys} == {"sums", "grad"} and len(keys) >= 4  # corner windows differ in shape
+    assert obj.arena.replays > 0 and obj.arena._buffer is None  # not held between evaluations

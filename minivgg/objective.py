@@ -209,7 +209,10 @@ class Objective:
                 v, g = losses.tv_loss(x, s["tv"])
                 parts["tv"] = s["tv_weight"] * v
                 g *= g.dtype.type(s["tv_weight"])
-                grad = xp.array(g) if grad is None else grad.__iadd__(g)
+                if grad is None:
+                    grad = xp.array(g)  # g may be the arena's: the caller gets its own copy
+                else:
+                    grad += g
                 del g
         return parts, (xp.zeros_like(x) if grad is None else grad)
 

@@ -1,8 +1,14 @@
-"""Benchmarks of minivgg against PyTorch (``python -m bench.compare``); not part of the installed package.
+"""Benchmarks of minivgg against PyTorch (``python -m bench.compare``); not part of the installed
+package. Each study writes its own page into ``bench/results/`` and ``bench.index`` embeds them all
+in ``bench/results.md`` (see ``bench/README.md``).
 
-``torch_objective``: the same objective in PyTorch; ``compare``: the A/B driver; ``ops``: per-op
-timings and breakdowns; ``timing``: interleaving and peak RSS; ``environment``: threads, machine,
-versions; ``report``: the markdown and the plot.
+Imports run one way, down this list (``tests/test_bench_layout.py`` checks there is no circle):
+the studies ``compare``, ``tiling``, ``transfer``, ``faults``, ``sweep_throughput``; ``peers`` (the
+peer rows of ``compare``); ``workers`` (an engine in a process of its own); ``evaluation`` (images,
+network, objectives, agreement, one evaluation in a fresh process); ``torch_objective`` (the same
+objective in PyTorch); ``ops`` (per-op timings and breakdowns); ``report`` (the two-engine page and
+its plot); ``index`` (where pages go, the index page); ``timing`` (interleaving and peak RSS);
+``environment`` (threads, machine, versions); this package (``USER_ENV``, ``REPO``).
 
 Importing ``bench`` imports ``minivgg`` first, as the ``minivgg`` command does: its thread defaults
 (``minivgg.THREAD_DEFAULTS``) must be in the environment before numpy loads OpenBLAS. ``USER_ENV`` keeps the
@@ -12,8 +18,10 @@ only imported when asked for. ``MINIVGG_BENCH_NUMPY_FIRST=1`` imports numpy befo
 bench's import-order rows: what a script that starts with ``import numpy`` gets).
 """
 import os as _os
+from pathlib import Path as _Path
 
 USER_ENV = dict(_os.environ)
+REPO = _Path(__file__).resolve().parents[1]
 if _os.environ.get("MINIVGG_BENCH_NUMPY_FIRST") == "1":  # the import-order rows: numpy first, as most scripts
     import numpy  # noqa: F401
 import minivgg  # noqa: E402,F401  (before numpy: see above)

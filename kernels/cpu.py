@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from minivgg import arena
-from minivgg.masks import PackedMask
+from minivgg.engine import arena
+from minivgg.engine.masks import PackedMask
 
 from . import tv
 from .blas import gram, matmul  # noqa: F401  (the GEMMs, on scipy's OpenBLAS: see blas.py)

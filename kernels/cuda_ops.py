@@ -2,7 +2,7 @@
 bit-packed masks, 2x2 pools) and the TV loss with its gradient.
 
 Every kernel is one thread per output element and gathers (no atomics), so results are
-deterministic, and follows its reference (``reference.py``, ``minivgg.losses.tv_loss``)
+deterministic, and follows its reference (``reference.py``, ``minivgg.style.losses.tv_loss``)
 operation by operation, so float32 results agree to the last bit or nearly.
 Arguments are CuPy arrays on a GPU (read through ``__cuda_array_interface__``) or NumPy arrays under
 the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, how CI runs them). Wrappers allocate their outputs
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from numba import cuda
 
-from minivgg.backend import get_array_module
-from minivgg.masks import PackedMask
+from minivgg.engine.backend import get_array_module
+from minivgg.engine.masks import PackedMask
 
 from . import tv
 

@@ -7,8 +7,8 @@ pool-equals-stride trick), so no loop runs over pixels.
 """
 from __future__ import annotations
 
-from minivgg.backend import get_array_module
-from minivgg.masks import PackedMask
+from minivgg.engine.backend import get_array_module
+from minivgg.engine.masks import PackedMask
 
 
 def relu_forward(x, inplace: bool = False, pack: bool = False):

@@ -1,7 +1,7 @@
 """The TV loss's arithmetic shared by the CPU (Numba) and CUDA kernels (``cpu.tv_loss``, ``cuda_ops.tv_loss``).
 
 Plain Python functions that each backend compiles for itself (``njit`` / ``cuda.jit(device=True)``),
-following ``minivgg.losses.tv_loss`` (the reference) operation by operation. Constants arrive as
+following ``minivgg.style.losses.tv_loss`` (the reference) operation by operation. Constants arrive as
 arguments of the array's dtype: a literal would promote float32 arithmetic to float64 when compiled.
 """
 from __future__ import annotations

@@ -40,21 +40,22 @@ def _serve_checkout_kernels() -> None:
 
 
 _serve_checkout_kernels()
-from . import gradcheck, ops
-from .vgg import VGG, load_vgg
+from . import gradcheck
+from .engine import ops
+from .network.vgg import VGG, load_vgg
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name):  # lazy: keep ``import minivgg`` light
     if name == "Objective":
-        from .objective import Objective
+        from .style.objective import Objective
         return Objective
     if name == "stylize":
         from .api import stylize
         return stylize
     if name == "PRESETS":
-        from .presets import PRESETS
+        from .style.presets import PRESETS
         return PRESETS
     raise AttributeError(name)
 

@@ -1,13 +1,13 @@
 """``minivgg.stylize``: a style transfer from Python, on arrays, PIL images or paths, returning the picture.
 
 The same validation and errors as ``minivgg transfer`` (raised as ``UserError``, never an exit);
-``minivgg.transfer.execute`` does the work for both, so the CLI is a thin layer over the same run.
+``minivgg.run.transfer.execute`` does the work for both, so the CLI is a thin layer over the same run.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .transfer import RunOptions, execute
+from .run.transfer import RunOptions, execute
 
 
 def stylize(content, style, *, preset: str = "gatys", size=None, iters=None, scales=None, min_scale=None,

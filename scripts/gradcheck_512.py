@@ -18,9 +18,9 @@ import numpy as np
 
 import minivgg  # noqa: F401  (thread defaults before numpy's BLAS starts)
 from minivgg.gradcheck import check_grad
-from minivgg.image import load_image, resize_to
-from minivgg.objective import Objective
-from minivgg.vgg import load_vgg
+from minivgg.run.image import load_image, resize_to
+from minivgg.style.objective import Objective
+from minivgg.network.vgg import load_vgg
 
 IMAGES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "images")
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from PIL import Image
 
 from minivgg.cli import main as minivgg
-from minivgg.image import load_image, longest_side_shape, resize_longest
-from minivgg.reconstruct import psnr
+from minivgg.run.image import load_image, longest_side_shape, resize_longest
+from minivgg.tools.reconstruct import psnr
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from minivgg.transfer import RunOptions, stylize
+from minivgg.run.transfer import RunOptions, stylize
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"

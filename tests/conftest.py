@@ -1,6 +1,6 @@
 """Fixtures shared by the test modules.
 
-- ``real_weights`` (session): the verified cached VGG16 as a ``VGG`` (``minivgg.vgg.load_vgg("vgg16")``),
+- ``real_weights`` (session): the verified cached VGG16 as a ``VGG`` (``minivgg.network.vgg.load_vgg("vgg16")``),
   or a skip naming ``minivgg weights fetch vgg16`` when the cache lacks it. Tests that use it are
   marked ``weights`` automatically (``pytest -m "not weights"`` leaves them out).
 - ``rng``: a ``np.random.Generator`` seeded from the test's node id, so a test's data never depends
@@ -23,7 +23,7 @@ import pytest
 @pytest.fixture(scope="session")
 def real_weights():
     from minivgg.errors import WeightsError
-    from minivgg.vgg import load_vgg
+    from minivgg.network.vgg import load_vgg
     try:
         return load_vgg("vgg16")
     except WeightsError as exc:

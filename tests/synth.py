@@ -2,7 +2,7 @@
 import h5py
 import numpy as np
 
-from minivgg.arch import conv_layer_table
+from minivgg.network.arch import conv_layer_table
 
 
 def write_keras_h5(path, arch, seed=0):

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import minivgg
-from minivgg import checkpoint
+from minivgg.run import checkpoint
 from minivgg.cli import main
 from minivgg.errors import UserError
 

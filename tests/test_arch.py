@@ -1,10 +1,9 @@
-"""The VGG layer table (``minivgg.arch``): conv tables, the op sequence, tap names and aliases, tap
+"""The VGG layer table (``minivgg.network.arch``): conv tables, the op sequence, tap names and aliases, tap
 positions, the smallest input a tap allows, a tap's pixel count and its receptive field."""
 import pytest
 
-from minivgg import arch
-from minivgg.arch import (BLOCK_CHANNELS, BLOCKS, canonical_tap, conv_layer_table, deepest, layer_names,
-                          layer_sequence, min_input_size, receptive_field, tap_pixels, tap_position)
+from minivgg.network import arch
+from minivgg.network.arch import BLOCK_CHANNELS, BLOCKS, canonical_tap, conv_layer_table, deepest, layer_names, layer_sequence, min_input_size, receptive_field, tap_pixels, tap_position
 
 
 def test_layer_tables():

@@ -1,4 +1,4 @@
-"""``minivgg.arena``: planned memory for repeated evaluations. The planner never lets two arrays alive
+"""``minivgg.engine.arena``: planned memory for repeated evaluations. The planner never lets two arrays alive
 at once share bytes; a session records, the next ones replay from one buffer; an array a caller keeps,
 a view of it, or a changed sequence of requests is never overwritten; an ``Objective`` gives the same
 numbers on every evaluation with its large arrays served from the plan."""
@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 
-from minivgg import arena
-from minivgg.objective import Objective
-from minivgg.vgg import random_vgg
+from minivgg.engine import arena
+from minivgg.style.objective import Objective
+from minivgg.network.vgg import random_vgg
 
 
 @pytest.fixture

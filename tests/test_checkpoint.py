@@ -1,11 +1,11 @@
-"""``minivgg.checkpoint``: a Ctrl-C checkpoint round-trips; a missing, damaged or mismatched one is a
+"""``minivgg.run.checkpoint``: a Ctrl-C checkpoint round-trips; a missing, damaged or mismatched one is a
 one-sentence ``UserError``; ``resume_command`` replaces any ``--resume`` of the interrupted command."""
 import json
 
 import numpy as np
 import pytest
 
-from minivgg import checkpoint
+from minivgg.run import checkpoint
 from minivgg.errors import UserError
 
 

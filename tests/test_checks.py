@@ -1,4 +1,4 @@
-"""The engine's gradient-check suite (``minivgg.checks``, what ``minivgg gradcheck`` prints), one test
+"""The engine's gradient-check suite (``minivgg.tools.checks``, what ``minivgg gradcheck`` prints), one test
 id per case and dtype: every op, every loss term, a VGG16 slice and every preset's objective pass
 through ``minivgg.gradcheck`` with the tolerance it derives, in float64 (relative error at most 1e-6)
 and end to end in float32. The objective cases (a full network forward and backward, a dozen times
@@ -10,7 +10,7 @@ from contextlib import redirect_stdout
 import numpy as np
 import pytest
 
-from minivgg.checks import Case, all_cases, loss_cases, objective_cases, op_cases, run_cases, vgg_cases
+from minivgg.tools.checks import Case, all_cases, loss_cases, objective_cases, op_cases, run_cases, vgg_cases
 from minivgg.gradcheck import CheckResult
 
 CASES = all_cases()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minivgg.backend import gpu_available
+from minivgg.engine.backend import gpu_available
 from minivgg.cli import build_parser, main
 
 
@@ -186,7 +186,7 @@ def test_real_transfer_128px_20_iterations_loss_falls(real_weights, tmp_path):
 
 
 def test_run_too_big_for_memory_is_refused_before_allocating(files, tmp_path, capsys, monkeypatch):
-    from minivgg import memory
+    from minivgg.style import memory
     monkeypatch.setattr(memory, "available_bytes", lambda: 600 * 2**20)
     rc = run_cli("transfer", files / "content.png", files / "style.jpg", "-o", tmp_path / "big.png",
                  "--weights", files / "vgg16.h5", "--size", 4096, "--quiet")

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minivgg.color import (MATCH_MODES, color_transform, luminance_image, match_color, match_luminance,
-                           original_colors)
+from minivgg.run.color import MATCH_MODES, color_transform, luminance_image, match_color, match_luminance, original_colors
 from minivgg.errors import UserError
 
 

@@ -1,5 +1,5 @@
 """The numba.cuda kernels (``kernels/cuda_ops.py``: the ops of ``OPS`` and the TV loss) against their
-references (``minivgg._kernels.reference``, ``minivgg.losses.tv_loss``): values, gradients, caches,
+references (``minivgg._kernels.reference``, ``minivgg.style.losses.tv_loss``): values, gradients, caches,
 bool and bit-packed ReLU masks, odd sizes, ties, NaNs.
 
 The CUDA simulator must be on before ``numba.cuda`` is first imported, and it must not be on in a
@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minivgg import backend, dispatch, losses, ops
-from minivgg.masks import PackedMask
+from minivgg.engine import backend, dispatch
+from minivgg.style import losses
+from minivgg import ops
+from minivgg.engine.masks import PackedMask
 
 MODE = os.environ.get("MINIVGG_CUDA_TEST_MODE")  # "sim" / "ptx" in the subprocesses, None when collecting
 HAVE_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None

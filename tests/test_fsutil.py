@@ -3,9 +3,9 @@ import os
 
 import pytest
 
-from minivgg import fsutil
+from minivgg.run import fsutil
 from minivgg.errors import UserError
-from minivgg.fsutil import atomic_save_bytes, atomic_write, check_output_path
+from minivgg.run.fsutil import atomic_save_bytes, atomic_write, check_output_path
 
 
 def _leftovers(directory, keep):
@@ -166,7 +166,7 @@ def test_output_same_as_missing_input_path(tmp_path):
 
 
 def test_output_folder_creates_parents_and_removes_them_again_when_the_body_fails(tmp_path):
-    from minivgg.fsutil import output_folder
+    from minivgg.run.fsutil import output_folder
     with output_folder(tmp_path / "a" / "b") as folder:
         assert folder.is_dir()
     with pytest.raises(RuntimeError):

@@ -10,12 +10,15 @@ The in-house L-BFGS itself is tested on NumPy in ``test_lbfgs.py``, the optimise
 import numpy as np
 import pytest
 
-from minivgg import backend, dispatch, losses, ops, optim
-from minivgg.backend import gpu_available, to_host
-from minivgg.im2col import col2im, im2col
-from minivgg.objective import Objective
-from minivgg.presets import PRESETS
-from minivgg.vgg import random_vgg
+from minivgg.engine import backend, dispatch
+from minivgg.style import losses
+from minivgg import ops
+from minivgg.optim import drivers as optim
+from minivgg.engine.backend import gpu_available, to_host
+from minivgg.engine.im2col import col2im, im2col
+from minivgg.style.objective import Objective
+from minivgg.style.presets import PRESETS
+from minivgg.network.vgg import random_vgg
 
 GPU = gpu_available()
 needs_gpu = pytest.mark.skipif(not GPU, reason="no CUDA GPU: CuPy is not installed or sees no device, "
@@ -232,7 +235,7 @@ def test_in_house_lbfgs_float32_history_on_the_device(monkeypatch):
     """The float32 history of huge images (chunked float64 dot products) on CuPy arrays: the loss still
     falls every iteration and nothing leaves the device."""
     import cupy  # only reached where backend found a GPU
-    from minivgg import lbfgs as lbfgs_module
+    from minivgg.optim import lbfgs as lbfgs_module
     monkeypatch.setattr(lbfgs_module, "_CHUNK", 1000)  # several chunks even on a small image
     content, style = images()
     obj = Objective(net_for("vgg16").to("gpu"), content, style, preset="gatys")

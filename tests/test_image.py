@@ -13,11 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
-from minivgg import fsutil
-from minivgg import image as mi
+from minivgg.run import fsutil
+from minivgg.run import image as mi
 from minivgg.errors import UserError
-from minivgg.image import (ImageNote, center_crop_square, check_min_size, load_image, load_image_with_notes,
-                           resize_longest, resize_to, sample_images, save_image)
+from minivgg.run.image import ImageNote, center_crop_square, check_min_size, load_image, load_image_with_notes, resize_longest, resize_to, sample_images, save_image
 
 
 def _noise(h, w, seed=0):

@@ -1,4 +1,4 @@
-"""``minivgg.inspection``: the parts of one evaluation add up (term gradients sum to the total, the
+"""``minivgg.tools.inspection``: the parts of one evaluation add up (term gradients sum to the total, the
 style layers' to the style term's; each part is the objective's own gradient with the other terms
 off), and ``minivgg inspect`` writes every picture it lists, each readable and finite, with
 one-sentence errors that leave nothing behind."""
@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from minivgg.cli import main
-from minivgg.inspection import inspect_objective, term_objective
-from minivgg.objective import Objective
-from minivgg.vgg import random_vgg
+from minivgg.tools.inspection import inspect_objective, term_objective
+from minivgg.style.objective import Objective
+from minivgg.network.vgg import random_vgg
 
 
 @pytest.fixture(scope="module")

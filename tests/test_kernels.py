@@ -15,9 +15,11 @@ import threading
 import numpy as np
 import pytest
 
-from minivgg import dispatch, losses, ops, winograd
+from minivgg.engine import dispatch, winograd
+from minivgg.style import losses
+from minivgg import ops
 from minivgg._kernels import OPS, reference
-from minivgg.masks import PackedMask
+from minivgg.engine.masks import PackedMask
 
 # What a backend may define besides OPS (documented in kernels/__init__.py).
 EXTRAS = {"reference": set(), "cpu": {"winograd4_input", "winograd4_output", "winograd4_input_adjoint", "winograd4_output_adjoint",

@@ -1,11 +1,11 @@
-"""The engine's projected L-BFGS (``minivgg.lbfgs.minimize_lbfgs``) on NumPy: a convex quadratic
+"""The engine's projected L-BFGS (``minivgg.optim.lbfgs.minimize_lbfgs``) on NumPy: a convex quadratic
 (against the solution and scipy's L-BFGS-B), bounds kept by projection, and scipy's stopping rules.
 The same code runs on CuPy arrays (``test_gpu.py``); the driver that calls it is ``test_optim.py``."""
 import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from minivgg.lbfgs import FTOL, GTOL, Result, minimize_lbfgs
+from minivgg.optim.lbfgs import FTOL, GTOL, Result, minimize_lbfgs
 
 
 def quadratic(n=60, seed=0):

@@ -3,7 +3,7 @@ against loop references."""
 import numpy as np
 import pytest
 
-from minivgg import losses
+from minivgg.style import losses
 from minivgg.gradcheck import assert_grad, numerical_grad
 
 

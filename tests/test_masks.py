@@ -1,11 +1,11 @@
-"""``minivgg.masks.PackedMask``: a bool mask as bits (``np.packbits`` order), packed and unpacked whole
+"""``minivgg.engine.masks.PackedMask``: a bool mask as bits (``np.packbits`` order), packed and unpacked whole
 or in flat ranges starting and ending anywhere (odd offsets, partial bytes, empty ranges)."""
 import dataclasses
 
 import numpy as np
 import pytest
 
-from minivgg.masks import PackedMask
+from minivgg.engine.masks import PackedMask
 
 
 @pytest.mark.parametrize("shape", [(1,), (7,), (8,), (9,), (3, 7), (2, 3, 4, 5), (1, 1, 1, 1)])

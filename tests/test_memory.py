@@ -1,8 +1,8 @@
-"""``minivgg.memory``: the peak-memory estimate grows with the image, L-BFGS's history turns float32 and
+"""``minivgg.style.memory``: the peak-memory estimate grows with the image, L-BFGS's history turns float32 and
 shrinks for huge images, the largest size that fits a budget, and the thresholds the network uses by
 default. (What tiling does to the estimate and the refusal is ``test_tiling.py``.)"""
-from minivgg import memory
-from minivgg.memory import estimate_bytes, largest_fitting_size, lbfgs_history, lbfgs_history_dtype
+from minivgg.style import memory
+from minivgg.style.memory import estimate_bytes, largest_fitting_size, lbfgs_history, lbfgs_history_dtype
 
 
 def test_memory_estimate_grows_with_size_and_history_shrinks():

@@ -1,4 +1,4 @@
-"""``minivgg.objective.Objective``: every preset's value_and_grad against a finite-difference
+"""``minivgg.style.objective.Objective``: every preset's value_and_grad against a finite-difference
 directional derivative (real VGG16 weights; VGG19 presets on a synthetic VGG19 file), terms sum to the
 total, targets and their rescaling and blending, the recomputed first-layer gradient, clear errors.
 (The presets and override validation themselves are ``test_presets.py``.)"""
@@ -10,9 +10,9 @@ import pytest
 
 from minivgg.errors import UserError
 from minivgg.gradcheck import assert_grad
-from minivgg.objective import Objective
-from minivgg.presets import PRESETS
-from minivgg.vgg import load_vgg, random_vgg
+from minivgg.style.objective import Objective
+from minivgg.style.presets import PRESETS
+from minivgg.network.vgg import load_vgg, random_vgg
 
 
 @pytest.fixture(scope="module")

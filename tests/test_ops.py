@@ -4,11 +4,12 @@ im2col/col2im adjointness, clear errors (the validation ``ops`` does before it d
 import numpy as np
 import pytest
 
-from minivgg import im2col as im2col_module
-from minivgg import ops, winograd
+from minivgg.engine import im2col as im2col_module
+from minivgg import ops
+from minivgg.engine import winograd
 from minivgg.gradcheck import assert_vjp
-from minivgg.im2col import col2im, im2col
-from minivgg.masks import PackedMask
+from minivgg.engine.im2col import col2im, im2col
+from minivgg.engine.masks import PackedMask
 
 def conv_naive(x, w, b, stride, pad):
     n, c, h, wd = x.shape

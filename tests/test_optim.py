@@ -1,14 +1,14 @@
-"""The optimiser driver (``minivgg.optim``): ``lbfgs`` through scipy's L-BFGS-B or the in-house projected
+"""The optimiser driver (``minivgg.optim.drivers``): ``lbfgs`` through scipy's L-BFGS-B or the in-house projected
 L-BFGS (rounds that restart, callbacks, large bounded problems kept away from scipy, the loss falling
 at every iteration on the real objective) and ``adam``; a non-finite loss raises ``NonFiniteError``
 naming the term."""
 import numpy as np
 import pytest
 
-from minivgg import optim
-from minivgg.objective import Objective
-from minivgg.optim import NonFiniteError, checked
-from minivgg.vgg import random_vgg
+from minivgg.optim import drivers as optim
+from minivgg.style.objective import Objective
+from minivgg.optim.drivers import NonFiniteError, checked
+from minivgg.network.vgg import random_vgg
 
 
 @pytest.fixture(scope="module")

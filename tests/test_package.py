@@ -30,8 +30,8 @@ def test_this_test_run_got_the_thread_defaults():
 
 def test_public_names():
     import minivgg
-    from minivgg.objective import Objective
-    from minivgg.presets import PRESETS
+    from minivgg.style.objective import Objective
+    from minivgg.style.presets import PRESETS
     assert minivgg.Objective is Objective and minivgg.PRESETS is PRESETS
     assert set(minivgg.__all__) == {"ops", "gradcheck", "VGG", "load_vgg", "Objective", "PRESETS", "stylize"}
     from minivgg.api import stylize

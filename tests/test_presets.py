@@ -1,12 +1,12 @@
-"""``minivgg.presets``: the six presets, the CNTK all-layer schedule, override validation (one
+"""``minivgg.style.presets``: the six presets, the CNTK all-layer schedule, override validation (one
 ``UserError`` sentence per mistake) and the per-preset style normalisations."""
 import dataclasses
 
 import pytest
 
-from minivgg.arch import canonical_tap
+from minivgg.network.arch import canonical_tap
 from minivgg.errors import UserError
-from minivgg.presets import OVERRIDES, PRESETS, Preset, cntk_layers, resolve_settings, style_norm
+from minivgg.style.presets import OVERRIDES, PRESETS, Preset, cntk_layers, resolve_settings, style_norm
 
 
 def test_the_six_presets():

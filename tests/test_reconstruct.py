@@ -1,4 +1,4 @@
-"""``minivgg.reconstruct``: the array API (shapes, range, the loss it minimises, style layers up to a
+"""``minivgg.tools.reconstruct``: the array API (shapes, range, the loss it minimises, style layers up to a
 layer), ``minivgg reconstruct`` end to end on synthetic weights (the files, the sheet, one-sentence
 errors that leave nothing behind), and on the real VGG16 that content reconstructions lose pixel
 detail with depth (PSNR falls from block1 to block5, Gatys et al. Fig. 1)."""
@@ -8,9 +8,9 @@ from PIL import Image
 
 from minivgg.cli import main
 from minivgg.errors import UserError
-from minivgg.objective import Objective
-from minivgg.reconstruct import layer_overrides, parse_layers, psnr, reconstruct, style_layers_up_to
-from minivgg.vgg import random_vgg
+from minivgg.style.objective import Objective
+from minivgg.tools.reconstruct import layer_overrides, parse_layers, psnr, reconstruct, style_layers_up_to
+from minivgg.network.vgg import random_vgg
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_psnr_falls_with_depth_on_the_real_vgg16(real_weights):
     """Content reconstructions from deeper layers keep less pixel detail (48 px, 50 iterations)."""
     from pathlib import Path
 
-    from minivgg.image import load_image, resize_longest
+    from minivgg.run.image import load_image, resize_longest
     path = Path(__file__).resolve().parents[2] / "shared" / "images" / "tubingen.jpg"
     if not path.is_file():
         pytest.skip(f"needs the test image {path}")

@@ -6,9 +6,10 @@ from PIL import Image
 
 from minivgg.errors import UserError
 from minivgg.gradcheck import check_grad
-from minivgg.objective import Objective
-from minivgg.regions import MASK_MODES, check_coverage, guided_gram, guided_style_loss, load_mask, tap_masks
-from minivgg.vgg import random_vgg
+from minivgg.style.objective import Objective
+from minivgg.run.controls import load_mask
+from minivgg.style.regions import MASK_MODES, check_coverage, guided_gram, guided_style_loss, tap_masks
+from minivgg.network.vgg import random_vgg
 
 TAPS = ["input", "block1_conv1", "block2_conv1", "block3_pool", "block5_conv1"]
 

@@ -1,9 +1,9 @@
 """Coarse to fine: scale sizes, per-scale iterations, content weighting; the convergence stop."""
 import pytest
 
-from minivgg.controls import STOP_WINDOW, ConvergenceStop
+from minivgg.run.controls import STOP_WINDOW, ConvergenceStop
 from minivgg.errors import UserError
-from minivgg.schedule import content_scale, scale_iters, scale_sizes
+from minivgg.run.schedule import content_scale, scale_iters, scale_sizes
 
 
 def test_scale_sizes():

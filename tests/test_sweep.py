@@ -1,4 +1,4 @@
-"""``minivgg sweep`` and ``minivgg batch`` (``minivgg.sweep``, ``minivgg.sheet``, ``minivgg.cluster``,
+"""``minivgg sweep`` and ``minivgg batch`` (``minivgg.tools.sweep``, ``minivgg.tools.sheet``, ``minivgg.tools.cluster``,
 ``minivgg.cli.sweep``): grids and names, the settings read by transfer's own flags, cluster sizing, the
 contact sheets' layout; end to end on Dask: a 2x2 sweep on the real VGG16 on a LocalCluster the test
 starts (4 images, the sheet, the summary; the network loaded once per worker), a bad job failing
@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minivgg import cluster, sheet
+from minivgg.tools import cluster, sheet
 from minivgg.cli import main
 from minivgg.cli.sweep import apply_settings
 from minivgg.errors import UserError
-from minivgg.sweep import grid_name, grid_points, parse_grid, slug
+from minivgg.tools.sweep import grid_name, grid_points, parse_grid, slug
 
 distributed = pytest.importorskip("distributed", reason="the sweep tests need the dask extra "
                                                         "(pip install 'minivgg[dask]'; the test extra has it)")

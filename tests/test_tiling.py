@@ -1,4 +1,4 @@
-"""``minivgg.tiling``: the halo and alignment derived from the layer table (and checked against the
+"""``minivgg.style.tiling``: the halo and alignment derived from the layer table (and checked against the
 network's own gradient support), the tile grid, the tile size's validation, banded TV, and the tiled
 objective against the untiled one on the real VGG16 weights — every preset, masks, targets, non-square
 images whose sides are no multiple of the tile: value to 1e-5 relative, gradient to 1e-4 relative L2.
@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 import minivgg
-from minivgg import losses, memory, tiling
-from minivgg.arch import receptive_field
+from minivgg.style import losses, memory, tiling
+from minivgg.network.arch import receptive_field
 from minivgg.cli import main
 from minivgg.errors import UserError
-from minivgg.objective import Objective
-from minivgg.presets import PRESETS, resolve_settings
-from minivgg.vgg import load_vgg, random_vgg
+from minivgg.style.objective import Objective
+from minivgg.style.presets import PRESETS, resolve_settings
+from minivgg.network.vgg import load_vgg, random_vgg
 
 GATYS_TAPS = ["block4_conv2", "block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
 CNTK_TAPS = list(resolve_settings("cntk", {})["content_layers"]) + list(resolve_settings("cntk", {})["style_layers"])

@@ -1,4 +1,4 @@
-"""The Python API of a style transfer (``minivgg.transfer``): ``stylize`` = ``prepare`` → ``optimize`` →
+"""The Python API of a style transfer (``minivgg.run.transfer``): ``stylize`` = ``prepare`` → ``optimize`` →
 ``finish`` from files to files, without the command line. Bad options are one ``UserError`` sentence
 raised before any work (never an internal error or a MemoryError); Ctrl-C leaves the best image and a
 checkpoint that ``resume`` continues from. (The same through ``minivgg transfer``: ``test_cli.py``.)"""
@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minivgg import backend, checkpoint, memory, transfer
-from minivgg.backend import DeviceError
+from minivgg.engine import backend
+from minivgg.run import checkpoint, transfer
+from minivgg.style import memory
+from minivgg.engine.backend import DeviceError
 from minivgg.errors import UserError
-from minivgg.transfer import INITS, OPTIMIZERS, RunOptions, prepare, snapshot_path, stylize
+from minivgg.run.transfer import INITS, OPTIMIZERS, RunOptions, prepare, snapshot_path, stylize
 
 
 def options(tmp_path, files, **kw):

@@ -1,14 +1,16 @@
-"""``minivgg.vgg``: preprocessing, truncation at the deepest tap, the memory-lean loss path against
+"""``minivgg.network.vgg``: preprocessing, truncation at the deepest tap, the memory-lean loss path against
 features+backward (with bit-packed masks and recomputed first-layer gradients), and loading."""
 import dataclasses
 
 import numpy as np
 import pytest
 
-from minivgg import memory, ops, vgg
-from minivgg.arch import conv_layer_table
-from minivgg.masks import PackedMask
-from minivgg.vgg import DeferredGrad, load_vgg, random_vgg
+from minivgg.style import memory
+from minivgg import ops
+from minivgg.network import vgg
+from minivgg.network.arch import conv_layer_table
+from minivgg.engine.masks import PackedMask
+from minivgg.network.vgg import DeferredGrad, load_vgg, random_vgg
 
 
 def test_preprocess_roundtrip_and_caffe_convention(rng):

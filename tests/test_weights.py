@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from minivgg import cli
-from minivgg import weights as W
+from minivgg.network import weights as W
 from minivgg.errors import WeightsError
-from minivgg.arch import BLOCKS, conv_layer_table
-from minivgg.weights import cache as wcache, fetching as wfetch, onnx as wonnx, verification as wverify
+from minivgg.network.arch import BLOCKS, conv_layer_table
+from minivgg.network.weights import cache as wcache, fetching as wfetch, onnx as wonnx, verification as wverify
 
 ARCH = "vgg16"
 NAMES = [name for name, _, _ in conv_layer_table(ARCH)]
@@ -598,7 +598,7 @@ def test_real_weights_verify(real_vgg16):
 
 @pytest.mark.weights
 def test_real_conv1_1_matches_naive_loop(real_vgg16):
-    from minivgg.vgg import load_vgg
+    from minivgg.network.vgg import load_vgg
     net = load_vgg("vgg16")
     rgb = np.random.default_rng(3).uniform(0, 255, (9, 7, 3))
     y = net.preprocess(rgb)

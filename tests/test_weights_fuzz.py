@@ -7,7 +7,7 @@ Theano, gzip-chunked; Keras 3 ``.weights.h5`` and ``.keras``; Keras 0.x; ONNX), 
 real-shape VGG16 file. Every example either loads finite float32 arrays of the right shapes or
 raises one ``WeightsError`` sentence naming the file; any other exception fails, and so does a load
 that runs past the Hypothesis deadline or hangs (``watchdog``). Most fuzzing runs on a tiny layer
-table (VGG16/VGG19's 13/16 conv layers with 2-5 channels, patched into ``minivgg.weights``) so a
+table (VGG16/VGG19's 13/16 conv layers with 2-5 channels, patched into ``minivgg.network.weights``) so a
 file is ~50 KB. ``MINIVGG_FUZZ_EXAMPLES`` (default 150) sets the examples per test (a tenth for
 the real-shape one); ``pytest --hypothesis-show-statistics`` lists which errors the examples met.
 
@@ -37,10 +37,10 @@ from hypothesis.control import currently_in_test_context
 from PIL import Image
 
 from minivgg import cli
-from minivgg import weights as W
+from minivgg.network import weights as W
 from minivgg.errors import WeightsError
-from minivgg.arch import BLOCKS, conv_layer_table
-from minivgg.weights import hdf5 as whdf5, load as wload, onnx as wonnx, verification as wverify
+from minivgg.network.arch import BLOCKS, conv_layer_table
+from minivgg.network.weights import hdf5 as whdf5, load as wload, onnx as wonnx, verification as wverify
 from test_weights import keras3_bytes, onnx_bytes, write_keras0, write_keras_h5, write_zip
 
 EXAMPLES = int(os.environ.get("MINIVGG_FUZZ_EXAMPLES", 150))
@@ -79,7 +79,7 @@ def random_params(table, seed=0) -> dict:
 
 @pytest.fixture
 def tiny(monkeypatch):
-    """Make ``minivgg.weights`` check files against the tiny layer table (it calls ``conv_layer_table``
+    """Make ``minivgg.network.weights`` check files against the tiny layer table (it calls ``conv_layer_table``
     for every count and shape check)."""
     monkeypatch.setattr(wload, "conv_layer_table", tiny_table)
     return tiny_table

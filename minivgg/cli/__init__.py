@@ -1,6 +1,6 @@
 """The ``minivgg`` command line. Each subcommand's parser and glue live in a module of this package
 (``transfer``, ``sweep`` (sweep and batch), ``reconstruct``, ``inspection``, ``weights``, ``gradcheck``,
-``doctor``; the demo registers its own from ``minivgg.demo``) with an ``add_cli(subparsers)``
+``doctor``; the demo registers its own from ``minivgg.tools.demo``) with an ``add_cli(subparsers)``
 function; this module only dispatches and turns errors into exit codes: 0 success, 2 bad input (one line on stderr), 130 interrupted, 1 internal
 error (traceback only with ``--debug``).
 """
@@ -15,7 +15,7 @@ from ..errors import UserError
 
 # Modules that contribute subcommands, in the order ``minivgg --help`` lists them.
 _COMMAND_MODULES = ("minivgg.cli.transfer", "minivgg.cli.sweep", "minivgg.cli.reconstruct", "minivgg.cli.inspection",
-                    "minivgg.cli.weights", "minivgg.cli.gradcheck", "minivgg.cli.doctor", "minivgg.demo")
+                    "minivgg.cli.weights", "minivgg.cli.gradcheck", "minivgg.cli.doctor", "minivgg.tools.demo")
 
 
 class _Parser(argparse.ArgumentParser):

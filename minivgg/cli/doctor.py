@@ -15,7 +15,8 @@ def run(args) -> int:
     import numpy as np
     import scipy
 
-    from .. import __version__, backend, dispatch
+    from .. import __version__
+    from ..engine import backend, dispatch
     print(f"minivgg {__version__} on Python {sys.version.split()[0]}, {platform.platform()}, {os.cpu_count()} CPUs")
     print(f"numpy {np.__version__}, scipy {scipy.__version__}")
     try:
@@ -52,7 +53,7 @@ def run(args) -> int:
     else:
         print(f"numba-cuda {info['numba_cuda']}" + (" (CUDA simulator on)" if info.get("cuda_simulator") else "")
               + (f"; GPU kernels: {kernels['cuda']}" if "cuda" in kernels else ""))
-    from .. import weights
+    from ..network import weights
     for arch in ("vgg16", "vgg19"):
         path = weights.cached_path(arch)
         if not path.exists():

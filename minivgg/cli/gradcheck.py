@@ -1,4 +1,4 @@
-"""``minivgg gradcheck``: run the engine's gradient checks (``minivgg.checks``) in float64 or float32 and
+"""``minivgg gradcheck``: run the engine's gradient checks (``minivgg.tools.checks``) in float64 or float32 and
 print verdict, error, tolerance and step per check (the full report under any that fails), or one
 JSON document with ``--json``; exit 1 when a check does not pass, 2 when the filter matches none."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from ..checks import DTYPES, all_cases, run_case, run_cases
+from ..tools.checks import DTYPES, all_cases, run_case, run_cases
 from ..errors import UserError
 
 

@@ -1,11 +1,11 @@
 """``minivgg inspect``: the parser (the objective's flags are ``minivgg transfer``'s) and the glue to
-``minivgg.inspection.inspect_files``."""
+``minivgg.tools.inspection.inspect_files``."""
 from __future__ import annotations
 
 import os
 
-from ..inspection import inspect_files
-from ..transfer import RunOptions
+from ..tools.inspection import inspect_files
+from ..run.transfer import RunOptions
 from .transfer import add_objective_arguments, overrides_from_args
 
 

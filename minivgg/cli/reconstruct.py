@@ -1,10 +1,10 @@
-"""``minivgg reconstruct``: the parser and the glue from flags to ``minivgg.reconstruct.reconstruct_files``."""
+"""``minivgg reconstruct``: the parser and the glue from flags to ``minivgg.tools.reconstruct.reconstruct_files``."""
 from __future__ import annotations
 
 import os
 
-from ..reconstruct import MODES, reconstruct_files
-from ..transfer import RunOptions
+from ..tools.reconstruct import MODES, reconstruct_files
+from ..run.transfer import RunOptions
 from .transfer import add_conv_argument
 
 

@@ -1,5 +1,5 @@
 """``minivgg sweep`` and ``minivgg batch``: the parsers, and the glue from a grid or a CSV file to the
-jobs of ``minivgg.sweep.run_jobs``.
+jobs of ``minivgg.tools.sweep.run_jobs``.
 
 Every setting of a job is one of ``minivgg transfer``'s flags (its name with ``_`` for ``-``), read
 by transfer's own parser and turned into ``RunOptions`` by transfer's ``options_from_args``: what
@@ -13,12 +13,12 @@ import functools
 import os
 from pathlib import Path
 
-from ..cluster import check_address
+from ..tools.cluster import check_address
 from ..errors import UserError
-from ..fsutil import output_folder
-from ..image import SAVE_FORMATS
-from ..sweep import SUMMARY_NAMES, Job, check_name, grid_name, grid_points, parse_grid, read_batch, run_jobs, slug
-from ..transfer import INITS
+from ..run.fsutil import output_folder
+from ..run.image import SAVE_FORMATS
+from ..tools.sweep import SUMMARY_NAMES, Job, check_name, grid_name, grid_points, parse_grid, read_batch, run_jobs, slug
+from ..run.transfer import INITS
 from .transfer import add_objective_arguments, add_run_arguments, options_from_args
 
 # Settings whose flag takes a comma-separated list: in a value, ``+`` separates the items.

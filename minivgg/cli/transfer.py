@@ -1,5 +1,5 @@
 """``minivgg transfer`` and ``minivgg presets``: the parsers and the glue from flags to
-``minivgg.transfer.stylize`` (``RunOptions`` plus the objective's overrides). The objective's flags
+``minivgg.run.transfer.stylize`` (``RunOptions`` plus the objective's overrides). The objective's flags
 (``add_objective_arguments``, ``overrides_from_args``) are shared with ``minivgg inspect``; the run's
 (``add_run_arguments``, ``options_from_args``) with ``minivgg sweep`` and ``minivgg batch``."""
 from __future__ import annotations
@@ -8,11 +8,11 @@ import argparse
 import sys
 
 from ..errors import UserError
-from ..ops import CONV_ALGORITHMS
-from ..color import MATCH_MODES
-from ..presets import PRESETS, resolve_settings
-from ..regions import MASK_MODES
-from ..transfer import OPTIMIZERS, RunOptions, stylize
+from ..engine.ops import CONV_ALGORITHMS
+from ..run.color import MATCH_MODES
+from ..style.presets import PRESETS, resolve_settings
+from ..style.regions import MASK_MODES
+from ..run.transfer import OPTIMIZERS, RunOptions, stylize
 
 
 def _ints(text):

@@ -1,13 +1,13 @@
 """``minivgg weights fetch [vgg16|vgg19]`` and ``minivgg weights info [PATH]``: fill the verified
 cache, and describe and verify a weights file or the cache (exit 2 when some layer does not match).
-The work is ``minivgg.weights``; this module is the parser and the glue.
+The work is ``minivgg.network.weights``; this module is the parser and the glue.
 """
 from __future__ import annotations
 
-from ..arch import BLOCKS
+from ..network.arch import BLOCKS
 from ..errors import UserError
-from ..weights.fetching import fetch
-from ..weights.info import report
+from ..network.weights.fetching import fetch
+from ..network.weights.info import report
 
 
 def add_cli(sub) -> None:

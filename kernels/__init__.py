@@ -16,5 +16,12 @@ tile transforms that ``minivgg.engine.winograd`` uses, and ``cpu`` and ``cuda_op
 ``minivgg.style.losses`` uses.
 ``blas`` holds the engine's CPU GEMMs (conv and Gram), on scipy's OpenBLAS (why: see its docstring).
 """
-OPS = ("relu_forward", "relu_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-       "max_pool2d_forward", "max_pool2d_backward")
+
+OPS = (
+    "relu_forward",
+    "relu_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+)

@@ -12,6 +12,7 @@ first (``minivgg.SCIPY_BLAS_FIRST``).
 Arrays are C-contiguous float32/float64 NumPy arrays; BLAS is column-major, so ``A @ B`` is asked for
 as ``Cᵀ = Bᵀ Aᵀ`` on the same memory (no copies), and the result is written into ``out``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,9 @@ _SYRK = {np.dtype(np.float32): _blas.ssyrk, np.dtype(np.float64): _blas.dsyrk}
 
 def _fits(*arrays) -> bool:
     dt = arrays[0].dtype
-    return dt in _GEMM and all(a.dtype == dt and a.flags.c_contiguous and a.ndim == 2 for a in arrays)
+    return dt in _GEMM and all(
+        a.dtype == dt and a.flags.c_contiguous and a.ndim == 2 for a in arrays
+    )
 
 
 def gemm(a, b, out=None, trans_a: bool = False):
@@ -47,7 +50,9 @@ def matmul(a, b, out=None, trans_a: bool = False):
     if a.ndim == 2:
         return gemm(a, b, out, trans_a)
     if out is None:
-        out = np.empty((a.shape[0], a.shape[2 if trans_a else 1], b.shape[2]), dtype=np.result_type(a, b))
+        out = np.empty(
+            (a.shape[0], a.shape[2 if trans_a else 1], b.shape[2]), dtype=np.result_type(a, b)
+        )
     for k in range(a.shape[0]):
         gemm(a[k], b[k], out[k], trans_a)
     return out

@@ -3,6 +3,7 @@ transforms as fused, parallel (``prange``) loops doing in one pass what the refe
 and ``minivgg/winograd.py``'s F(2x2, 3x3) array code) does in several; tests compare the two. Arrays are C-contiguous float32
 (the engine) or float64 (gradient checks); kernels compile on first use and are cached on disk.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,14 @@ def _bt6(d0, d1, d2, d3, d4, d5, k):
     [0 −2 −1 2 1 0], [0 2 −1 −2 1 0], [0 4 0 −5 0 1]; Lavin & Gray 2015). ``k`` = (2, 4, 5) in the
     arrays' dtype (a Python int would promote float32 to float64)."""
     two, four, five = k
-    return (four * d0 - five * d2 + d4, d3 + d4 - four * (d1 + d2), d4 - d3 + four * (d1 - d2),
-            d4 - d2 + two * (d3 - d1), d4 - d2 - two * (d3 - d1), four * d1 - five * d3 + d5)
+    return (
+        four * d0 - five * d2 + d4,
+        d3 + d4 - four * (d1 + d2),
+        d4 - d3 + four * (d1 - d2),
+        d4 - d2 + two * (d3 - d1),
+        d4 - d2 - two * (d3 - d1),
+        four * d1 - five * d3 + d5,
+    )
 
 
 @njit(cache=True)
@@ -51,24 +58,52 @@ def winograd4_input(x, t0, nt, tw, V):
             r = 4 * (t0 + i) - 1
             if r >= 0 and r + 5 < H:
                 for q in range(W):
-                    e = _bt6(x[c, r, q], x[c, r + 1, q], x[c, r + 2, q], x[c, r + 3, q], x[c, r + 4, q],
-                             x[c, r + 5, q], k)
+                    e = _bt6(
+                        x[c, r, q],
+                        x[c, r + 1, q],
+                        x[c, r + 2, q],
+                        x[c, r + 3, q],
+                        x[c, r + 4, q],
+                        x[c, r + 5, q],
+                        k,
+                    )
                     T[0, q + 1], T[1, q + 1], T[2, q + 1] = e[0], e[1], e[2]
                     T[3, q + 1], T[4, q + 1], T[5, q + 1] = e[3], e[4], e[5]
             else:  # top or bottom tile row: rows outside the image read as 0
                 for q in range(W):
-                    e = _bt6(x[c, r, q] if 0 <= r < H else zero, x[c, r + 1, q] if 0 <= r + 1 < H else zero,
-                             x[c, r + 2, q] if 0 <= r + 2 < H else zero, x[c, r + 3, q] if 0 <= r + 3 < H else zero,
-                             x[c, r + 4, q] if 0 <= r + 4 < H else zero, x[c, r + 5, q] if 0 <= r + 5 < H else zero, k)
+                    e = _bt6(
+                        x[c, r, q] if 0 <= r < H else zero,
+                        x[c, r + 1, q] if 0 <= r + 1 < H else zero,
+                        x[c, r + 2, q] if 0 <= r + 2 < H else zero,
+                        x[c, r + 3, q] if 0 <= r + 3 < H else zero,
+                        x[c, r + 4, q] if 0 <= r + 4 < H else zero,
+                        x[c, r + 5, q] if 0 <= r + 5 < H else zero,
+                        k,
+                    )
                     T[0, q + 1], T[1, q + 1], T[2, q + 1] = e[0], e[1], e[2]
                     T[3, q + 1], T[4, q + 1], T[5, q + 1] = e[3], e[4], e[5]
             s = i * tw
             for a in range(6):
                 for j in range(tw):
-                    e = _bt6(T[a, 4 * j], T[a, 4 * j + 1], T[a, 4 * j + 2], T[a, 4 * j + 3], T[a, 4 * j + 4],
-                             T[a, 4 * j + 5], k)
-                    V[6 * a + 0, c, s + j], V[6 * a + 1, c, s + j], V[6 * a + 2, c, s + j] = e[0], e[1], e[2]
-                    V[6 * a + 3, c, s + j], V[6 * a + 4, c, s + j], V[6 * a + 5, c, s + j] = e[3], e[4], e[5]
+                    e = _bt6(
+                        T[a, 4 * j],
+                        T[a, 4 * j + 1],
+                        T[a, 4 * j + 2],
+                        T[a, 4 * j + 3],
+                        T[a, 4 * j + 4],
+                        T[a, 4 * j + 5],
+                        k,
+                    )
+                    V[6 * a + 0, c, s + j], V[6 * a + 1, c, s + j], V[6 * a + 2, c, s + j] = (
+                        e[0],
+                        e[1],
+                        e[2],
+                    )
+                    V[6 * a + 3, c, s + j], V[6 * a + 4, c, s + j], V[6 * a + 5, c, s + j] = (
+                        e[3],
+                        e[4],
+                        e[5],
+                    )
 
 
 @njit(**_JIT)
@@ -94,17 +129,30 @@ def winograd4_output(M, nt, tw, y, r0, accumulate, bias):
             for s in range(6):
                 for j in range(tw):
                     k = k0 + j
-                    z = _at4(M[s, o, k], M[6 + s, o, k], M[12 + s, o, k], M[18 + s, o, k], M[24 + s, o, k],
-                             M[30 + s, o, k], K)
+                    z = _at4(
+                        M[s, o, k],
+                        M[6 + s, o, k],
+                        M[12 + s, o, k],
+                        M[18 + s, o, k],
+                        M[24 + s, o, k],
+                        M[30 + s, o, k],
+                        K,
+                    )
                     Z[0, s, j], Z[1, s, j], Z[2, s, j], Z[3, s, j] = z
             for t in range(min(4, H - r)):
                 row = y[o, r + t]
                 whole = 4 * tw <= W
                 out = row if whole and not accumulate else R
                 for j in range(tw):
-                    v = _at4(Z[t, 0, j], Z[t, 1, j], Z[t, 2, j], Z[t, 3, j], Z[t, 4, j], Z[t, 5, j], K)
-                    out[4 * j], out[4 * j + 1], out[4 * j + 2], out[4 * j + 3] = (v[0] + b, v[1] + b, v[2] + b,
-                                                                                  v[3] + b)
+                    v = _at4(
+                        Z[t, 0, j], Z[t, 1, j], Z[t, 2, j], Z[t, 3, j], Z[t, 4, j], Z[t, 5, j], K
+                    )
+                    out[4 * j], out[4 * j + 1], out[4 * j + 2], out[4 * j + 3] = (
+                        v[0] + b,
+                        v[1] + b,
+                        v[2] + b,
+                        v[3] + b,
+                    )
                 if out is R or accumulate:
                     n = min(W, 4 * tw)
                     if accumulate:
@@ -116,6 +164,7 @@ def winograd4_output(M, nt, tw, y, r0, accumulate, bias):
 
 
 # ------------------------------------------- F(4x4, 3x3) transposed: backward-data with the forward's U
+
 
 @njit(cache=True)
 def _a6(g0, g1, g2, g3, k):
@@ -129,8 +178,14 @@ def _a6(g0, g1, g2, g3, k):
 def _b6(g0, g1, g2, g3, g4, g5, k):
     """B of F(4x4, 3x3) (the transpose of ``_bt6``'s Bᵀ) applied to six values; ``k`` = (2, 4, 5)."""
     two, four, five = k
-    return (four * g0, four * (g2 - g1 + g5) + two * (g4 - g3), -five * g0 - four * (g1 + g2) - g3 - g4,
-            g1 - g2 + two * (g3 - g4) - five * g5, g0 + g1 + g2 + g3 + g4, g5)
+    return (
+        four * g0,
+        four * (g2 - g1 + g5) + two * (g4 - g3),
+        -five * g0 - four * (g1 + g2) - g3 - g4,
+        g1 - g2 + two * (g3 - g4) - five * g5,
+        g0 + g1 + g2 + g3 + g4,
+        g5,
+    )
 
 
 @njit(**_JIT)
@@ -151,15 +206,28 @@ def winograd4_output_adjoint(gy, t0, nt, tw, gM):
                     Z[0, q], Z[1, q], Z[2, q], Z[3, q], Z[4, q], Z[5, q] = e
             else:
                 for q in range(W):
-                    e = _a6(gy[o, r, q] if r < H else zero, gy[o, r + 1, q] if r + 1 < H else zero,
-                            gy[o, r + 2, q] if r + 2 < H else zero, gy[o, r + 3, q] if r + 3 < H else zero, k)
+                    e = _a6(
+                        gy[o, r, q] if r < H else zero,
+                        gy[o, r + 1, q] if r + 1 < H else zero,
+                        gy[o, r + 2, q] if r + 2 < H else zero,
+                        gy[o, r + 3, q] if r + 3 < H else zero,
+                        k,
+                    )
                     Z[0, q], Z[1, q], Z[2, q], Z[3, q], Z[4, q], Z[5, q] = e
             s = i * tw
             for a in range(6):
                 for j in range(tw):
                     e = _a6(Z[a, 4 * j], Z[a, 4 * j + 1], Z[a, 4 * j + 2], Z[a, 4 * j + 3], k)
-                    gM[6 * a + 0, o, s + j], gM[6 * a + 1, o, s + j], gM[6 * a + 2, o, s + j] = e[0], e[1], e[2]
-                    gM[6 * a + 3, o, s + j], gM[6 * a + 4, o, s + j], gM[6 * a + 5, o, s + j] = e[3], e[4], e[5]
+                    gM[6 * a + 0, o, s + j], gM[6 * a + 1, o, s + j], gM[6 * a + 2, o, s + j] = (
+                        e[0],
+                        e[1],
+                        e[2],
+                    )
+                    gM[6 * a + 3, o, s + j], gM[6 * a + 4, o, s + j], gM[6 * a + 5, o, s + j] = (
+                        e[3],
+                        e[4],
+                        e[5],
+                    )
 
 
 @njit(**_JIT)
@@ -177,16 +245,38 @@ def winograd4_input_adjoint(gV, t0, nt, tw, gx, accumulate):
             for a in range(6):
                 p4 = p5 = gx.dtype.type(0)  # tile j − 1's overlap into columns 4j and 4j + 1
                 for j in range(tw):
-                    e = _b6(gV[6 * a, c, s + j], gV[6 * a + 1, c, s + j], gV[6 * a + 2, c, s + j],
-                            gV[6 * a + 3, c, s + j], gV[6 * a + 4, c, s + j], gV[6 * a + 5, c, s + j], k)
+                    e = _b6(
+                        gV[6 * a, c, s + j],
+                        gV[6 * a + 1, c, s + j],
+                        gV[6 * a + 2, c, s + j],
+                        gV[6 * a + 3, c, s + j],
+                        gV[6 * a + 4, c, s + j],
+                        gV[6 * a + 5, c, s + j],
+                        k,
+                    )
                     q = 4 * j
-                    T[a, q], T[a, q + 1], T[a, q + 2], T[a, q + 3] = e[0] + p4, e[1] + p5, e[2], e[3]
+                    T[a, q], T[a, q + 1], T[a, q + 2], T[a, q + 3] = (
+                        e[0] + p4,
+                        e[1] + p5,
+                        e[2],
+                        e[3],
+                    )
                     p4, p5 = e[4], e[5]
                 T[a, 4 * tw], T[a, 4 * tw + 1] = p4, p5
             r = 4 * (t0 + i) - 1
-            if r >= 0 and r + 5 < H:  # interior tile row: rows r, r + 1 were written by the row above
+            if (
+                r >= 0 and r + 5 < H
+            ):  # interior tile row: rows r, r + 1 were written by the row above
                 for q in range(W):
-                    e = _b6(T[0, q + 1], T[1, q + 1], T[2, q + 1], T[3, q + 1], T[4, q + 1], T[5, q + 1], k)
+                    e = _b6(
+                        T[0, q + 1],
+                        T[1, q + 1],
+                        T[2, q + 1],
+                        T[3, q + 1],
+                        T[4, q + 1],
+                        T[5, q + 1],
+                        k,
+                    )
                     gx[c, r, q] += e[0]
                     gx[c, r + 1, q] += e[1]
                     if accumulate:
@@ -195,10 +285,19 @@ def winograd4_input_adjoint(gV, t0, nt, tw, gx, accumulate):
                         gx[c, r + 4, q] += e[4]
                         gx[c, r + 5, q] += e[5]
                     else:
-                        gx[c, r + 2, q], gx[c, r + 3, q], gx[c, r + 4, q], gx[c, r + 5, q] = e[2], e[3], e[4], e[5]
+                        gx[c, r + 2, q], gx[c, r + 3, q], gx[c, r + 4, q], gx[c, r + 5, q] = (
+                            e[2],
+                            e[3],
+                            e[4],
+                            e[5],
+                        )
                 continue
-            for q in range(W):  # the first and last tile rows: rows outside the image are the padding's
-                e = _b6(T[0, q + 1], T[1, q + 1], T[2, q + 1], T[3, q + 1], T[4, q + 1], T[5, q + 1], k)
+            for q in range(
+                W
+            ):  # the first and last tile rows: rows outside the image are the padding's
+                e = _b6(
+                    T[0, q + 1], T[1, q + 1], T[2, q + 1], T[3, q + 1], T[4, q + 1], T[5, q + 1], k
+                )
                 for rho in range(6):
                     row = r + rho
                     if 0 <= row < H:
@@ -271,8 +370,12 @@ def _avg_pool_fwd(x, y):
     for c in prange(C):
         for i in range(Ho):
             for j in range(Wo):
-                y[c, i, j] = (x[c, 2 * i, 2 * j] + x[c, 2 * i, 2 * j + 1]
-                              + x[c, 2 * i + 1, 2 * j] + x[c, 2 * i + 1, 2 * j + 1]) * 0.25
+                y[c, i, j] = (
+                    x[c, 2 * i, 2 * j]
+                    + x[c, 2 * i, 2 * j + 1]
+                    + x[c, 2 * i + 1, 2 * j]
+                    + x[c, 2 * i + 1, 2 * j + 1]
+                ) * 0.25
 
 
 @njit(**_JIT)

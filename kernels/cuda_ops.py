@@ -13,6 +13,7 @@ float32 arithmetic to float64 in compiled code (not in the simulator, which woul
 Numba waits for the stream a CuPy array names before using it and launches on the default stream,
 so kernels and CuPy work stay in order (at the price of a host wait per launch).
 """
+
 from __future__ import annotations
 
 from numba import cuda
@@ -34,6 +35,7 @@ def _launch(kernel, n: int, *args) -> None:
 
 
 # ------------------------------------------------------------------------------ indexing and pooling
+
 
 @cuda.jit(device=True)
 def _nchw(t, c, ho, wo):
@@ -165,6 +167,7 @@ def avg_pool2d_backward(gy, xshape):
 
 # ----------------------------------------------------------------------------------------- relu
 
+
 @cuda.jit
 def _relu(x, y, mask):
     t = cuda.grid(1)
@@ -238,8 +241,14 @@ def relu_backward(gy, mask, inplace: bool = False):
     gyc = xp.ascontiguousarray(gy)
     gx = gyc if inplace else xp.empty_like(gyc)
     bits = mask.bits if packed else xp.ascontiguousarray(mask).reshape(-1)
-    _launch(_relu_bwd_packed if packed else _relu_bwd, gy.size, gyc.reshape(-1), bits, gx.reshape(-1),
-            gy.dtype.type(0))
+    _launch(
+        _relu_bwd_packed if packed else _relu_bwd,
+        gy.size,
+        gyc.reshape(-1),
+        bits,
+        gx.reshape(-1),
+        gy.dtype.type(0),
+    )
     return gx
 
 
@@ -290,7 +299,7 @@ def _tv(x, g, contrib, code, kv, kh, kv64, kh64, one, c125, p25):
             gv, gh, s = _corner_grads(x, i, j, c, code, c125, p25)
             acc += gv + gh
             sd = float(s)
-            val = sd if code == 4 else sd ** 1.25
+            val = sd if code == 4 else sd**1.25
         if i > 0 and j < w - 1:
             gv, gh, s = _corner_grads(x, i - 1, j, c, code, c125, p25)
             acc -= gv
@@ -316,10 +325,31 @@ def tv_loss(x, kind: str = "squared"):
     kv, kh = tv.weights(kind, h, w, c)
     g = xp.empty_like(x)
     contrib = xp.empty(x.shape, dtype=xp.float64)
-    _launch(_tv, x.size, x, g, contrib, TV_CODES[kind], dt(kv), dt(kh), float(kv), float(kh),
-            dt(1), dt(1.25), dt(0.25))
+    _launch(
+        _tv,
+        x.size,
+        x,
+        g,
+        contrib,
+        TV_CODES[kind],
+        dt(kv),
+        dt(kh),
+        float(kv),
+        float(kh),
+        dt(1),
+        dt(1.25),
+        dt(0.25),
+    )
     return float(xp.sum(contrib)), g
 
 
-__all__ = ["relu_forward", "relu_backward", "avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward",
-           "max_pool2d_backward", "tv_loss", "TV_CODES"]
+__all__ = [
+    "relu_forward",
+    "relu_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "tv_loss",
+    "TV_CODES",
+]

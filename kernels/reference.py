@@ -5,6 +5,7 @@ the path that runs whenever they cannot (non-contiguous or integer arrays, ``MIN
 CuPy without numba-cuda). Pools use the strided-quarters view of each 2x2 window (cs231n's
 pool-equals-stride trick), so no loop runs over pixels.
 """
+
 from __future__ import annotations
 
 from minivgg.engine.backend import get_array_module
@@ -30,7 +31,7 @@ def relu_backward(gy, mask, inplace: bool = False):
 
 def _quarters(x, ho, wo):
     """The four corners of every 2x2 window as strided views (top-left, top-right, bottom-left, bottom-right)."""
-    return [x[:, :, i:2 * ho:2, j:2 * wo:2] for i in (0, 1) for j in (0, 1)]
+    return [x[:, :, i : 2 * ho : 2, j : 2 * wo : 2] for i in (0, 1) for j in (0, 1)]
 
 
 def avg_pool2d_forward(x):
@@ -49,8 +50,8 @@ def avg_pool2d_backward(gy, xshape):
     xp = get_array_module(gy)
     n, c, h, w = xshape
     gx = xp.empty((n, c, h, w), dtype=gy.dtype)
-    gx[:, :, 2 * (h // 2):] = 0
-    gx[:, :, :, 2 * (w // 2):] = 0
+    gx[:, :, 2 * (h // 2) :] = 0
+    gx[:, :, :, 2 * (w // 2) :] = 0
     quarter = gy * gy.dtype.type(0.25)
     for view in _quarters(gx, h // 2, w // 2):
         view[...] = quarter

@@ -4,6 +4,7 @@ Plain Python functions that each backend compiles for itself (``njit`` / ``cuda.
 following ``minivgg.style.losses.tv_loss`` (the reference) operation by operation. Constants arrive as
 arguments of the array's dtype: a literal would promote float32 arithmetic to float64 when compiled.
 """
+
 from __future__ import annotations
 
 # Codes of losses.TV_KINDS in the kernels.
@@ -38,6 +39,6 @@ def corner(x, i, j, c, code, c125, p25):
     s = dv * dv + dh * dh
     if code == 4:
         return dv + dv, dh + dh, s
-    ds = c125 * s ** p25
+    ds = c125 * s**p25
     two_ds = ds + ds
     return two_ds * dv, two_ds * dh, s

@@ -3,6 +3,7 @@
 Public surface: ``minivgg.ops`` (forward/backward pairs), ``minivgg.gradcheck``, ``load_vgg``,
 ``Objective`` and the optimisers. Every gradient is hand-written and checked by finite differences.
 """
+
 import os as _os
 
 # Thread pools that take turns. Each 3x3 conv alternates OpenBLAS GEMMs with Numba (OpenMP)
@@ -29,11 +30,17 @@ def _serve_checkout_kernels() -> None:
     """In a source checkout that is not installed (``python -m minivgg`` from the repository root
     puts the checkout first on sys.path), serve ``kernels/`` as ``minivgg._kernels`` as pip would."""
     import importlib.util
+
     if importlib.util.find_spec("minivgg._kernels") is not None:
         return
-    folder = _os.path.join(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))), "kernels")
-    spec = importlib.util.spec_from_file_location("minivgg._kernels", _os.path.join(folder, "__init__.py"),
-                                                  submodule_search_locations=[folder])
+    folder = _os.path.join(
+        _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))), "kernels"
+    )
+    spec = importlib.util.spec_from_file_location(
+        "minivgg._kernels",
+        _os.path.join(folder, "__init__.py"),
+        submodule_search_locations=[folder],
+    )
     module = importlib.util.module_from_spec(spec)
     _sys.modules["minivgg._kernels"] = module
     spec.loader.exec_module(module)
@@ -50,12 +57,15 @@ __version__ = "0.1.0"
 def __getattr__(name):  # lazy: keep ``import minivgg`` light
     if name == "Objective":
         from .style.objective import Objective
+
         return Objective
     if name == "stylize":
         from .api import stylize
+
         return stylize
     if name == "PRESETS":
         from .style.presets import PRESETS
+
         return PRESETS
     raise AttributeError(name)
 

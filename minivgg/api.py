@@ -3,6 +3,7 @@
 The same validation and errors as ``minivgg transfer`` (raised as ``UserError``, never an exit);
 ``minivgg.run.transfer.execute`` does the work for both, so the CLI is a thin layer over the same run.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,11 +11,31 @@ import numpy as np
 from .run.transfer import RunOptions, execute
 
 
-def stylize(content, style, *, preset: str = "gatys", size=None, iters=None, scales=None, min_scale=None,
-            original_colors=False,
-            luminance_only=False, match_color=None, content_masks=None, style_masks=None, mask_mode="simple",
-            weights=None, progress=False, all_iters=False, seed=0, init=None, optimizer=None, device="cpu",
-            tile_size=None, **overrides) -> np.ndarray:
+def stylize(
+    content,
+    style,
+    *,
+    preset: str = "gatys",
+    size=None,
+    iters=None,
+    scales=None,
+    min_scale=None,
+    original_colors=False,
+    luminance_only=False,
+    match_color=None,
+    content_masks=None,
+    style_masks=None,
+    mask_mode="simple",
+    weights=None,
+    progress=False,
+    all_iters=False,
+    seed=0,
+    init=None,
+    optimizer=None,
+    device="cpu",
+    tile_size=None,
+    **overrides,
+) -> np.ndarray:
     """Stylize ``content`` with ``style`` (one image or a list): (H, W, 3) uint8 RGB at ``size``.
 
     Images are paths, PIL images or (H, W, 3) arrays (uint8, or float 0..255). ``scales`` (longest
@@ -24,9 +45,26 @@ def stylize(content, style, *, preset: str = "gatys", size=None, iters=None, sca
     ``**overrides`` are the objective's settings (``content_weight``, ``style_layers``, …).
     """
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    opts = RunOptions(output=None, preset=preset, size=size, iters=iters, scales=scales, min_scale=min_scale,
-                      optimizer=optimizer, init=init, seed=seed,
-                      weights=weights, device=device, quiet=not progress, original_colors=original_colors,
-                      luminance_only=luminance_only, match_color=match_color, content_masks=content_masks,
-                      style_masks=style_masks, mask_mode=mask_mode, all_iters=all_iters, tile_size=tile_size)
+    opts = RunOptions(
+        output=None,
+        preset=preset,
+        size=size,
+        iters=iters,
+        scales=scales,
+        min_scale=min_scale,
+        optimizer=optimizer,
+        init=init,
+        seed=seed,
+        weights=weights,
+        device=device,
+        quiet=not progress,
+        original_colors=original_colors,
+        luminance_only=luminance_only,
+        match_color=match_color,
+        content_masks=content_masks,
+        style_masks=style_masks,
+        mask_mode=mask_mode,
+        all_iters=all_iters,
+        tile_size=tile_size,
+    )
     return execute(content, styles, opts, overrides)[0]

@@ -11,6 +11,7 @@ temporary folder):
 prints the PSNR table (markdown) and the wall time of each command, and writes
 docs/reconstruct_sheet.jpg and docs/inspect_summary.jpg (at most 512 px on the long side).
 """
+
 import argparse
 import io
 import sys
@@ -47,12 +48,41 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         rec, ins = Path(tmp) / "reconstruct", Path(tmp) / "inspect"
         t0 = time.perf_counter()
-        assert minivgg(["reconstruct", str(SHARED / "tubingen.jpg"), "--layers", ",".join(LAYERS), "--size",
-                        str(args.size), "--iters", str(args.iters), "-o", str(rec), "--quiet"]) == 0
+        assert (
+            minivgg(
+                [
+                    "reconstruct",
+                    str(SHARED / "tubingen.jpg"),
+                    "--layers",
+                    ",".join(LAYERS),
+                    "--size",
+                    str(args.size),
+                    "--iters",
+                    str(args.iters),
+                    "-o",
+                    str(rec),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         t_rec = time.perf_counter() - t0
         t0 = time.perf_counter()
-        assert minivgg(["inspect", str(SHARED / "tubingen.jpg"), str(SHARED / "starry_night.jpg"), "--size",
-                        str(args.inspect_size), "-o", str(ins), "--quiet"]) == 0
+        assert (
+            minivgg(
+                [
+                    "inspect",
+                    str(SHARED / "tubingen.jpg"),
+                    str(SHARED / "starry_night.jpg"),
+                    "--size",
+                    str(args.inspect_size),
+                    "-o",
+                    str(ins),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         t_ins = time.perf_counter() - t0
         image = resize_longest(load_image(SHARED / "tubingen.jpg"), args.size)
         print("| layer | PSNR (dB) |\n|---|---:|")
@@ -60,7 +90,10 @@ def main():
             print(f"| `{layer}` | {psnr(load_image(rec / f'{layer}.png'), image):.1f} |")
         small_jpeg(rec / "sheet.png", ROOT / "docs" / "reconstruct_sheet.jpg")
         small_jpeg(ins / "summary.png", ROOT / "docs" / "inspect_summary.jpg")
-    print(f"reconstruct: {t_rec:.0f} s for {len(LAYERS)} layers; inspect: {t_ins:.1f} s", file=sys.stderr)
+    print(
+        f"reconstruct: {t_rec:.0f} s for {len(LAYERS)} layers; inspect: {t_ins:.1f} s",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 Writes docs/tubingen_starry_night.jpg (512 px JPEG) and docs/tubingen_starry_night.json (the run log,
 with the time and iteration count quoted in the README).
 """
+
 import argparse
 import io
 import json
@@ -27,14 +28,23 @@ def main():
     args = ap.parse_args()
     out = Path(args.out)
     png = out.with_suffix(".png")
-    log = stylize(str(SHARED / "tubingen.jpg"), [str(SHARED / "starry_night.jpg")],
-                  RunOptions(output=str(png), size=args.size, iters=args.iters, log=str(out.with_suffix(".json"))), {})
+    log = stylize(
+        str(SHARED / "tubingen.jpg"),
+        [str(SHARED / "starry_night.jpg")],
+        RunOptions(
+            output=str(png), size=args.size, iters=args.iters, log=str(out.with_suffix(".json"))
+        ),
+        {},
+    )
     buf = io.BytesIO()
     Image.open(png).convert("RGB").save(buf, "JPEG", quality=88)
     out.write_bytes(buf.getvalue())
     png.unlink()
     its = len(log["iterations"])
-    print(f"{out}: {its} iterations, {log['seconds']:.0f} s, final loss {log['final_loss']:.4g}", file=sys.stderr)
+    print(
+        f"{out}: {its} iterations, {log['seconds']:.0f} s, final loss {log['final_loss']:.4g}",
+        file=sys.stderr,
+    )
     data = json.loads(out.with_suffix(".json").read_text())
     data["settings"]["content"] = "../shared/images/tubingen.jpg"
     data["settings"]["styles"] = ["../shared/images/starry_night.jpg"]

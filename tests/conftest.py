@@ -12,22 +12,29 @@
 - ``small_transfer``: ``small_transfer(tmp_path, *flags)`` runs a 4-iteration ``minivgg transfer`` on tiny
   synthetic images and weights and checks its log; returns the logged iterations.
 """
+
 import json
 import zlib
 
-import minivgg  # noqa: F401  first, before numpy: its idle-thread defaults only work if set before OpenBLAS loads
 import numpy as np
 import pytest
+
+import minivgg  # noqa: F401  first, before numpy: its idle-thread defaults only work if set before OpenBLAS loads
 
 
 @pytest.fixture(scope="session")
 def real_weights():
     from minivgg.errors import WeightsError
     from minivgg.network.vgg import load_vgg
+
     try:
         return load_vgg("vgg16")
     except WeightsError as exc:
-        hint = "" if "minivgg weights fetch vgg16" in str(exc) else " (run `minivgg weights fetch vgg16`)"
+        hint = (
+            ""
+            if "minivgg weights fetch vgg16" in str(exc)
+            else " (run `minivgg weights fetch vgg16`)"
+        )
         pytest.skip(f"needs the verified VGG16 weights in the cache: {exc}{hint}")
 
 
@@ -45,6 +52,7 @@ def rng(request):
 @pytest.fixture(scope="session")
 def synthetic_weights(tmp_path_factory):
     from synth import write_keras_h5
+
     d = tmp_path_factory.mktemp("synthetic_weights")
     return {arch: write_keras_h5(d / f"{arch}_synthetic.h5", arch) for arch in ("vgg16", "vgg19")}
 
@@ -52,6 +60,7 @@ def synthetic_weights(tmp_path_factory):
 @pytest.fixture(scope="session")
 def transfer_files(tmp_path_factory, synthetic_weights):
     from PIL import Image
+
     d = tmp_path_factory.mktemp("transfer_files")
     r = np.random.default_rng(0)
     yy, xx = np.mgrid[0:72, 0:96]
@@ -78,12 +87,35 @@ def small_transfer(synthetic_weights):
         Image.fromarray(content).save(tmp_path / "c.png")
         Image.fromarray(style).save(tmp_path / "s.png")
         out, log = tmp_path / "out.png", tmp_path / "log.json"
-        assert main([str(a) for a in ("transfer", tmp_path / "c.png", tmp_path / "s.png", "-o", out, "--weights",
-                                      synthetic_weights["vgg16"], "--size", 40, "--iters", 4, "--log", log,
-                                      "--quiet", *extra)]) == 0
+        assert (
+            main(
+                [
+                    str(a)
+                    for a in (
+                        "transfer",
+                        tmp_path / "c.png",
+                        tmp_path / "s.png",
+                        "-o",
+                        out,
+                        "--weights",
+                        synthetic_weights["vgg16"],
+                        "--size",
+                        40,
+                        "--iters",
+                        4,
+                        "--log",
+                        log,
+                        "--quiet",
+                        *extra,
+                    )
+                ]
+            )
+            == 0
+        )
         its = json.loads(log.read_text())["iterations"]
         assert [r["iteration"] for r in its] == [1, 2, 3, 4]
         assert all(b["loss"] <= a["loss"] for a, b in zip(its, its[1:]))
         assert np.asarray(Image.open(out)).shape == (33, 40, 3)
         return its
+
     return run

@@ -1,9 +1,22 @@
 """The VGG layer table (``minivgg.network.arch``): conv tables, the op sequence, tap names and aliases, tap
 positions, the smallest input a tap allows, a tap's pixel count and its receptive field."""
+
 import pytest
 
 from minivgg.network import arch
-from minivgg.network.arch import BLOCK_CHANNELS, BLOCKS, canonical_tap, conv_layer_table, deepest, layer_names, layer_sequence, min_input_size, receptive_field, tap_pixels, tap_position
+from minivgg.network.arch import (
+    BLOCK_CHANNELS,
+    BLOCKS,
+    canonical_tap,
+    conv_layer_table,
+    deepest,
+    layer_names,
+    layer_sequence,
+    min_input_size,
+    receptive_field,
+    tap_pixels,
+    tap_position,
+)
 
 
 def test_layer_tables():
@@ -24,9 +37,12 @@ def test_layer_sequence_is_conv_relu_pairs_then_a_pool_per_block(name):
     assert [n for k, n in seq if k == "relu"] == [t[0] for t in conv_layer_table(name)]
     assert seq[0] == ("conv", "conv1_1") and seq[-1] == ("pool", "block5_pool")
     # every conv's output channels follow BLOCK_CHANNELS
-    assert [cout for _, _, cout in conv_layer_table(name)] == [c for n, c in zip(BLOCKS[name], BLOCK_CHANNELS)
-                                                              for _ in range(n)]
-    with pytest.raises(ValueError, match="unknown architecture 'vgg11': expected one of vgg16, vgg19"):
+    assert [cout for _, _, cout in conv_layer_table(name)] == [
+        c for n, c in zip(BLOCKS[name], BLOCK_CHANNELS) for _ in range(n)
+    ]
+    with pytest.raises(
+        ValueError, match="unknown architecture 'vgg11': expected one of vgg16, vgg19"
+    ):
         layer_sequence("vgg11")
 
 
@@ -53,7 +69,9 @@ def test_tap_position_and_deepest():
     assert tap_position("vgg16", "pool1") == 4
     assert tap_position("vgg16", "block5_pool") == len(layer_sequence("vgg16")) - 1
     assert deepest("vgg16", []) == deepest("vgg16", ["input"]) == -1
-    assert deepest("vgg16", ["relu1_1", "block2_pool", "conv2_1"]) == tap_position("vgg16", "block2_pool")
+    assert deepest("vgg16", ["relu1_1", "block2_pool", "conv2_1"]) == tap_position(
+        "vgg16", "block2_pool"
+    )
 
 
 def test_min_input_size():
@@ -68,7 +86,9 @@ def test_tap_pixels_floor_each_pool():
     assert tap_pixels("vgg16", "block1_conv2", 33, 21) == 33 * 21
     assert tap_pixels("vgg16", "pool1", 33, 21) == 16 * 10
     assert tap_pixels("vgg16", "relu2_1", 33, 21) == 16 * 10
-    assert tap_pixels("vgg16", "block4_conv2", 33, 21) == 4 * 2  # 33 -> 16 -> 8 -> 4, 21 -> 10 -> 5 -> 2
+    assert (
+        tap_pixels("vgg16", "block4_conv2", 33, 21) == 4 * 2
+    )  # 33 -> 16 -> 8 -> 4, 21 -> 10 -> 5 -> 2
     assert tap_pixels("vgg16", "block5_pool", 33, 21) == 1 * 0
 
 
@@ -82,4 +102,7 @@ def test_receptive_field():
     assert receptive_field("vgg16", ["pool5"]) == (212, 32)
     # the deepest tap decides; aliases count as their canonical names
     assert receptive_field("vgg16", ["relu1_1", "relu5_1", "conv2_2"]) == (132, 16)
-    assert receptive_field("vgg19", ["block5_conv4"])[0] > receptive_field("vgg16", ["block5_conv3"])[0]
+    assert (
+        receptive_field("vgg19", ["block5_conv4"])[0]
+        > receptive_field("vgg16", ["block5_conv3"])[0]
+    )

@@ -2,14 +2,15 @@
 at once share bytes; a session records, the next ones replay from one buffer; an array a caller keeps,
 a view of it, or a changed sequence of requests is never overwritten; an ``Objective`` gives the same
 numbers on every evaluation with its large arrays served from the plan."""
+
 import threading
 
 import numpy as np
 import pytest
 
 from minivgg.engine import arena
-from minivgg.style.objective import Objective
 from minivgg.network.vgg import random_vgg
+from minivgg.style.objective import Objective
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def test_the_plan_never_overlaps_two_arrays_alive_at_once(seed):
     items = []
     for _ in range(int(r.integers(1, 40))):
         a = int(r.integers(0, 100))
-        items.append((int(r.integers(1, 10 ** 6)), a, a + int(r.integers(1, 30))))
+        items.append((int(r.integers(1, 10**6)), a, a + int(r.integers(1, 30))))
     offsets = arena._place(items)
     for i, (ni, ai, fi) in enumerate(items):
         assert offsets[i] % arena._ALIGN == 0
@@ -133,14 +134,20 @@ def test_each_key_has_its_plan_in_one_shared_buffer_and_max_bytes_bounds_it(smal
     small = a.nbytes
     with a.session("large"):
         evaluation(3, sizes=(9000, 9000, 9000))
-    assert a.nbytes > small and a.replays == 0 and a._buffer is None  # allocated by the first replay
+    assert (
+        a.nbytes > small and a.replays == 0 and a._buffer is None
+    )  # allocated by the first replay
     buffers = []
     for key, sizes in (("small", (3000, 5000, 2000, 7000)), ("large", (9000, 9000, 9000))) * 2:
         expected = evaluation(3, sizes)  # outside any session: plain NumPy arrays
         with a.session(key):
             assert evaluation(3, sizes) == expected
         buffers.append(a._buffer)
-    assert a.replays == 4 and all(b is buffers[0] for b in buffers) and set(a._plans) == {"small", "large"}
+    assert (
+        a.replays == 4
+        and all(b is buffers[0] for b in buffers)
+        and set(a._plans) == {"small", "large"}
+    )
     a.drop_buffer()  # plans kept: the next replay allocates the buffer again
     with a.session("large"):
         assert evaluation(3, (9000, 9000, 9000)) == expected
@@ -158,7 +165,9 @@ def test_sessions_are_per_thread_and_nest(small_blocks):
     with a.session():
         with a.session():  # nested: joins the outer one
             arena.empty((100,), np.float64)
-        t = threading.Thread(target=lambda: seen.append(arena.empty((100,), np.float64).flags.owndata))
+        t = threading.Thread(
+            target=lambda: seen.append(arena.empty((100,), np.float64).flags.owndata)
+        )
         t.start()
         t.join()
     assert seen == [True] and len(a._plans[None][0]) == 1
@@ -192,5 +201,7 @@ def test_tiled_evaluations_replay_one_plan_per_pass_and_window_shape(small_block
         v, g = obj.value_and_grad(x)
         assert v == v0 and np.array_equal(g, g0)
     keys = set(obj.arena._plans)
-    assert {k[0] for k in keys} == {"sums", "grad"} and len(keys) >= 4  # corner windows differ in shape
+    assert {k[0] for k in keys} == {"sums", "grad"} and len(
+        keys
+    ) >= 4  # corner windows differ in shape
     assert obj.arena.replays > 0 and obj.arena._buffer is None  # not held between evaluations

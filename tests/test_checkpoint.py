@@ -1,12 +1,13 @@
 """``minivgg.run.checkpoint``: a Ctrl-C checkpoint round-trips; a missing, damaged or mismatched one is a
 one-sentence ``UserError``; ``resume_command`` replaces any ``--resume`` of the interrupted command."""
+
 import json
 
 import numpy as np
 import pytest
 
-from minivgg.run import checkpoint
 from minivgg.errors import UserError
+from minivgg.run import checkpoint
 
 
 def _one_sentence(exc_info, *words):
@@ -23,8 +24,12 @@ def test_checkpoint_path_is_beside_the_output(tmp_path):
 
 def test_round_trip(tmp_path, rng):
     image = rng.uniform(0, 255, (6, 5, 3))
-    path = checkpoint.save(tmp_path / "o.ckpt.npz", image, 17, {"preset": "gatys", "w": np.float64(0.5)}, seed=3)
-    assert path == tmp_path / "o.ckpt.npz" and [p.name for p in tmp_path.iterdir()] == ["o.ckpt.npz"]  # no temp
+    path = checkpoint.save(
+        tmp_path / "o.ckpt.npz", image, 17, {"preset": "gatys", "w": np.float64(0.5)}, seed=3
+    )
+    assert path == tmp_path / "o.ckpt.npz" and [p.name for p in tmp_path.iterdir()] == [
+        "o.ckpt.npz"
+    ]  # no temp
     back, it = checkpoint.load(path, image.shape)
     assert it == 17 and back.dtype == np.float64
     np.testing.assert_array_equal(back, image)
@@ -65,7 +70,9 @@ def test_mismatched_size(tmp_path):
     _one_sentence(e, "holds a 6x4 image", "works at 12x8", "resume with the same --size")
 
 
-@pytest.mark.parametrize("image,iteration", [(np.full((2, 2, 3), np.nan), 3), (np.zeros((2, 2, 3)), -1)])
+@pytest.mark.parametrize(
+    "image,iteration", [(np.full((2, 2, 3), np.nan), 3), (np.zeros((2, 2, 3)), -1)]
+)
 def test_damaged_contents(tmp_path, image, iteration):
     path = checkpoint.save(tmp_path / "o.ckpt.npz", image, iteration, {}, 0)
     with pytest.raises(UserError) as e:
@@ -73,12 +80,21 @@ def test_damaged_contents(tmp_path, image, iteration):
     _one_sentence(e, "is damaged")
 
 
-@pytest.mark.parametrize("argv,expected", [
-    (["transfer", "c.png", "s.png", "-o", "o.png"], ["transfer", "c.png", "s.png", "-o", "o.png"]),
-    (["transfer", "c.png", "--resume", "old.npz", "s.png"], ["transfer", "c.png", "s.png"]),
-    (["transfer", "--resume=old.npz", "c.png"], ["transfer", "c.png"]),
-    (["transfer", "--resume", "a.npz", "--resume=b.npz", "c.png", ""], ["transfer", "c.png"]),
-    (None, []),
-])
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (
+            ["transfer", "c.png", "s.png", "-o", "o.png"],
+            ["transfer", "c.png", "s.png", "-o", "o.png"],
+        ),
+        (["transfer", "c.png", "--resume", "old.npz", "s.png"], ["transfer", "c.png", "s.png"]),
+        (["transfer", "--resume=old.npz", "c.png"], ["transfer", "c.png"]),
+        (["transfer", "--resume", "a.npz", "--resume=b.npz", "c.png", ""], ["transfer", "c.png"]),
+        (None, []),
+    ],
+)
 def test_resume_command_replaces_resume(argv, expected):
-    assert checkpoint.resume_command(argv, "new.ckpt.npz") == expected + ["--resume", "new.ckpt.npz"]
+    assert checkpoint.resume_command(argv, "new.ckpt.npz") == expected + [
+        "--resume",
+        "new.ckpt.npz",
+    ]

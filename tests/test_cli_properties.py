@@ -26,6 +26,7 @@ from ``tests/synth.py``, and bad inputs), ``$TMP`` a fresh empty folder per run 
 directory). ``MINIVGG_FETCH_SOURCES=none``: nothing touches the network; ``MINIVGG_HOME`` is the real
 cache, an empty folder or one holding a corrupt cache file (the real cache is checked unchanged).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,9 +51,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, reject, settings
 from hypothesis import strategies as st
 from PIL import Image
+from synth import write_keras_h5
 
 import minivgg.cli as cli
-from synth import write_keras_h5
 
 EXAMPLES = int(os.environ.get("MINIVGG_CLI_EXAMPLES", "25"))
 QUICK_EXAMPLES = min(EXAMPLES, 3)
@@ -65,12 +66,14 @@ ERROR_PREFIX = "minivgg: error:"
 
 # ------------------------------------------------------------------------------ symbolic files
 
+
 @dataclasses.dataclass(frozen=True)
 class Ref:
     """A path in a drawn argv, resolved at run time: ``data`` a file of the module's ``$DATA`` folder
     (which may not exist: ``missing.png``), ``tmp`` a path in the run's fresh ``$TMP`` folder, ``copy``
     a copy of a ``$DATA`` file made in ``$TMP`` (so a run that overwrites its input harms nothing).
     ``sub`` is appended (``copy:content.png`` + ``/sub``: a path below a file)."""
+
     kind: str
     name: str
     sub: str = ""
@@ -104,6 +107,7 @@ class Case:
     """One drawn command line: ``argv`` (str and Ref tokens) and the weights cache it runs against
     (``real``: the user's cache, ``empty``: an empty folder, ``corrupt``: a folder whose cached vgg16
     file is garbage)."""
+
     argv: tuple
     home: str = "real"
 
@@ -118,6 +122,7 @@ class Case:
 
 # ------------------------------------------------------------------------------------- fixtures
 
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Tiny good inputs, synthetic weights and bad inputs; every name is referred to by a strategy."""
@@ -125,7 +130,7 @@ def data(tmp_path_factory):
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:32, 0:40]
     content = np.stack([xx * 6, yy * 8, (xx + yy) * 3], -1).clip(0, 255).astype(np.uint8)
-    Image.fromarray(content).save(d / "content.png")                                       # 40x32
+    Image.fromarray(content).save(d / "content.png")  # 40x32
     Image.fromarray(rng.integers(0, 256, (36, 36, 3)).astype(np.uint8)).save(d / "style.jpg")
     Image.fromarray(rng.integers(0, 256, (30, 24, 3)).astype(np.uint8)).save(d / "style2.png")
     Image.fromarray(rng.integers(0, 256, (20, 30)).astype(np.uint8), "L").save(d / "gray.png")
@@ -159,6 +164,7 @@ def _real_cache_dir() -> Path:
     if home:
         return Path(home).expanduser()
     import platformdirs
+
     return Path(platformdirs.user_cache_dir("minivgg"))
 
 
@@ -168,11 +174,17 @@ def real_cache_untouched():
     cache = _real_cache_dir()
 
     def snapshot():
-        return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(cache.glob("*.h5"))} \
-            if cache.is_dir() else {}
+        return (
+            {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(cache.glob("*.h5"))}
+            if cache.is_dir()
+            else {}
+        )
+
     before = snapshot()
     yield
-    assert snapshot() == before, f"the real weights cache {cache} changed during the CLI property test"
+    assert snapshot() == before, (
+        f"the real weights cache {cache} changed during the CLI property test"
+    )
 
 
 @pytest.fixture
@@ -183,10 +195,11 @@ def offline(monkeypatch):
 
 # ---------------------------------------------------------------------------------------- runner
 
+
 @dataclasses.dataclass
 class Result:
-    argv: list          # resolved, as strings
-    code: object        # int exit code, "hang", or None when an exception escaped main
+    argv: list  # resolved, as strings
+    code: object  # int exit code, "hang", or None when an exception escaped main
     stdout: str
     stderr: str
     exc: BaseException | None
@@ -230,7 +243,12 @@ def _cli_warnings():
     (the captured) stderr — not recorded by pytest, so the stderr checks see what a user sees."""
     with warnings.catch_warnings():
         warnings.resetwarnings()
-        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        for category in (
+            DeprecationWarning,
+            PendingDeprecationWarning,
+            ImportWarning,
+            ResourceWarning,
+        ):
             warnings.simplefilter("ignore", category)
         warnings.showwarning = _show_on_stderr
         yield
@@ -273,7 +291,11 @@ def run_case(case: Case, data: dict) -> Result:
         with _environment(case, tmp):
             signal.setitimer(signal.ITIMER_REAL, TIMEOUT_S)
             try:
-                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _cli_warnings():
+                with (
+                    contextlib.redirect_stdout(out),
+                    contextlib.redirect_stderr(err),
+                    _cli_warnings(),
+                ):
                     try:
                         code = cli.main(list(argv))
                     except SystemExit as e:  # argparse: usage errors (2) and --help (0)
@@ -282,14 +304,25 @@ def run_case(case: Case, data: dict) -> Result:
                 signal.setitimer(signal.ITIMER_REAL, 0)
     except _Hang:
         code = "hang"
-    except BaseException as e:  # noqa: BLE001 - anything escaping main breaks the contract
+    except BaseException as e:
         exc, tb = e, traceback.format_exc()
     finally:
         signal.signal(signal.SIGALRM, old_handler)
-    return Result(argv, code, out.getvalue(), err.getvalue(), exc, tb, time.perf_counter() - t0, tmp, data["data"])
+    return Result(
+        argv,
+        code,
+        out.getvalue(),
+        err.getvalue(),
+        exc,
+        tb,
+        time.perf_counter() - t0,
+        tmp,
+        data["data"],
+    )
 
 
 # ------------------------------------------------------------------------------------- checking
+
 
 class ContractViolation(AssertionError):
     """Base class; each distinct kind of failure gets its own subclass (below) so that Hypothesis,
@@ -311,7 +344,9 @@ def _lines(text: str) -> list:
 
 
 def _kind_of_internal_error(stderr: str) -> str:
-    m = re.search(r"internal error: (\w+): ?(.*?)(\(run with --debug for the traceback\))?$", stderr, re.M)
+    m = re.search(
+        r"internal error: (\w+): ?(.*?)(\(run with --debug for the traceback\))?$", stderr, re.M
+    )
     if not m:
         return "no_message"
     words = re.findall(r"[A-Za-z]+", m.group(2))[:3]
@@ -341,18 +376,24 @@ def _describe(case: Case, res: Result, problem: str) -> str:
 
 def check_contract(case: Case, res: Result, check_ok) -> None:
     """Raise a ContractViolation subclass (message: argv, exit code, stderr) unless the run kept the contract."""
+
     def fail(key, problem):
         raise _violation(key)(_describe(case, res, problem))
 
     if res.code == "hang":
         fail("hang", f"the run did not finish within {TIMEOUT_S:g} s")
     if res.exc is not None:
-        fail(f"raised_{type(res.exc).__name__}", f"{type(res.exc).__name__} escaped minivgg.cli.main")
+        fail(
+            f"raised_{type(res.exc).__name__}", f"{type(res.exc).__name__} escaped minivgg.cli.main"
+        )
     err_lines = _lines(res.stderr)
     if "Traceback (most recent call last)" in res.stderr:
         fail(f"traceback_exit{res.code}", "a traceback on stderr")
     if res.code == 1:
-        fail(f"exit1_{_kind_of_internal_error(res.stderr)}", "exit 1 (internal error) instead of 0 or 2")
+        fail(
+            f"exit1_{_kind_of_internal_error(res.stderr)}",
+            "exit 1 (internal error) instead of 0 or 2",
+        )
     if res.code == 2:
         errors = [ln for ln in err_lines if ln.startswith(ERROR_PREFIX)]
         if case.quiet or not _progress_command(case):
@@ -361,7 +402,7 @@ def check_contract(case: Case, res: Result, check_ok) -> None:
         else:  # progress output allowed before the error
             ok = len(errors) == 1 and err_lines[-1] == errors[0]
             want = "one 'minivgg: error:' line, the last on stderr"
-        if ok and not errors[0][len(ERROR_PREFIX):].strip(" .:"):
+        if ok and not errors[0][len(ERROR_PREFIX) :].strip(" .:"):
             ok, want = False, "a non-empty message after 'minivgg: error:'"
         if not ok:
             fail("exit2_stderr", f"exit 2 without {want}")
@@ -380,8 +421,13 @@ def check_contract(case: Case, res: Result, check_ok) -> None:
 
 def _progress_command(case: Case) -> bool:
     """Commands that draw progress on stderr unless --quiet."""
-    return (case.argv[:1] in (("transfer",), ("demo",), ("reconstruct",), ("sweep",), ("batch",))
-            or case.argv[:2] == ("weights", "fetch"))
+    return case.argv[:1] in (
+        ("transfer",),
+        ("demo",),
+        ("reconstruct",),
+        ("sweep",),
+        ("batch",),
+    ) or case.argv[:2] == ("weights", "fetch")
 
 
 def _image_problem(path: Path, what: str, longest: int | None = None) -> list:
@@ -389,7 +435,7 @@ def _image_problem(path: Path, what: str, longest: int | None = None) -> list:
         with Image.open(path) as im:
             im.load()
             size = im.size
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return [f"{what} {path} is not a readable image ({type(exc).__name__}: {exc})"]
     if longest is not None and max(size) != longest:
         return [f"{what} {path} is {size[0]}x{size[1]}, longest side not the --size {longest}"]
@@ -400,7 +446,7 @@ def _json_problem(path: Path, what: str) -> list:
     try:
         log = json.loads(path.read_text())
         assert isinstance(log, dict) and "iterations" in log and "settings" in log
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return [f"{what} {path} is not a readable JSON log ({type(exc).__name__}: {exc})"]
     return []
 
@@ -413,11 +459,12 @@ def _option(res: Result, *names):
             if a == n and i + 1 < len(res.argv):
                 value = res.argv[i + 1]
             elif a.startswith(n + "="):
-                value = a[len(n) + 1:]
+                value = a[len(n) + 1 :]
     return value
 
 
 # ----------------------------------------------------------------------------------- strategies
+
 
 def mix(valid, invalid, odds=3):
     """``valid`` odds times in odds + 1, else ``invalid``; shrinks towards valid."""
@@ -448,24 +495,63 @@ def option_chunk(draw, flag, value):
 
 HELP = ("-h", "--help")
 GOOD_IMAGES = [D("content.png"), D("style.jpg"), D("style2.png"), D("gray.png"), D("rgba.png")]
-BAD_IMAGES = [D("missing.png"), D("adir"), D("dir.png"), D("text.png"), D("empty.png"), D("trunc.png")]
+BAD_IMAGES = [
+    D("missing.png"),
+    D("adir"),
+    D("dir.png"),
+    D("text.png"),
+    D("empty.png"),
+    D("trunc.png"),
+]
 BAD_WEIGHTS = [D("text.h5"), D("trunc.h5"), D("missing.h5"), D("adir"), D("content.png")]
-VGG16_TAPS = ["input", "block1_conv1", "conv1_2", "relu1_2", "pool1", "conv2_1", "relu2_2", "block2_pool",
-              "relu3_1", "block3_conv3", "pool2", "conv4_1", "block4_conv2", "relu4_3", "pool3", "block5_conv1"]
-BAD_TAPS = ["bogus", "block9_conv1", "conv0_1", "Block1_conv1", "conv3_4", "pool6", "relu", ",", " "]
+VGG16_TAPS = [
+    "input",
+    "block1_conv1",
+    "conv1_2",
+    "relu1_2",
+    "pool1",
+    "conv2_1",
+    "relu2_2",
+    "block2_pool",
+    "relu3_1",
+    "block3_conv3",
+    "pool2",
+    "conv4_1",
+    "block4_conv2",
+    "relu4_3",
+    "pool3",
+    "block5_conv1",
+]
+BAD_TAPS = [
+    "bogus",
+    "block9_conv1",
+    "conv0_1",
+    "Block1_conv1",
+    "conv3_4",
+    "pool6",
+    "relu",
+    ",",
+    " ",
+]
 NUMBERS_BAD = ["-1", "nan", "inf", "-inf", "1e400", "x", "", "1,2"]
 PRESETS = ["gatys", "keras", "cntk", "harvard", "d2l", "ee8601"]
 VGG19_PRESETS = {"d2l", "ee8601"}
 
 _taps = st.lists(st.sampled_from(VGG16_TAPS), min_size=1, max_size=3).flatmap(
-    lambda ts: st.sampled_from([",".join(ts), ", ".join(ts)]))
-_bad_taps = st.one_of(values(*BAD_TAPS),
-                      st.tuples(st.sampled_from(VGG16_TAPS), st.sampled_from(BAD_TAPS)).map(",".join))
+    lambda ts: st.sampled_from([",".join(ts), ", ".join(ts)])
+)
+_bad_taps = st.one_of(
+    values(*BAD_TAPS),
+    st.tuples(st.sampled_from(VGG16_TAPS), st.sampled_from(BAD_TAPS)).map(",".join),
+)
 _pos_floats = st.sampled_from(["0.5", "1", "2", "0.2", "1e-3"])
 _float_lists = st.lists(_pos_floats, min_size=1, max_size=6).map(",".join)
 _bad_float_lists = st.one_of(
-    st.lists(st.sampled_from(["1", "-1", "nan", "inf", "x", "0"]), min_size=1, max_size=6).map(",".join),
-    values("", ",", "1,,2", "a,b"))
+    st.lists(st.sampled_from(["1", "-1", "nan", "inf", "x", "0"]), min_size=1, max_size=6).map(
+        ",".join
+    ),
+    values("", ",", "1,,2", "a,b"),
+)
 
 # Every optional flag of `transfer`: (valid values, invalid values), each a list or a strategy; None: no
 # valid value (--resume), or one that depends on the draw (--style-blend-weights: one per style).
@@ -474,8 +560,10 @@ TRANSFER_OPTIONAL = {
     "--style-scale": (["0.5", "1", "1.5", "2"], ["0", "-1", "nan", "inf", "x", "1e9"]),
     "--optimizer": (["lbfgs", "lbfgs-device", "adam"], ["bogus", ""]),
     "--lr": (["0.1", "1", "2", "5"], ["0", "-1", "nan", "inf", "x"]),
-    "--init": (["content", "random", "style", "noise", D("style2.png")],
-               ["bogus", "", D("text.png"), D("missing.png"), D("adir"), D("trunc.png")]),
+    "--init": (
+        ["content", "random", "style", "noise", D("style2.png")],
+        ["bogus", "", D("text.png"), D("missing.png"), D("adir"), D("trunc.png")],
+    ),
     "--seed": (["0", "1", "7", str(2**32), str(2**70)], ["-1", "-5", "x", "1.5"]),
     "--content-weight": (["0", "1e-3", "1", "5", "1e4"], NUMBERS_BAD),
     "--style-weight": (["0", "1", "10", "1e4"], NUMBERS_BAD),
@@ -483,29 +571,61 @@ TRANSFER_OPTIONAL = {
     "--content-layers": (_taps, _bad_taps),
     "--style-layers": (_taps, _bad_taps),
     "--style-layer-weights": (_float_lists, _bad_float_lists),
-    "--style-blend-weights": (None, _bad_float_lists),  # valid values depend on the style count (below)
+    "--style-blend-weights": (
+        None,
+        _bad_float_lists,
+    ),  # valid values depend on the style count (below)
     "--pooling": (["avg", "max"], ["bogus", ""]),
     "--flip-kernels": (["yes", "no", "auto"], ["bogus", ""]),
     "--device": (["cpu"], ["gpu", "tpu"]),
     "--save-every": (["0", "1", "2"], ["-1", "x"]),
     "--log": ([T("log.json")], [D("adir"), T("nodir/log.json"), T("out.png"), C("content.png")]),
-    "--report": ([T("report.png")], [D("adir"), T("nodir/report.png"), T("out.png"), T("report.txt")]),
+    "--report": (
+        [T("report.png")],
+        [D("adir"), T("nodir/report.png"), T("out.png"), T("report.txt")],
+    ),
     "--max-pixels": (["100000", "1280", str(10**9)], ["10", "0", "-1", "x"]),
-    "--resume": (None, [D("missing.npz"), D("text.npz"), D("nokeys.npz"), D("wrongshape.npz"), D("adir"),
-                        D("content.png")]),
+    "--resume": (
+        None,
+        [
+            D("missing.npz"),
+            D("text.npz"),
+            D("nokeys.npz"),
+            D("wrongshape.npz"),
+            D("adir"),
+            D("content.png"),
+        ],
+    ),
     "--conv": (["auto", "im2col", "winograd"], ["bogus", "", "Winograd"]),
-    "--scales": (["20,32", "24,40", "20,28,32", "32"], ["0,32", "x", "", "32,-4", "8,32", "1000000000"]),
+    "--scales": (
+        ["20,32", "24,40", "20,28,32", "32"],
+        ["0,32", "x", "", "32,-4", "8,32", "1000000000"],
+    ),
     "--min-scale": (["20", "24"], ["0", "-1", "x", "100", "1"]),
     "--stop-tol": (["0", "0.02", "0.5"], ["-1", "nan", "x"]),
     "--tile-size": (["16", "32", "40", "1024"], ["0", "-16", "8", "2.5", "x", ""]),
     "--match-color-histogram": (["chol", "pca", "sym"], ["bogus", "PCA"]),
-    "--content-masks": (None, [D("mask_left.png"), D("mask_black.png"), D("missing.png"), D("text.png"),
-                               DL("mask_left.png", "mask_left.png", "mask_left.png"), DL("mask_black.png", "mask_black.png")]),
+    "--content-masks": (
+        None,
+        [
+            D("mask_left.png"),
+            D("mask_black.png"),
+            D("missing.png"),
+            D("text.png"),
+            DL("mask_left.png", "mask_left.png", "mask_left.png"),
+            DL("mask_black.png", "mask_black.png"),
+        ],
+    ),
     "--style-masks": (None, [D("mask_left.png"), D("mask_black.png"), D("missing.png")]),
     "--mask-mode": (["simple", "inside", "all"], ["bogus", ""]),
 }
 # Flags without a value, drawn bare now and then (--match-color-histogram alone means pca).
-TRANSFER_SWITCHES = ("--all-iters", "--original-colors", "--luminance-only", "--match-color-histogram")
+TRANSFER_SWITCHES = (
+    "--all-iters",
+    "--original-colors",
+    "--luminance-only",
+    "--match-color-histogram",
+)
 
 
 # Valid --size values shrink towards 32 (16 is valid but too small for gatys' deepest layer at 40x32).
@@ -530,19 +650,33 @@ def transfer_cases(draw):
         return draw(mix(valid, invalid, 1 if factor == focus else odds))
 
     n_styles = draw(st.integers(1, 2))
-    output = pick("--output", values(T("out.png"), T("out.jpg")),
-                  values("self", D("adir"), T("nodir/out.png"), T("out.txt"), T("out")), odds=7)
-    content = (C("content.png") if output == "self"
-               else pick("content", values(*GOOD_IMAGES), values(*BAD_IMAGES), odds=7))
+    output = pick(
+        "--output",
+        values(T("out.png"), T("out.jpg")),
+        values("self", D("adir"), T("nodir/out.png"), T("out.txt"), T("out")),
+        odds=7,
+    )
+    content = (
+        C("content.png")
+        if output == "self"
+        else pick("content", values(*GOOD_IMAGES), values(*BAD_IMAGES), odds=7)
+    )
     if output == "self":  # the input itself as the output (a copy, so the data folder stays intact)
         output = content
-    styles = [pick("styles", values(*GOOD_IMAGES), values(*BAD_IMAGES), odds=7) for _ in range(n_styles)]
+    styles = [
+        pick("styles", values(*GOOD_IMAGES), values(*BAD_IMAGES), odds=7) for _ in range(n_styles)
+    ]
 
     chunks = [[draw(st.sampled_from(["-o", "--output"])), output]]
     bad_sizes = values("0", "-3", "1000000000", "1", "7", "x", "2.5", "")
     chunks.append(option_chunk(draw, "--size", pick("--size", _SIZES, bad_sizes, odds=5)))
-    chunks.append(option_chunk(draw, "--iters", pick("--iters", st.integers(1, 3).map(str),
-                                                     values("0", "-1", "x"), odds=7)))
+    chunks.append(
+        option_chunk(
+            draw,
+            "--iters",
+            pick("--iters", st.integers(1, 3).map(str), values("0", "-1", "x"), odds=7),
+        )
+    )
     preset = None
     for flag, (valid, invalid) in TRANSFER_OPTIONAL.items():
         if not (flag == focus or draw(maybe(10 if mode == "focus" else 6))):
@@ -550,8 +684,11 @@ def transfer_cases(draw):
         if flag == "--style-blend-weights":
             valid = st.lists(_pos_floats, min_size=n_styles, max_size=n_styles).map(",".join)
         if flag in ("--content-masks", "--style-masks"):  # one mask per style image
-            valid = st.lists(st.sampled_from(["mask_left.png", "mask_right.png"]),
-                             min_size=n_styles, max_size=n_styles).map(lambda names: DL(*names))
+            valid = st.lists(
+                st.sampled_from(["mask_left.png", "mask_right.png"]),
+                min_size=n_styles,
+                max_size=n_styles,
+            ).map(lambda names: DL(*names))
         value = pick(flag, as_strategy(valid), as_strategy(invalid))
         if value is None:
             continue
@@ -559,8 +696,12 @@ def transfer_cases(draw):
             preset = value
         chunks.append(option_chunk(draw, flag, value))
     arch = "vgg19" if preset in VGG19_PRESETS else "vgg16"
-    weights = pick("--weights", st.sampled_from([D(f"{arch}.h5")] * 4 + [None]),  # None: the real cache
-                   values(D("vgg19.h5" if arch == "vgg16" else "vgg16.h5"), *BAD_WEIGHTS), odds=5)
+    weights = pick(
+        "--weights",
+        st.sampled_from([D(f"{arch}.h5")] * 4 + [None]),  # None: the real cache
+        values(D("vgg19.h5" if arch == "vgg16" else "vgg16.h5"), *BAD_WEIGHTS),
+        odds=5,
+    )
     if weights is not None:
         chunks.append(["--weights", weights])
     chunks += _switch_chunks(draw, TRANSFER_SWITCHES, mode)
@@ -585,8 +726,11 @@ def _switch_chunks(draw, switches, mode):
 def _no_flag_cases(command):
     """Commands without options: the bare command, --help, or a bogus flag / extra argument."""
     return st.tuples(
-        mix(st.just(()), st.sampled_from([("--bogus",), ("extra",), ("-x",), ("--quiet",), HELP[:1], HELP[1:]])),
-        mix(st.just("real"), st.sampled_from(["empty", "corrupt"]))
+        mix(
+            st.just(()),
+            st.sampled_from([("--bogus",), ("extra",), ("-x",), ("--quiet",), HELP[:1], HELP[1:]]),
+        ),
+        mix(st.just("real"), st.sampled_from(["empty", "corrupt"])),
     ).map(lambda t: Case((*command, *t[0]), home=t[1]))
 
 
@@ -610,30 +754,57 @@ def fetch_cases(draw):
 @st.composite
 def info_cases(draw):
     chunks = []
-    path = draw(mix(st.sampled_from([None, D("vgg16.h5"), D("vgg19.h5")]),
-                    values(*BAD_WEIGHTS, D("empty.png"), D("rgba.png"))))
+    path = draw(
+        mix(
+            st.sampled_from([None, D("vgg16.h5"), D("vgg19.h5")]),
+            values(*BAD_WEIGHTS, D("empty.png"), D("rgba.png")),
+        )
+    )
     if path is not None:
         chunks.append([path])
     if draw(maybe(2)):
-        chunks.append(option_chunk(draw, "--arch", draw(mix(values("vgg16", "vgg19"), values("bogus", "")))))
+        chunks.append(
+            option_chunk(draw, "--arch", draw(mix(values("vgg16", "vgg19"), values("bogus", ""))))
+        )
     if draw(maybe(2)):
-        chunks.append(option_chunk(draw, "--flip-kernels",
-                                   draw(mix(values("yes", "no", "auto"), values("bogus", "")))))
+        chunks.append(
+            option_chunk(
+                draw, "--flip-kernels", draw(mix(values("yes", "no", "auto"), values("bogus", "")))
+            )
+        )
     if draw(maybe(20)):
         chunks.append([draw(st.sampled_from(["--bogus", "-h"]))])
     home = draw(st.sampled_from(["real", "real", "empty", "corrupt"]))
-    return Case(("weights", "info", *[t for c in draw(st.permutations(chunks)) for t in c]), home=home)
+    return Case(
+        ("weights", "info", *[t for c in draw(st.permutations(chunks)) for t in c]), home=home
+    )
 
 
 # Patterns selecting few, fast checks (a full run takes minutes), or nothing.
-GRADCHECK_PATTERNS = ["relu*", "relu", "avg_pool2d*", "max_pool2d*", "tv_loss *", "tv_loss keras",
-                      "content_loss *", "style_loss gram=plain", "zzz*", "[", "*pool2d"]
+GRADCHECK_PATTERNS = [
+    "relu*",
+    "relu",
+    "avg_pool2d*",
+    "max_pool2d*",
+    "tv_loss *",
+    "tv_loss keras",
+    "content_loss *",
+    "style_loss gram=plain",
+    "zzz*",
+    "[",
+    "*pool2d",
+]
 
 
 @st.composite
 def gradcheck_cases(draw):
     pattern = draw(st.sampled_from(GRADCHECK_PATTERNS))
-    form = draw(mix(st.sampled_from(["-k", "--filter", "--filter="]), st.sampled_from(["-k-missing", "--bogus"])))
+    form = draw(
+        mix(
+            st.sampled_from(["-k", "--filter", "--filter="]),
+            st.sampled_from(["-k-missing", "--bogus"]),
+        )
+    )
     if form == "--filter=":
         argv = [f"--filter={pattern}"]
     elif form == "-k-missing":
@@ -643,7 +814,9 @@ def gradcheck_cases(draw):
     else:
         argv = [form, pattern]
     if draw(maybe(2)):
-        argv += option_chunk(draw, "--dtype", draw(mix(values("float64", "float32"), values("float16", "", "f32"))))
+        argv += option_chunk(
+            draw, "--dtype", draw(mix(values("float64", "float32"), values("float16", "", "f32")))
+        )
     if draw(maybe(2)):
         argv.append("--json")
     if draw(maybe(20)):
@@ -655,13 +828,20 @@ def gradcheck_cases(draw):
 def demo_cases(draw):
     def pick(valid, invalid, odds=4):
         return draw(mix(valid, invalid, odds))
+
     chunks = []
-    outdir = pick(st.sampled_from([T("demo"), T("a/b/demo"), None]),   # None: the default ./minivgg-demo
-                  values(C("text.png"), C("content.png", "/sub"), D("text.png")))
+    outdir = pick(
+        st.sampled_from([T("demo"), T("a/b/demo"), None]),  # None: the default ./minivgg-demo
+        values(C("text.png"), C("content.png", "/sub"), D("text.png")),
+    )
     if outdir is not None:
         chunks.append([draw(st.sampled_from(["-o", "--outdir"])), outdir])
-    chunks.append(option_chunk(draw, "--size", pick(st.integers(16, 40).map(str), values("0", "-1", "x"))))
-    chunks.append(option_chunk(draw, "--iters", pick(st.integers(1, 2).map(str), values("0", "-1", "x"))))
+    chunks.append(
+        option_chunk(draw, "--size", pick(st.integers(16, 40).map(str), values("0", "-1", "x")))
+    )
+    chunks.append(
+        option_chunk(draw, "--iters", pick(st.integers(1, 2).map(str), values("0", "-1", "x")))
+    )
     if draw(st.integers(0, 5)) != 5:
         chunks.append(["--quiet"])
     if draw(maybe(30)):
@@ -671,18 +851,35 @@ def demo_cases(draw):
 
 
 # reconstruct: every flag with (valid, invalid) values; shallow taps keep the examples fast.
-_RECON_TAPS = ["input", "block1_conv1", "conv1_2", "relu1_2", "pool1", "conv2_1", "block2_conv2", "relu3_1",
-               "block4_conv2", "block5_conv1"]
+_RECON_TAPS = [
+    "input",
+    "block1_conv1",
+    "conv1_2",
+    "relu1_2",
+    "pool1",
+    "conv2_1",
+    "block2_conv2",
+    "relu3_1",
+    "block4_conv2",
+    "block5_conv1",
+]
 RECONSTRUCT_FLAGS = {
-    "--layers": (st.lists(st.sampled_from(_RECON_TAPS), min_size=1, max_size=3).map(",".join),
-                 st.one_of(_bad_taps, values("", ","))),
+    "--layers": (
+        st.lists(st.sampled_from(_RECON_TAPS), min_size=1, max_size=3).map(",".join),
+        st.one_of(_bad_taps, values("", ",")),
+    ),
     "--mode": (["content", "style"], ["bogus", "", "Content"]),
     "--size": (_SIZES, ["0", "-3", "1000000000", "1", "7", "x", ""]),
     "--iters": (st.integers(1, 3).map(str), ["0", "-1", "x"]),
-    "--init": (["noise", D("style2.png"), D("gray.png")],
-               ["bogus", "", "random", D("text.png"), D("missing.png"), D("adir"), D("trunc.png")]),
+    "--init": (
+        ["noise", D("style2.png"), D("gray.png")],
+        ["bogus", "", "random", D("text.png"), D("missing.png"), D("adir"), D("trunc.png")],
+    ),
     "--seed": (["0", "1", "7"], ["-1", "x", "1.5"]),
-    "--weights": (st.sampled_from([D("vgg16.h5"), D("vgg16.h5"), None]), [D("vgg19.h5"), *BAD_WEIGHTS]),  # None: the real cache
+    "--weights": (
+        st.sampled_from([D("vgg16.h5"), D("vgg16.h5"), None]),
+        [D("vgg19.h5"), *BAD_WEIGHTS],
+    ),  # None: the real cache
     "--conv": (["auto", "im2col", "winograd"], ["bogus", ""]),
 }
 
@@ -695,15 +892,28 @@ def _focused_draw(draw, flags):
     def pick(flag):
         valid, invalid = (as_strategy(v) for v in flags[flag])
         return draw(mix(valid, invalid, 1) if flag == focus else valid)
+
     return pick
 
 
 @st.composite
 def reconstruct_cases(draw):
     """One factor at a time (see ``_focused_draw``), over the image, the output folder and every flag."""
-    pick = _focused_draw(draw, {**RECONSTRUCT_FLAGS, "image": (GOOD_IMAGES[:4], BAD_IMAGES),
-                                "-o": ([T("rec"), T("a/b/rec")], [C("text.png"), C("content.png", "/sub"), D("text.png")])})
-    chunks = [[draw(st.sampled_from(["-o", "--outdir"])), pick("-o")], option_chunk(draw, "--layers", pick("--layers"))]
+    pick = _focused_draw(
+        draw,
+        {
+            **RECONSTRUCT_FLAGS,
+            "image": (GOOD_IMAGES[:4], BAD_IMAGES),
+            "-o": (
+                [T("rec"), T("a/b/rec")],
+                [C("text.png"), C("content.png", "/sub"), D("text.png")],
+            ),
+        },
+    )
+    chunks = [
+        [draw(st.sampled_from(["-o", "--outdir"])), pick("-o")],
+        option_chunk(draw, "--layers", pick("--layers")),
+    ]
     for flag in ("--mode", "--size", "--iters", "--init", "--seed", "--weights", "--conv"):
         value = pick(flag)
         if value is not None and (flag in ("--size", "--iters", "--layers") or draw(maybe(2))):
@@ -712,15 +922,35 @@ def reconstruct_cases(draw):
         chunks.append(["--quiet"])
     if draw(maybe(30)):
         chunks.append([draw(st.sampled_from(["--bogus", *HELP]))])
-    return Case(("reconstruct", pick("image"), *[t for c in draw(st.permutations(chunks)) for t in c]))
+    return Case(
+        ("reconstruct", pick("image"), *[t for c in draw(st.permutations(chunks)) for t in c])
+    )
 
 
 # inspect: the objective's flags of transfer, plus the evaluation point and the output folder.
-INSPECT_OPTIONAL = {**{k: TRANSFER_OPTIONAL[k] for k in (
-    "--preset", "--style-scale", "--content-weight", "--style-weight", "--tv-weight", "--content-layers",
-    "--style-layers", "--style-layer-weights", "--pooling", "--flip-kernels", "--device", "--max-pixels", "--conv")},
-    "--at": ([D("style2.png"), D("content.png"), D("gray.png")], [D("missing.png"), D("text.png"), D("adir"),
-                                                                 D("trunc.png"), "content"]),
+INSPECT_OPTIONAL = {
+    **{
+        k: TRANSFER_OPTIONAL[k]
+        for k in (
+            "--preset",
+            "--style-scale",
+            "--content-weight",
+            "--style-weight",
+            "--tv-weight",
+            "--content-layers",
+            "--style-layers",
+            "--style-layer-weights",
+            "--pooling",
+            "--flip-kernels",
+            "--device",
+            "--max-pixels",
+            "--conv",
+        )
+    },
+    "--at": (
+        [D("style2.png"), D("content.png"), D("gray.png")],
+        [D("missing.png"), D("text.png"), D("adir"), D("trunc.png"), "content"],
+    ),
     "--style-blend-weights": (["1"], ["1,1", "0", "-1", "nan", "x", ""]),
 }
 
@@ -728,11 +958,23 @@ INSPECT_OPTIONAL = {**{k: TRANSFER_OPTIONAL[k] for k in (
 @st.composite
 def inspect_cases(draw):
     """One factor at a time (see ``_focused_draw``); a few other objective flags now and then; one style."""
-    pick = _focused_draw(draw, {
-        **INSPECT_OPTIONAL, "content": (GOOD_IMAGES[:4], BAD_IMAGES), "style": (GOOD_IMAGES[:4], BAD_IMAGES),
-        "--size": (_SIZES, ["0", "-3", "1000000000", "7", "x"]),
-        "--weights": (st.sampled_from([D("vgg16.h5")] * 3 + [None]), [D("vgg19.h5"), *BAD_WEIGHTS]),
-        "-o": (st.sampled_from([T("ins"), T("a/b/ins"), None]), [C("text.png"), C("content.png", "/sub")])})
+    pick = _focused_draw(
+        draw,
+        {
+            **INSPECT_OPTIONAL,
+            "content": (GOOD_IMAGES[:4], BAD_IMAGES),
+            "style": (GOOD_IMAGES[:4], BAD_IMAGES),
+            "--size": (_SIZES, ["0", "-3", "1000000000", "7", "x"]),
+            "--weights": (
+                st.sampled_from([D("vgg16.h5")] * 3 + [None]),
+                [D("vgg19.h5"), *BAD_WEIGHTS],
+            ),
+            "-o": (
+                st.sampled_from([T("ins"), T("a/b/ins"), None]),
+                [C("text.png"), C("content.png", "/sub")],
+            ),
+        },
+    )
     chunks = [option_chunk(draw, "--size", pick("--size"))]
     preset = None
     for flag in INSPECT_OPTIONAL:
@@ -740,32 +982,69 @@ def inspect_cases(draw):
             value = pick(flag)
             if value is not None:
                 preset = value if flag == "--preset" else preset
-                chunks.append(option_chunk(draw, flag, value) if not isinstance(value, Ref) else [flag, value])
+                chunks.append(
+                    option_chunk(draw, flag, value) if not isinstance(value, Ref) else [flag, value]
+                )
     weights = pick("--weights")
     if preset in VGG19_PRESETS and weights == D("vgg16.h5"):
         weights = D("vgg19.h5")
-    for flag, value in (("--weights", weights), (draw(st.sampled_from(["-o", "--outdir"])), pick("-o"))):
+    for flag, value in (
+        ("--weights", weights),
+        (draw(st.sampled_from(["-o", "--outdir"])), pick("-o")),
+    ):
         if value is not None:
             chunks.append([flag, value])
     if draw(st.integers(0, 5)) != 5:
         chunks.append(["--quiet"])
     if draw(maybe(30)):
         chunks.append([draw(st.sampled_from(["--bogus", *HELP]))])
-    return Case(("inspect", pick("content"), pick("style"), *[t for c in draw(st.permutations(chunks)) for t in c]))
+    return Case(
+        (
+            "inspect",
+            pick("content"),
+            pick("style"),
+            *[t for c in draw(st.permutations(chunks)) for t in c],
+        )
+    )
 
 
 # sweep and batch: every transfer flag but the outputs (-o is the folder), plus the grid or the CSV file,
 # --report (a switch here), --scheduler (no valid value: a test must not depend on a running cluster;
 # tests/test_sweep.py starts one) and --workers. At most four jobs of tiny images each.
-SWEEP_OPTIONAL = {**{k: v for k, v in TRANSFER_OPTIONAL.items() if k not in ("--log", "--report", "--resume")},
-                  "--scheduler": (None, ["bogus", "tcp://", "tcp://127.0.0.1:x", "http://127.0.0.1:1"])}
+SWEEP_OPTIONAL = {
+    **{k: v for k, v in TRANSFER_OPTIONAL.items() if k not in ("--log", "--report", "--resume")},
+    "--scheduler": (None, ["bogus", "tcp://", "tcp://127.0.0.1:x", "http://127.0.0.1:1"]),
+}
 SWEEP_SWITCHES = (*TRANSFER_SWITCHES, "--report")
-SWEEP_GRIDS = (["tv_weight=0,1e-3", "style_weight=1,10", "iters=1,2", "size=24,32", "seed=0,1", "pooling=avg,max",
-                "content_layers=block1_conv1,relu1_2+pool1", "original_colors=yes,no", "match_color_histogram=off,pca",
-                "init=content,noise"],
-               ["style_weight", "=1,2", "bogus=1,2", "style_weight=", "style_weight=1,,2", "style_weight=x", "size=1,1",
-                "original_colors=maybe", "output=x.png", "iters=0,1", "tv_weight=-1,0", "content_layers=bogus",
-                "match_color_histogram=PCA"])
+SWEEP_GRIDS = (
+    [
+        "tv_weight=0,1e-3",
+        "style_weight=1,10",
+        "iters=1,2",
+        "size=24,32",
+        "seed=0,1",
+        "pooling=avg,max",
+        "content_layers=block1_conv1,relu1_2+pool1",
+        "original_colors=yes,no",
+        "match_color_histogram=off,pca",
+        "init=content,noise",
+    ],
+    [
+        "style_weight",
+        "=1,2",
+        "bogus=1,2",
+        "style_weight=",
+        "style_weight=1,,2",
+        "style_weight=x",
+        "size=1,1",
+        "original_colors=maybe",
+        "output=x.png",
+        "iters=0,1",
+        "tv_weight=-1,0",
+        "content_layers=bogus",
+        "match_color_histogram=PCA",
+    ],
+)
 BATCH_FILES = {
     "jobs.csv": "content,style,output,tv_weight\ncontent.png,style.jpg,one,\ncontent.png,style.jpg;style2.png,two.jpg,1e-3\n",
     "jobs_one.csv": "content,style,original_colors\ncontent.png,gray.png,yes\n",
@@ -781,7 +1060,9 @@ BATCH_FILES = {
 
 @st.composite
 def _grids(draw, valid_only):
-    keys = st.lists(st.sampled_from(SWEEP_GRIDS[0]), min_size=1, max_size=2, unique_by=lambda g: g.split("=")[0])
+    keys = st.lists(
+        st.sampled_from(SWEEP_GRIDS[0]), min_size=1, max_size=2, unique_by=lambda g: g.split("=")[0]
+    )
     grids = draw(keys)
     if not valid_only:
         grids[draw(st.integers(0, len(grids) - 1))] = draw(st.sampled_from(SWEEP_GRIDS[1]))
@@ -794,8 +1075,15 @@ def sweep_cases(draw, command="sweep"):
     ``sweep`` (the grid a factor) or ``batch`` (the CSV file a factor)."""
     mode = draw(st.sampled_from(["focus", "valid", "mixed"]))
     inputs = ("content", "styles", "--grid") if command == "sweep" else ("jobs",)
-    focus = draw(st.sampled_from([*inputs, "-o", "--size", "--iters", "--workers", "--weights", *SWEEP_OPTIONAL])) \
-        if mode == "focus" else None
+    focus = (
+        draw(
+            st.sampled_from(
+                [*inputs, "-o", "--size", "--iters", "--workers", "--weights", *SWEEP_OPTIONAL]
+            )
+        )
+        if mode == "focus"
+        else None
+    )
 
     def pick(factor, valid, invalid, odds=3):
         if mode == "valid" or (mode == "focus" and factor != focus):
@@ -805,23 +1093,61 @@ def sweep_cases(draw, command="sweep"):
         return draw(mix(valid, invalid, 1 if factor == focus else odds))
 
     n_styles = draw(st.integers(1, 2))
-    chunks = [[draw(st.sampled_from(["-o", "--outdir"])),
-               pick("-o", values(T("out"), T("a/b/out")), values(C("text.png"), C("content.png", "/sub"), D("text.png")),
-                    odds=7)]]
+    chunks = [
+        [
+            draw(st.sampled_from(["-o", "--outdir"])),
+            pick(
+                "-o",
+                values(T("out"), T("a/b/out")),
+                values(C("text.png"), C("content.png", "/sub"), D("text.png")),
+                odds=7,
+            ),
+        ]
+    ]
     if command == "sweep":
-        positionals = [pick("content", values(*GOOD_IMAGES), values(*BAD_IMAGES), odds=7),
-                       *[pick("styles", values(*GOOD_IMAGES), values(*BAD_IMAGES), odds=7) for _ in range(n_styles)]]
-        valid_grid = mode == "valid" or (mode == "focus" and focus != "--grid") or draw(st.integers(0, 3)) != 3
+        positionals = [
+            pick("content", values(*GOOD_IMAGES), values(*BAD_IMAGES), odds=7),
+            *[
+                pick("styles", values(*GOOD_IMAGES), values(*BAD_IMAGES), odds=7)
+                for _ in range(n_styles)
+            ],
+        ]
+        valid_grid = (
+            mode == "valid"
+            or (mode == "focus" and focus != "--grid")
+            or draw(st.integers(0, 3)) != 3
+        )
         chunks += [option_chunk(draw, "--grid", g) for g in draw(_grids(valid_grid))]
     else:
-        positionals = [pick("jobs", values(D("jobs.csv"), D("jobs_one.csv")),
-                            values(*[D(n) for n in BATCH_FILES if n not in ("jobs.csv", "jobs_one.csv")],
-                                   D("missing.csv"), D("adir"), D("content.png")), odds=5)]
-    chunks.append(option_chunk(draw, "--size", pick("--size", st.sampled_from(["24", "32"]), values("0", "x", "1"),
-                                                    odds=7)))
-    chunks.append(option_chunk(draw, "--iters", pick("--iters", values("1", "2"), values("0", "-1", "x"), odds=7)))
+        positionals = [
+            pick(
+                "jobs",
+                values(D("jobs.csv"), D("jobs_one.csv")),
+                values(
+                    *[D(n) for n in BATCH_FILES if n not in ("jobs.csv", "jobs_one.csv")],
+                    D("missing.csv"),
+                    D("adir"),
+                    D("content.png"),
+                ),
+                odds=5,
+            )
+        ]
+    chunks.append(
+        option_chunk(
+            draw,
+            "--size",
+            pick("--size", st.sampled_from(["24", "32"]), values("0", "x", "1"), odds=7),
+        )
+    )
+    chunks.append(
+        option_chunk(
+            draw, "--iters", pick("--iters", values("1", "2"), values("0", "-1", "x"), odds=7)
+        )
+    )
     # One worker process mostly: tiny jobs finish before a second worker has started.
-    workers = pick("--workers", st.sampled_from(["1", "1", "1", "2", None]), values("0", "-1", "x"), odds=7)
+    workers = pick(
+        "--workers", st.sampled_from(["1", "1", "1", "2", None]), values("0", "-1", "x"), odds=7
+    )
     if workers is not None and focus != "--scheduler":
         chunks.append(option_chunk(draw, "--workers", workers))
     preset = None
@@ -829,18 +1155,30 @@ def sweep_cases(draw, command="sweep"):
         if not (flag == focus or draw(maybe(12 if mode == "focus" else 8))):
             continue
         if flag == "--style-blend-weights":
-            valid = st.lists(_pos_floats, min_size=n_styles, max_size=n_styles).map(",".join) \
-                if command == "sweep" else None  # a batch file's rows have one and two styles
+            valid = (
+                st.lists(_pos_floats, min_size=n_styles, max_size=n_styles).map(",".join)
+                if command == "sweep"
+                else None
+            )  # a batch file's rows have one and two styles
         if flag in ("--content-masks", "--style-masks"):
-            valid = st.lists(st.sampled_from(["mask_left.png", "mask_right.png"]), min_size=n_styles,
-                             max_size=n_styles).map(lambda names: DL(*names)) if command == "sweep" else None
+            valid = (
+                st.lists(
+                    st.sampled_from(["mask_left.png", "mask_right.png"]),
+                    min_size=n_styles,
+                    max_size=n_styles,
+                ).map(lambda names: DL(*names))
+                if command == "sweep"
+                else None
+            )
         value = pick(flag, as_strategy(valid), as_strategy(invalid))
         if value is None:
             continue
         preset = value if flag == "--preset" else preset
         chunks.append(option_chunk(draw, flag, value))
     arch = "vgg19" if preset in VGG19_PRESETS else "vgg16"
-    weights = pick("--weights", st.sampled_from([D(f"{arch}.h5")] * 4 + [None]), values(*BAD_WEIGHTS), odds=5)
+    weights = pick(
+        "--weights", st.sampled_from([D(f"{arch}.h5")] * 4 + [None]), values(*BAD_WEIGHTS), odds=5
+    )
     if weights is not None:
         chunks.append(["--weights", weights])
     chunks += _switch_chunks(draw, SWEEP_SWITCHES, mode)
@@ -854,15 +1192,24 @@ def _sweep_ok(case, res):
     outdir, kind = Path(_option(res, "-o", "--outdir")), case.argv[0]
     try:
         summary = json.loads((outdir / f"{kind}.json").read_text())
-    except Exception as exc:  # noqa: BLE001
-        return [f"{outdir / f'{kind}.json'} is not a readable summary ({type(exc).__name__}: {exc})"]
-    problems = [f"job {j['name']} is {j['status']} after exit 0" for j in summary["jobs"] if j["status"] != "ok"]
-    problems += [p for j in summary["jobs"] for p in _image_problem(Path(j["image"]), f"job {j['name']}")]
+    except Exception as exc:
+        return [
+            f"{outdir / f'{kind}.json'} is not a readable summary ({type(exc).__name__}: {exc})"
+        ]
+    problems = [
+        f"job {j['name']} is {j['status']} after exit 0"
+        for j in summary["jobs"]
+        if j["status"] != "ok"
+    ]
+    problems += [
+        p for j in summary["jobs"] for p in _image_problem(Path(j["image"]), f"job {j['name']}")
+    ]
     problems += [p for path in summary["sheets"] for p in _image_problem(Path(path), "sheet")]
     return problems + ([] if "jobs ok" in res.stdout else ["no 'N of M jobs ok' line on stdout"])
 
 
 # --------------------------------------------------------------------- what a successful run shows
+
 
 def _transfer_ok(case, res):
     out = Path(_option(res, "-o", "--output"))
@@ -870,7 +1217,9 @@ def _transfer_ok(case, res):
     scales = _option(res, "--scales")
     if scales:  # the last scale is the output's size
         size = scales.split(",")[-1]
-    problems = _image_problem(out, "output", int(size) if size and size.lstrip("-").isdigit() else None)
+    problems = _image_problem(
+        out, "output", int(size) if size and size.lstrip("-").isdigit() else None
+    )
     if "wrote" not in res.stdout:
         problems.append("no 'wrote …' line on stdout")
     if _option(res, "--log"):
@@ -882,9 +1231,11 @@ def _transfer_ok(case, res):
 
 def _demo_ok(case, res):
     outdir = Path(_option(res, "-o", "--outdir") or res.tmp / "minivgg-demo")
-    return (_image_problem(outdir / "stylized.png", "demo output")
-            + _image_problem(outdir / "report.png", "demo report")
-            + _json_problem(outdir / "log.json", "demo log"))
+    return (
+        _image_problem(outdir / "stylized.png", "demo output")
+        + _image_problem(outdir / "report.png", "demo report")
+        + _json_problem(outdir / "log.json", "demo log")
+    )
 
 
 def _presets_ok(case, res):
@@ -892,7 +1243,11 @@ def _presets_ok(case, res):
 
 
 def _doctor_ok(case, res):
-    return [] if "minivgg" in res.stdout and "weights vgg16" in res.stdout else ["no version/weights lines"]
+    return (
+        []
+        if "minivgg" in res.stdout and "weights vgg16" in res.stdout
+        else ["no version/weights lines"]
+    )
 
 
 def _fetch_ok(case, res):
@@ -910,14 +1265,26 @@ def _gradcheck_ok(case, res):
             doc = json.loads(res.stdout)
         except ValueError as exc:
             return [f"--json printed no JSON document ({exc})"]
-        return [] if doc.get("all_passed") and doc.get("checks") else ["the JSON document does not say all passed"]
-    return [] if re.search(r"^\d+ checks, all passed$", res.stdout, re.M) else ["no 'N checks, all passed' line"]
+        return (
+            []
+            if doc.get("all_passed") and doc.get("checks")
+            else ["the JSON document does not say all passed"]
+        )
+    return (
+        []
+        if re.search(r"^\d+ checks, all passed$", res.stdout, re.M)
+        else ["no 'N checks, all passed' line"]
+    )
 
 
 def _reconstruct_ok(case, res):
     outdir = Path(_option(res, "-o", "--outdir"))
     layers = dict.fromkeys(t.strip() for t in _option(res, "--layers").split(",") if t.strip())
-    problems = [p for layer in layers for p in _image_problem(outdir / f"{layer}.png", f"reconstruction {layer}")]
+    problems = [
+        p
+        for layer in layers
+        for p in _image_problem(outdir / f"{layer}.png", f"reconstruction {layer}")
+    ]
     problems += _image_problem(outdir / "sheet.png", "sheet")
     return problems + ([] if "wrote" in res.stdout else ["no 'wrote …' line on stdout"])
 
@@ -926,43 +1293,125 @@ def _inspect_ok(case, res):
     outdir = Path(_option(res, "-o", "--outdir") or res.tmp / "minivgg-inspect")
     try:
         files = json.loads((outdir / "inspect.json").read_text())["files"]
-    except Exception as exc:  # noqa: BLE001
-        return [f"{outdir / 'inspect.json'} is not readable JSON listing the pictures ({type(exc).__name__}: {exc})"]
+    except Exception as exc:
+        return [
+            f"{outdir / 'inspect.json'} is not readable JSON listing the pictures ({type(exc).__name__}: {exc})"
+        ]
     return [p for name in ["summary.png", *files] for p in _image_problem(outdir / name, name)]
 
 
 @dataclasses.dataclass(frozen=True)
 class Command:
-    cases: st.SearchStrategy      # of Case
-    flags: frozenset              # every option string and positional dest the strategy draws
-    check_ok: object              # (case, result) -> list of problems with an exit-0 run
-    slow: bool = False            # more than a few seconds at the default example count (pyproject's `slow`)
+    cases: st.SearchStrategy  # of Case
+    flags: frozenset  # every option string and positional dest the strategy draws
+    check_ok: object  # (case, result) -> list of problems with an exit-0 run
+    slow: bool = False  # more than a few seconds at the default example count (pyproject's `slow`)
 
 
 COMMANDS = {
-    "transfer": Command(transfer_cases(),
-                        frozenset({"-o", "--output", "--size", "--iters", "--weights", "--quiet", *HELP,
-                                   "content", "styles", *TRANSFER_OPTIONAL, *TRANSFER_SWITCHES}), _transfer_ok,
-                        slow=True),
+    "transfer": Command(
+        transfer_cases(),
+        frozenset(
+            {
+                "-o",
+                "--output",
+                "--size",
+                "--iters",
+                "--weights",
+                "--quiet",
+                *HELP,
+                "content",
+                "styles",
+                *TRANSFER_OPTIONAL,
+                *TRANSFER_SWITCHES,
+            }
+        ),
+        _transfer_ok,
+        slow=True,
+    ),
     "presets": Command(_no_flag_cases(("presets",)), frozenset(HELP), _presets_ok),
     "doctor": Command(_no_flag_cases(("doctor",)), frozenset(HELP), _doctor_ok),
-    "weights fetch": Command(fetch_cases(), frozenset({"arch", "--force", "--quiet", *HELP}), _fetch_ok),
-    "weights info": Command(info_cases(), frozenset({"path", "--arch", "--flip-kernels", *HELP}), _info_ok,
-                            slow=True),
-    "gradcheck": Command(gradcheck_cases(), frozenset({"-k", "--filter", "--dtype", "--json", *HELP}), _gradcheck_ok),
-    "demo": Command(demo_cases(), frozenset({"-o", "--outdir", "--size", "--iters", "--quiet", *HELP}), _demo_ok,
-                    slow=True),
-    "reconstruct": Command(reconstruct_cases(), frozenset({"image", "-o", "--outdir", "--quiet", *HELP,
-                                                           *RECONSTRUCT_FLAGS}), _reconstruct_ok, slow=True),
-    "inspect": Command(inspect_cases(), frozenset({"content", "styles", "-o", "--outdir", "--size", "--weights",
-                                                   "--quiet", *HELP, *INSPECT_OPTIONAL}), _inspect_ok, slow=True),
-    "sweep": Command(sweep_cases("sweep"), frozenset({"content", "styles", "--grid", "-o", "--outdir", "--size", "--iters",
-                                                      "--workers", "--weights", "--quiet", *HELP, *SWEEP_OPTIONAL,
-                                                      *SWEEP_SWITCHES}),
-                     _sweep_ok, slow=True),
-    "batch": Command(sweep_cases("batch"), frozenset({"jobs", "-o", "--outdir", "--size", "--iters", "--workers",
-                                                      "--weights", "--quiet", *HELP, *SWEEP_OPTIONAL, *SWEEP_SWITCHES}),
-                     _sweep_ok, slow=True),
+    "weights fetch": Command(
+        fetch_cases(), frozenset({"arch", "--force", "--quiet", *HELP}), _fetch_ok
+    ),
+    "weights info": Command(
+        info_cases(), frozenset({"path", "--arch", "--flip-kernels", *HELP}), _info_ok, slow=True
+    ),
+    "gradcheck": Command(
+        gradcheck_cases(), frozenset({"-k", "--filter", "--dtype", "--json", *HELP}), _gradcheck_ok
+    ),
+    "demo": Command(
+        demo_cases(),
+        frozenset({"-o", "--outdir", "--size", "--iters", "--quiet", *HELP}),
+        _demo_ok,
+        slow=True,
+    ),
+    "reconstruct": Command(
+        reconstruct_cases(),
+        frozenset({"image", "-o", "--outdir", "--quiet", *HELP, *RECONSTRUCT_FLAGS}),
+        _reconstruct_ok,
+        slow=True,
+    ),
+    "inspect": Command(
+        inspect_cases(),
+        frozenset(
+            {
+                "content",
+                "styles",
+                "-o",
+                "--outdir",
+                "--size",
+                "--weights",
+                "--quiet",
+                *HELP,
+                *INSPECT_OPTIONAL,
+            }
+        ),
+        _inspect_ok,
+        slow=True,
+    ),
+    "sweep": Command(
+        sweep_cases("sweep"),
+        frozenset(
+            {
+                "content",
+                "styles",
+                "--grid",
+                "-o",
+                "--outdir",
+                "--size",
+                "--iters",
+                "--workers",
+                "--weights",
+                "--quiet",
+                *HELP,
+                *SWEEP_OPTIONAL,
+                *SWEEP_SWITCHES,
+            }
+        ),
+        _sweep_ok,
+        slow=True,
+    ),
+    "batch": Command(
+        sweep_cases("batch"),
+        frozenset(
+            {
+                "jobs",
+                "-o",
+                "--outdir",
+                "--size",
+                "--iters",
+                "--workers",
+                "--weights",
+                "--quiet",
+                *HELP,
+                *SWEEP_OPTIONAL,
+                *SWEEP_SWITCHES,
+            }
+        ),
+        _sweep_ok,
+        slow=True,
+    ),
 }
 
 
@@ -971,13 +1420,46 @@ COMMANDS = {
 # single-value bug deterministically, where random draws of ~150 (flag, value) pairs would need
 # hundreds of examples. The property above looks for the bugs of combinations.
 
-TRANSFER_SWEEP_BASE = (D("content.png"), D("style.jpg"), "-o", T("out.png"), "--weights", D("vgg16.h5"),
-                       "--size", "32", "--iters", "1", "--quiet")
-_TAP_SWEEP = [*VGG16_TAPS, "input,block4_conv2", "relu1_1, pool1", *BAD_TAPS, "block4_conv2,bogus", ""]
-_LIST_SWEEP = ["1", "0.2,0.2,0.2,0.2,0.2", "1,2", "0,0,0,0,0", "-1,1,1,1,1", "nan,1,1,1,1", "inf,1,1,1,1",
-               "", ",", "1,,2", "a,b"]
-_SWEEP_EXTRA = {"--content-layers": _TAP_SWEEP, "--style-layers": _TAP_SWEEP, "--style-layer-weights": _LIST_SWEEP,
-                "--style-blend-weights": ["1", "2", "1,1", "0", "-1", "nan", "inf", "x", ""]}
+TRANSFER_SWEEP_BASE = (
+    D("content.png"),
+    D("style.jpg"),
+    "-o",
+    T("out.png"),
+    "--weights",
+    D("vgg16.h5"),
+    "--size",
+    "32",
+    "--iters",
+    "1",
+    "--quiet",
+)
+_TAP_SWEEP = [
+    *VGG16_TAPS,
+    "input,block4_conv2",
+    "relu1_1, pool1",
+    *BAD_TAPS,
+    "block4_conv2,bogus",
+    "",
+]
+_LIST_SWEEP = [
+    "1",
+    "0.2,0.2,0.2,0.2,0.2",
+    "1,2",
+    "0,0,0,0,0",
+    "-1,1,1,1,1",
+    "nan,1,1,1,1",
+    "inf,1,1,1,1",
+    "",
+    ",",
+    "1,,2",
+    "a,b",
+]
+_SWEEP_EXTRA = {
+    "--content-layers": _TAP_SWEEP,
+    "--style-layers": _TAP_SWEEP,
+    "--style-layer-weights": _LIST_SWEEP,
+    "--style-blend-weights": ["1", "2", "1,1", "0", "-1", "nan", "inf", "x", ""],
+}
 
 
 def _replace(argv, flag, value):
@@ -1006,11 +1488,15 @@ def transfer_sweep():
 
     def add(label, argv):
         cases.append((label, ("transfer", *argv)))
+
     for img in GOOD_IMAGES[1:] + BAD_IMAGES:
         add(f"content={img!r}", [img, *base[1:]])
         add(f"style={img!r}", [base[0], img, *base[2:]])
     add("two styles", [*base[:2], D("style2.png"), *base[2:]])
-    add("content=rgba (a note on stderr), then an error", [D("rgba.png"), D("missing.png"), *base[2:]])
+    add(
+        "content=rgba (a note on stderr), then an error",
+        [D("rgba.png"), D("missing.png"), *base[2:]],
+    )
     add("-o=content", [C("content.png"), base[1], *_replace(base[2:], "-o", C("content.png"))])
     for out in [T("out.jpg"), D("adir"), T("nodir/out.png"), T("out.txt"), T("out")]:
         add(f"-o {out!r}", _replace(base, "-o", out))
@@ -1026,15 +1512,20 @@ def transfer_sweep():
         for v in pool:
             add(f"{flag} {_sweep_id([v])}", _replace(base, flag, v))
     for preset in sorted(VGG19_PRESETS):
-        add(f"--preset {preset} with vgg19 weights",
-            _replace(_replace(base, "--preset", preset), "--weights", D("vgg19.h5")))
+        add(
+            f"--preset {preset} with vgg19 weights",
+            _replace(_replace(base, "--preset", preset), "--weights", D("vgg19.h5")),
+        )
     return cases
 
 
 def demo_sweep():
     base = ["demo", "-o", T("demo"), "--size", "32", "--iters", "1", "--quiet"]
-    cases = [("plain", base), ("default outdir", _replace(base, "-o", None)),
-             ("not --quiet", [t for t in base if t != "--quiet"])]
+    cases = [
+        ("plain", base),
+        ("default outdir", _replace(base, "-o", None)),
+        ("not --quiet", [t for t in base if t != "--quiet"]),
+    ]
     for out in [T("a/b/demo"), C("text.png"), C("content.png", "/sub")]:
         cases.append((f"-o {out!r}", _replace(base, "-o", out)))
     for size in ["16", "40", "0", "-1", "x"]:
@@ -1042,21 +1533,39 @@ def demo_sweep():
     for iters in ["2", "0", "-1", "x"]:
         cases.append((f"--iters {iters}", _replace(base, "--iters", iters)))
     cases = [(label, tuple(argv), "real") for label, argv in cases]
-    cases += [("empty cache", tuple(base), "empty"), ("corrupt cache", tuple(base), "corrupt"),
-              ("empty cache, not --quiet", tuple(t for t in base if t != "--quiet"), "empty")]
+    cases += [
+        ("empty cache", tuple(base), "empty"),
+        ("corrupt cache", tuple(base), "corrupt"),
+        ("empty cache, not --quiet", tuple(t for t in base if t != "--quiet"), "empty"),
+    ]
     return cases
 
 
-SWEEP = ([pytest.param("transfer", Case(argv), id=f"transfer[{label}]") for label, argv in transfer_sweep()]
-         + [pytest.param("demo", Case(argv, home), id=f"demo[{label}]") for label, argv, home in demo_sweep()])
+SWEEP = [
+    pytest.param("transfer", Case(argv), id=f"transfer[{label}]")
+    for label, argv in transfer_sweep()
+] + [
+    pytest.param("demo", Case(argv, home), id=f"demo[{label}]")
+    for label, argv, home in demo_sweep()
+]
 
 
 def _settings(n):
     phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if SHRINK else [])
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None, phases=phases,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.data_too_large, HealthCheck.filter_too_much],
-                    print_blob=False)
+    return settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=phases,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+        ],
+        print_blob=False,
+    )
 
 
 @pytest.fixture
@@ -1069,8 +1578,11 @@ def shrink_budget():
 
 def _run_and_check(command, case, data, budget):
     key = repr(case)
-    if (budget["first_failure"] is not None and key not in budget["failing"]
-            and time.monotonic() - budget["first_failure"] > SHRINK_SECONDS):
+    if (
+        budget["first_failure"] is not None
+        and key not in budget["failing"]
+        and time.monotonic() - budget["first_failure"] > SHRINK_SECONDS
+    ):
         reject()
     note(key)
     res = run_case(case, data)
@@ -1085,6 +1597,7 @@ def _run_and_check(command, case, data, budget):
 
 
 # ----------------------------------------------------------------------------------------- tests
+
 
 def parser_commands(parser: argparse.ArgumentParser, prefix=()):
     """``{"transfer": subparser, "weights fetch": subparser, …}``: every leaf subcommand of the parser."""
@@ -1104,7 +1617,9 @@ def test_every_command_has_a_strategy():
     missing = sorted(set(listed) - set(COMMANDS))
     assert not missing, f"subcommands without a strategy in COMMANDS of {__file__}: {missing}"
     gone = sorted(set(COMMANDS) - set(listed))
-    assert not gone, f"`minivgg --help` no longer lists {gone} (a subcommand module failed to register?)"
+    assert not gone, (
+        f"`minivgg --help` no longer lists {gone} (a subcommand module failed to register?)"
+    )
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -1118,8 +1633,11 @@ def test_every_flag_is_drawn(command):
 
 
 def _command_params(only_slow=False):
-    return [pytest.param(name, id=name, marks=[pytest.mark.slow] if spec.slow and not only_slow else [])
-            for name, spec in sorted(COMMANDS.items()) if spec.slow or not only_slow]
+    return [
+        pytest.param(name, id=name, marks=[pytest.mark.slow] if spec.slow and not only_slow else [])
+        for name, spec in sorted(COMMANDS.items())
+        if spec.slow or not only_slow
+    ]
 
 
 @pytest.mark.parametrize("command", _command_params())
@@ -1150,20 +1668,124 @@ def test_one_factor(command, case, data, offline):
 # Fixed command lines run on every test run: bugs found before, and one plain run per command.
 # expect: the exit codes allowed (None: the contract, 0 or 2).
 PINNED = [
-    ("transfer", "plain", (D("content.png"), D("style.jpg"), "-o", T("out.png"), "--weights", D("vgg16.h5"),
-                           "--size", "32", "--iters", "1", "--quiet"), {0}),
-    ("transfer", "input-taps", (D("content.png"), D("style.jpg"), "-o", T("out.png"), "--weights", D("vgg16.h5"),
-                                "--size", "32", "--iters", "1", "--quiet", "--content-layers", "input",
-                                "--style-layers", "input"), {0}),
-    ("transfer", "seed-negative", (D("content.png"), D("style.jpg"), "-o", T("out.png"), "--weights",
-                                   D("vgg16.h5"), "--size", "32", "--iters", "1", "--quiet", "--seed", "-1"), None),
-    ("transfer", "device-gpu", (D("content.png"), D("style.jpg"), "-o", T("out.png"), "--weights", D("vgg16.h5"),
-                                "--size", "32", "--iters", "1", "--quiet", "--device", "gpu"), None),
-    ("transfer", "size-huge", (D("content.png"), D("style.jpg"), "-o", T("out.png"), "--weights", D("vgg16.h5"),
-                               "--size", "1000000000", "--iters", "1", "--quiet"), {2}),
-    ("transfer", "vgg19-preset-vgg16-file", (D("content.png"), D("style.jpg"), "-o", T("out.png"), "--weights",
-                                             D("vgg16.h5"), "--size", "32", "--iters", "1", "--quiet",
-                                             "--preset", "d2l"), {2}),
+    (
+        "transfer",
+        "plain",
+        (
+            D("content.png"),
+            D("style.jpg"),
+            "-o",
+            T("out.png"),
+            "--weights",
+            D("vgg16.h5"),
+            "--size",
+            "32",
+            "--iters",
+            "1",
+            "--quiet",
+        ),
+        {0},
+    ),
+    (
+        "transfer",
+        "input-taps",
+        (
+            D("content.png"),
+            D("style.jpg"),
+            "-o",
+            T("out.png"),
+            "--weights",
+            D("vgg16.h5"),
+            "--size",
+            "32",
+            "--iters",
+            "1",
+            "--quiet",
+            "--content-layers",
+            "input",
+            "--style-layers",
+            "input",
+        ),
+        {0},
+    ),
+    (
+        "transfer",
+        "seed-negative",
+        (
+            D("content.png"),
+            D("style.jpg"),
+            "-o",
+            T("out.png"),
+            "--weights",
+            D("vgg16.h5"),
+            "--size",
+            "32",
+            "--iters",
+            "1",
+            "--quiet",
+            "--seed",
+            "-1",
+        ),
+        None,
+    ),
+    (
+        "transfer",
+        "device-gpu",
+        (
+            D("content.png"),
+            D("style.jpg"),
+            "-o",
+            T("out.png"),
+            "--weights",
+            D("vgg16.h5"),
+            "--size",
+            "32",
+            "--iters",
+            "1",
+            "--quiet",
+            "--device",
+            "gpu",
+        ),
+        None,
+    ),
+    (
+        "transfer",
+        "size-huge",
+        (
+            D("content.png"),
+            D("style.jpg"),
+            "-o",
+            T("out.png"),
+            "--weights",
+            D("vgg16.h5"),
+            "--size",
+            "1000000000",
+            "--iters",
+            "1",
+            "--quiet",
+        ),
+        {2},
+    ),
+    (
+        "transfer",
+        "vgg19-preset-vgg16-file",
+        (
+            D("content.png"),
+            D("style.jpg"),
+            "-o",
+            T("out.png"),
+            "--weights",
+            D("vgg16.h5"),
+            "--size",
+            "32",
+            "--iters",
+            "1",
+            "--quiet",
+            "--preset",
+            "d2l",
+        ),
+        {2},
+    ),
     ("presets", "plain", (), {0}),
     ("presets", "bogus-flag", ("--bogus",), {2}),
     ("doctor", "plain", (), {0}),
@@ -1171,15 +1793,42 @@ PINNED = [
     ("gradcheck", "tv-float32-json", ("-k", "tv_loss *", "--dtype", "float32", "--json"), {0}),
     ("weights info", "synthetic", (D("vgg16.h5"),), None),
     ("weights fetch", "bogus-arch", ("bogus", "--quiet"), {2}),
-    ("sweep", "plain", (D("content.png"), D("style.jpg"), "--grid", "tv_weight=0,1e-3", "-o", T("out"), "--weights",
-                        D("vgg16.h5"), "--size", "24", "--iters", "1", "--workers", "1", "--quiet"), {0}),
-    ("sweep", "bad-grid", (D("content.png"), D("style.jpg"), "--grid", "style_weight=x", "-o", T("out")), {2}),
+    (
+        "sweep",
+        "plain",
+        (
+            D("content.png"),
+            D("style.jpg"),
+            "--grid",
+            "tv_weight=0,1e-3",
+            "-o",
+            T("out"),
+            "--weights",
+            D("vgg16.h5"),
+            "--size",
+            "24",
+            "--iters",
+            "1",
+            "--workers",
+            "1",
+            "--quiet",
+        ),
+        {0},
+    ),
+    (
+        "sweep",
+        "bad-grid",
+        (D("content.png"), D("style.jpg"), "--grid", "style_weight=x", "-o", T("out")),
+        {2},
+    ),
     ("batch", "bogus-column", (D("jobs_bogus.csv"), "-o", T("out")), {2}),
 ]
 
 
-@pytest.mark.parametrize("command, argv, expect", [pytest.param(c, a, e, id=f"{c}-{name}".replace(" ", "-"))
-                                                   for c, name, a, e in PINNED])
+@pytest.mark.parametrize(
+    "command, argv, expect",
+    [pytest.param(c, a, e, id=f"{c}-{name}".replace(" ", "-")) for c, name, a, e in PINNED],
+)
 def test_pinned_case(command, argv, expect, data, offline):
     case = Case((*command.split(), *argv))
     res = run_case(case, data)

@@ -14,6 +14,7 @@ process that drives a real GPU, so this module re-runs itself in subprocesses:
 The collecting process runs the two subprocesses, and on a GPU machine also runs the same kernel
 checks in-process on CuPy arrays.
 """
+
 import importlib.util
 import os
 import re
@@ -24,12 +25,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minivgg.engine import backend, dispatch
-from minivgg.style import losses
 from minivgg import ops
+from minivgg.engine import backend, dispatch
 from minivgg.engine.masks import PackedMask
+from minivgg.style import losses
 
-MODE = os.environ.get("MINIVGG_CUDA_TEST_MODE")  # "sim" / "ptx" in the subprocesses, None when collecting
+MODE = os.environ.get(
+    "MINIVGG_CUDA_TEST_MODE"
+)  # "sim" / "ptx" in the subprocesses, None when collecting
 HAVE_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
 NO_NUMBA_CUDA = "numba-cuda is not installed (pip install 'minivgg[test]' or 'minivgg[gpu]')"
 if HAVE_NUMBA_CUDA and importlib.util.find_spec("minivgg._kernels") is None:
@@ -39,19 +42,35 @@ if HAVE_NUMBA_CUDA and importlib.util.find_spec("minivgg._kernels") is None:
 
 # ------------------------------------------------------------------------------ the subprocesses
 
+
 def _run_self(mode: str, **env):
     """Run this file under pytest in a fresh interpreter with ``mode``; returns (rc, output)."""
     full_env = {**os.environ, "MINIVGG_CUDA_TEST_MODE": mode, **env}
     full_env.pop("PYTEST_ADDOPTS", None)
     # cwd = tests/: with the repository root on sys.path, `minivgg` would be the source tree,
     # which lacks the `minivgg._kernels` mapping an install provides.
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(Path(__file__).resolve()), "-q", "-rs",
-                           "-p", "no:cacheprovider"], cwd=Path(__file__).parent, env=full_env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(Path(__file__).resolve()),
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=Path(__file__).parent,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
 if MODE is None:
+
     @pytest.mark.slow
     @pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason=NO_NUMBA_CUDA)
     def test_kernels_under_simulator():
@@ -85,15 +104,19 @@ if KERNEL_MODE:
 
     def same_buffer(a, b):
         return bool(backend.get_array_module(a).shares_memory(a, b))
+
     DTYPES = [np.float32, np.float64]
     POOL_SHAPES = [(1, 1, 2, 2), (2, 3, 5, 7), (1, 2, 6, 4), (1, 1, 3, 9)]
 
     def close(a, b, dtype, rtol32=1e-6, rtol64=1e-13):
         rtol = rtol32 if dtype == np.float32 else rtol64
-        np.testing.assert_allclose(host(a), b, rtol=rtol, atol=rtol * max(1.0, float(np.nanmax(np.abs(b)))))
+        np.testing.assert_allclose(
+            host(a), b, rtol=rtol, atol=rtol * max(1.0, float(np.nanmax(np.abs(b))))
+        )
 
     def test_simulator_is_on_exactly_in_sim_mode():
         from numba.core import config
+
         assert bool(config.ENABLE_CUDASIM) == (MODE == "sim")
 
     @pytest.mark.parametrize("shape", POOL_SHAPES)
@@ -112,8 +135,8 @@ if KERNEL_MODE:
 
     def test_max_pool_nan_as_the_reference(rng):
         x = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
-        x[0, 0, 1, 1] = np.nan                   # a later corner
-        x[0, 1, 2, 2] = x[0, 1, 3, 2] = np.nan   # the first corner and a later one
+        x[0, 0, 1, 1] = np.nan  # a later corner
+        x[0, 1, 2, 2] = x[0, 1, 3, 2] = np.nan  # the first corner and a later one
         x[0, 1, 0, 1] = np.nan
         y, (idx, _) = K.max_pool2d_forward(dev(x))
         y_ref, (idx_ref, _) = R.max_pool2d_forward(x)
@@ -128,13 +151,17 @@ if KERNEL_MODE:
         y_ref, _ = R.avg_pool2d_forward(x)
         close(y, y_ref, dtype)
         gy = rng.standard_normal(y_ref.shape).astype(dtype)
-        np.testing.assert_array_equal(host(K.avg_pool2d_backward(dev(gy), xshape)), R.avg_pool2d_backward(gy, shape))
+        np.testing.assert_array_equal(
+            host(K.avg_pool2d_backward(dev(gy), xshape)), R.avg_pool2d_backward(gy, shape)
+        )
 
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("pack", [False, True])
     @pytest.mark.parametrize("inplace", [False, True])
     def test_relu_forward_and_backward(dtype, pack, inplace, rng):
-        x = rng.standard_normal((2, 3, 4, 5)).astype(dtype)  # 120 elements: 15 whole bytes when packed
+        x = rng.standard_normal((2, 3, 4, 5)).astype(
+            dtype
+        )  # 120 elements: 15 whole bytes when packed
         x[0, 0, 0, :3] = [0.0, -0.0, np.nan]
         y_ref, mask_ref = R.relu_forward(x.copy(), pack=pack)
         x_dev = dev(x)
@@ -155,12 +182,16 @@ if KERNEL_MODE:
         np.testing.assert_array_equal(host(gx), gx_ref)
 
     def test_packed_mask_with_a_partial_last_byte_and_shape_errors(rng):
-        x = rng.standard_normal((1, 1, 3, 7)).astype(np.float32)  # 21 elements: 3 bytes, the last partial
+        x = rng.standard_normal((1, 1, 3, 7)).astype(
+            np.float32
+        )  # 21 elements: 3 bytes, the last partial
         y, mask = K.relu_forward(dev(x), pack=True)
         y_ref, mask_ref = R.relu_forward(x, pack=True)
         np.testing.assert_array_equal(host(mask.bits), mask_ref.bits)
         gy = rng.standard_normal(x.shape).astype(np.float32)
-        np.testing.assert_array_equal(host(K.relu_backward(dev(gy), mask)), R.relu_backward(gy, mask_ref))
+        np.testing.assert_array_equal(
+            host(K.relu_backward(dev(gy), mask)), R.relu_backward(gy, mask_ref)
+        )
         # the shape check is the op's (``ops`` validates, then dispatches to the kernel)
         with pytest.raises(ValueError, match="does not match the forward shape"):
             ops.relu_backward(dev(gy[..., :6]), mask)
@@ -174,7 +205,9 @@ if KERNEL_MODE:
 
     TV_IMAGES = {
         "distinct": lambda shape, rng: rng.permutation(int(np.prod(shape))).reshape(shape) * 0.37,
-        "flat_patches": lambda shape, rng: rng.integers(0, 3, shape) * 1.0,  # zero differences: sign(0), 0^0.25
+        "flat_patches": lambda shape, rng: (
+            rng.integers(0, 3, shape) * 1.0
+        ),  # zero differences: sign(0), 0^0.25
     }
 
     @pytest.mark.parametrize("kind", losses.TV_KINDS)
@@ -205,23 +238,29 @@ if KERNEL_MODE:
 
 if MODE == "ptx":
     import numba
+
+    # Device functions called by a kernel are compiled for "the current device"; there is none here.
+    import numba.cuda.dispatcher
     from numba import cuda
 
     from minivgg._kernels import cuda_ops as K
 
-    # Device functions called by a kernel are compiled for "the current device"; there is none here.
-    import numba.cuda.dispatcher
-    numba.cuda.dispatcher.get_current_device = lambda: type("Device", (), {"compute_capability": (8, 0)})
+    numba.cuda.dispatcher.get_current_device = lambda: type(
+        "Device", (), {"compute_capability": (8, 0)}
+    )
 
     @pytest.fixture(scope="module")
     def toolchain():
         def probe(a):
             a[0] = 1
+
         try:
             cuda.compile_ptx(probe, (numba.float32[::1],), cc=(8, 0))
         except Exception as exc:  # libnvvm / libnvrtc not found
-            pytest.skip(f"no CUDA toolchain to compile PTX with ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:160]}); pip install nvidia-cuda-nvrtc to run this check")
+            pytest.skip(
+                f"no CUDA toolchain to compile PTX with ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:160]}); pip install nvidia-cuda-nvrtc to run this check"
+            )
 
     def _launches(call, monkeypatch):
         """The (kernel, args) pairs a wrapper launches, captured instead of run."""
@@ -235,10 +274,20 @@ if MODE == "ptx":
         img = np.ones((4, 5, 3), dt)
         idx = np.zeros((1, 2, 2, 3), np.uint8)
         return {
-            "max_pool": lambda: (K.max_pool2d_forward(x4), K.max_pool2d_backward(x4[:, :, :2, :3].copy(), (idx, x4.shape))),
-            "avg_pool": lambda: (K.avg_pool2d_forward(x4), K.avg_pool2d_backward(x4[:, :, :2, :3].copy(), x4.shape)),
-            "relu": lambda: (K.relu_forward(x4), K.relu_backward(x4, x4 > 0),
-                             K.relu_forward(x4, pack=True), K.relu_backward(x4, K.relu_forward(x4, pack=True)[1])),
+            "max_pool": lambda: (
+                K.max_pool2d_forward(x4),
+                K.max_pool2d_backward(x4[:, :, :2, :3].copy(), (idx, x4.shape)),
+            ),
+            "avg_pool": lambda: (
+                K.avg_pool2d_forward(x4),
+                K.avg_pool2d_backward(x4[:, :, :2, :3].copy(), x4.shape),
+            ),
+            "relu": lambda: (
+                K.relu_forward(x4),
+                K.relu_backward(x4, x4 > 0),
+                K.relu_forward(x4, pack=True),
+                K.relu_backward(x4, K.relu_forward(x4, pack=True)[1]),
+            ),
             "tv": lambda: K.tv_loss(img, "keras"),
         }
 
@@ -251,5 +300,9 @@ if MODE == "ptx":
             sig = tuple(numba.typeof(a) for a in args)
             ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(8, 0))
             assert ".entry" in ptx
-            if dtype == np.float32 and kernel is not K._tv:  # TV sums its loss in float64 on purpose
-                assert not re.search(r"\.f64\b", ptx), f"{kernel.__name__} does float64 arithmetic on float32 data"
+            if (
+                dtype == np.float32 and kernel is not K._tv
+            ):  # TV sums its loss in float64 on purpose
+                assert not re.search(r"\.f64\b", ptx), (
+                    f"{kernel.__name__} does float64 arithmetic on float32 data"
+                )

@@ -1,10 +1,11 @@
 """Atomic writes leave the old file or the new one, never a mix; output paths are checked up front."""
+
 import os
 
 import pytest
 
-from minivgg.run import fsutil
 from minivgg.errors import UserError
+from minivgg.run import fsutil
 from minivgg.run.fsutil import atomic_save_bytes, atomic_write, check_output_path
 
 
@@ -93,6 +94,7 @@ def test_bad_mode_is_refused(tmp_path):
 
 # check_output_path ---------------------------------------------------------------------------------
 
+
 def _one_sentence(exc_info):
     msg = str(exc_info.value)
     assert msg and "\n" not in msg
@@ -131,8 +133,11 @@ def test_output_parent_not_writable(tmp_path, monkeypatch):
     try:
         if os.geteuid() == 0:  # root may write anywhere: make access() answer as for a normal user
             real_access = os.access
-            monkeypatch.setattr(fsutil.os, "access",
-                                lambda p, m: False if os.fspath(p) == os.fspath(folder) else real_access(p, m))
+            monkeypatch.setattr(
+                fsutil.os,
+                "access",
+                lambda p, m: False if os.fspath(p) == os.fspath(folder) else real_access(p, m),
+            )
         with pytest.raises(UserError) as e:
             check_output_path(folder / "out.png")
         assert "is not writable" in _one_sentence(e)
@@ -167,6 +172,7 @@ def test_output_same_as_missing_input_path(tmp_path):
 
 def test_output_folder_creates_parents_and_removes_them_again_when_the_body_fails(tmp_path):
     from minivgg.run.fsutil import output_folder
+
     with output_folder(tmp_path / "a" / "b") as folder:
         assert folder.is_dir()
     with pytest.raises(RuntimeError):

@@ -7,22 +7,26 @@ device arrays, the tiled objective, the in-house L-BFGS on the device (float64 a
 The in-house L-BFGS itself is tested on NumPy in ``test_lbfgs.py``, the optimiser driver in
 ``test_optim.py``.
 """
+
 import numpy as np
 import pytest
 
-from minivgg.engine import backend, dispatch
-from minivgg.style import losses
 from minivgg import ops
-from minivgg.optim import drivers as optim
+from minivgg.engine import backend, dispatch
 from minivgg.engine.backend import gpu_available, to_host
 from minivgg.engine.im2col import col2im, im2col
+from minivgg.network.vgg import random_vgg
+from minivgg.optim import drivers as optim
+from minivgg.style import losses
 from minivgg.style.objective import Objective
 from minivgg.style.presets import PRESETS
-from minivgg.network.vgg import random_vgg
 
 GPU = gpu_available()
-needs_gpu = pytest.mark.skipif(not GPU, reason="no CUDA GPU: CuPy is not installed or sees no device, "
-                                               "so the NumPy-vs-CuPy parity tests cannot run here")
+needs_gpu = pytest.mark.skipif(
+    not GPU,
+    reason="no CUDA GPU: CuPy is not installed or sees no device, "
+    "so the NumPy-vs-CuPy parity tests cannot run here",
+)
 
 
 def on_gpu(a):
@@ -44,7 +48,9 @@ def rel_err(got, want):
 
 def images(shape=(32, 32, 3), style_shape=(32, 40, 3), seed=0):
     r = np.random.default_rng(seed)
-    return r.integers(0, 256, shape).astype(np.uint8), r.integers(0, 256, style_shape).astype(np.uint8)
+    return r.integers(0, 256, shape).astype(np.uint8), r.integers(0, 256, style_shape).astype(
+        np.uint8
+    )
 
 
 _NETS = {}
@@ -59,6 +65,7 @@ def net_for(arch):
 
 # ====================================================================================== parity
 
+
 @pytest.fixture(params=["kernels", "cupy"])
 def gpu_path(request):
     """Run the GPU side through the numba.cuda kernels, or with them switched off (plain CuPy: the
@@ -72,9 +79,14 @@ def gpu_path(request):
     yield request.param
 
 
-CONV_GRID = [((1, 3, 8, 8), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 6), (3, 2, 3, 3), 1, 1),
-             ((1, 2, 8, 9), (4, 2, 3, 3), 2, 1), ((1, 3, 6, 7), (2, 3, 2, 2), 1, 0),
-             ((2, 1, 9, 7), (2, 1, 5, 3), 3, 2), ((1, 64, 20, 18), (32, 64, 3, 3), 1, 1)]
+CONV_GRID = [
+    ((1, 3, 8, 8), (4, 3, 3, 3), 1, 1),
+    ((2, 2, 7, 6), (3, 2, 3, 3), 1, 1),
+    ((1, 2, 8, 9), (4, 2, 3, 3), 2, 1),
+    ((1, 3, 6, 7), (2, 3, 2, 2), 1, 0),
+    ((2, 1, 9, 7), (2, 1, 5, 3), 3, 2),
+    ((1, 64, 20, 18), (32, 64, 3, 3), 1, 1),
+]
 
 
 @pytest.mark.parametrize("xs,ws,stride,pad", CONV_GRID)
@@ -97,9 +109,13 @@ def test_conv2d_parity(xs, ws, stride, pad, rng):
 @pytest.mark.gpu
 @needs_gpu
 def test_pool_parity(shape, pool, dtype, gpu_path, rng):
-    fwd, bwd = {"avg": (ops.avg_pool2d_forward, ops.avg_pool2d_backward),
-                "max": (ops.max_pool2d_forward, ops.max_pool2d_backward)}[pool]
-    x = rng.permutation(int(np.prod(shape))).reshape(shape).astype(dtype)  # distinct values: no ties
+    fwd, bwd = {
+        "avg": (ops.avg_pool2d_forward, ops.avg_pool2d_backward),
+        "max": (ops.max_pool2d_forward, ops.max_pool2d_backward),
+    }[pool]
+    x = (
+        rng.permutation(int(np.prod(shape))).reshape(shape).astype(dtype)
+    )  # distinct values: no ties
     y, cache = fwd(x)
     gy = rng.standard_normal(y.shape).astype(dtype)
     y_g, cache_g = fwd(on_gpu(x))
@@ -119,7 +135,9 @@ def test_relu_parity(dtype, gpu_path, rng):
     np.testing.assert_array_equal(to_host(y_g), y)
     np.testing.assert_array_equal(to_host(mask_g), mask)
     gy = rng.standard_normal(x.shape).astype(dtype)
-    np.testing.assert_array_equal(to_host(ops.relu_backward(on_gpu(gy), mask_g)), ops.relu_backward(gy, mask))
+    np.testing.assert_array_equal(
+        to_host(ops.relu_backward(on_gpu(gy), mask_g)), ops.relu_backward(gy, mask)
+    )
 
 
 @pytest.mark.parametrize("kind", losses.TV_KINDS)
@@ -201,7 +219,9 @@ def test_every_preset_value_and_gradient_parity(preset, gpu_path):
     assert value_g == pytest.approx(value, rel=1e-4)
     assert rel_err(grad_g, grad) < 1e-4
     for term in ("content", "style", "tv"):
-        assert obj_g.last_terms[term] == pytest.approx(obj.last_terms[term], rel=1e-4, abs=1e-9 * value)
+        assert obj_g.last_terms[term] == pytest.approx(
+            obj.last_terms[term], rel=1e-4, abs=1e-9 * value
+        )
     # On a device array the objective is the host one without the copies: the gradient stays there.
     dvalue, dgrad = obj_g.value_and_grad(on_gpu(x))
     assert backend.get_array_module(dgrad) is not np and dgrad.dtype == np.float64
@@ -225,7 +245,9 @@ def test_tiled_objective_parity(preset, gpu_path):
     assert value_g == pytest.approx(value, rel=1e-4) and rel_err(grad_g, grad) < 1e-4
     dvalue, dgrad = tiled_g.value_and_grad(on_gpu(x))
     assert backend.get_array_module(dgrad) is not np and dgrad.dtype == np.float64
-    uvalue, ugrad = Objective(net.to("gpu"), content, style, preset=preset).value_and_grad(on_gpu(x))
+    uvalue, ugrad = Objective(net.to("gpu"), content, style, preset=preset).value_and_grad(
+        on_gpu(x)
+    )
     assert dvalue == pytest.approx(uvalue, rel=1e-5) and rel_err(dgrad, to_host(ugrad)) < 1e-4
 
 
@@ -235,14 +257,22 @@ def test_in_house_lbfgs_float32_history_on_the_device(monkeypatch):
     """The float32 history of huge images (chunked float64 dot products) on CuPy arrays: the loss still
     falls every iteration and nothing leaves the device."""
     import cupy  # only reached where backend found a GPU
+
     from minivgg.optim import lbfgs as lbfgs_module
+
     monkeypatch.setattr(lbfgs_module, "_CHUNK", 1000)  # several chunks even on a small image
     content, style = images()
     obj = Objective(net_for("vgg16").to("gpu"), content, style, preset="gatys")
     seen = []
-    res = lbfgs_module.minimize_lbfgs(lambda xk: optim.checked(obj, xk), on_gpu(content.astype(np.float64)),
-                                      maxiter=5, bounds=(0.0, 255.0), history=2, history_dtype="float32",
-                                      callback=lambda xk: seen.append(obj.last_terms["total"]) and False)
+    res = lbfgs_module.minimize_lbfgs(
+        lambda xk: optim.checked(obj, xk),
+        on_gpu(content.astype(np.float64)),
+        maxiter=5,
+        bounds=(0.0, 255.0),
+        history=2,
+        history_dtype="float32",
+        callback=lambda xk: seen.append(obj.last_terms["total"]) and False,
+    )
     assert isinstance(res.x, cupy.ndarray) and res.x.dtype == np.float64 and res.nit == 5
     assert all(b < a for a, b in zip(seen, seen[1:]))
 
@@ -251,11 +281,17 @@ def test_in_house_lbfgs_float32_history_on_the_device(monkeypatch):
 @needs_gpu
 def test_in_house_lbfgs_on_gpu_keeps_everything_on_the_device():
     import cupy  # only reached where backend found a GPU
+
     content, style = images()
     obj = Objective(net_for("vgg16").to("gpu"), content, style, preset="gatys")
     seen = []
-    x = optim.lbfgs(obj, on_gpu(content.astype(np.float64)), 5, in_house=True,
-                    callback=lambda it, xk, terms: seen.append((type(xk), terms["total"])) and False)
+    x = optim.lbfgs(
+        obj,
+        on_gpu(content.astype(np.float64)),
+        5,
+        in_house=True,
+        callback=lambda it, xk, terms: seen.append((type(xk), terms["total"])) and False,
+    )
     assert isinstance(x, cupy.ndarray) and x.dtype == np.float64
     assert all(t is cupy.ndarray for t, _ in seen)
     losses_seen = [v for _, v in seen]

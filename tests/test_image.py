@@ -1,5 +1,6 @@
 """Image loading: a generated corpus of bad files (each one UserError sentence naming the file), every
 colour mode, EXIF/ICC handling, Hypothesis fuzzing of the decoder, resizing and atomic saving."""
+
 import io
 import os
 import struct
@@ -13,10 +14,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
+from minivgg.errors import UserError
 from minivgg.run import fsutil
 from minivgg.run import image as mi
-from minivgg.errors import UserError
-from minivgg.run.image import ImageNote, center_crop_square, check_min_size, load_image, load_image_with_notes, resize_longest, resize_to, sample_images, save_image
+from minivgg.run.image import (
+    ImageNote,
+    center_crop_square,
+    check_min_size,
+    load_image,
+    load_image_with_notes,
+    resize_longest,
+    resize_to,
+    sample_images,
+    save_image,
+)
 
 
 def _noise(h, w, seed=0):
@@ -55,15 +66,25 @@ _PNG = _encode(Image.fromarray(_noise(64, 64)), "PNG")
 
 BAD_FILES = {
     "empty.png": (b"", "is empty (0 bytes)"),
-    "random.png": (np.random.default_rng(1).integers(0, 256, 500, dtype=np.uint8).tobytes(), "is not an image"),
+    "random.png": (
+        np.random.default_rng(1).integers(0, 256, 500, dtype=np.uint8).tobytes(),
+        "is not an image",
+    ),
     "notes.txt": (b"this is a text file, not a picture\n", "is not an image"),
-    "truncated.jpg": (_JPEG[:len(_JPEG) // 2], "is truncated or corrupt"),
-    "truncated.png": (_PNG[:len(_PNG) // 2], "is truncated or corrupt"),
+    "truncated.jpg": (_JPEG[: len(_JPEG) // 2], "is truncated or corrupt"),
+    "truncated.png": (_PNG[: len(_PNG) // 2], "is truncated or corrupt"),
     "header_only.png": (_PNG[:40], "is truncated or corrupt"),
-    "zero_width.png": (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 5, 8, 2, 0, 0, 0))
-                       + _png_chunk(b"IEND", b""), "has zero size (0x5 pixels)"),
+    "zero_width.png": (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 5, 8, 2, 0, 0, 0))
+        + _png_chunk(b"IEND", b""),
+        "has zero size (0x5 pixels)",
+    ),
     # A format Pillow knows but minivgg refuses (opening it would run Ghostscript).
-    "drawing.eps": (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n", "is not an image"),
+    "drawing.eps": (
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
+        "is not an image",
+    ),
 }
 
 
@@ -94,8 +115,10 @@ def test_fifo_is_refused_without_blocking(tmp_path):
 def test_unreadable_file(tmp_path, monkeypatch):
     path = _write(tmp_path, "secret.png", _PNG)
     if os.geteuid() == 0:  # root reads any file: make open() fail the way it does for a normal user
+
         def denied(*args, **kwargs):
             raise PermissionError(13, "Permission denied")
+
         monkeypatch.setattr(mi, "open", denied, raising=False)
     else:
         path.chmod(0)
@@ -124,7 +147,10 @@ def test_too_small_for_the_layers(tmp_path):
 
 # Pixel limit -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("limit", [100, 150, 399])  # far over, within Pillow's warning band, just over
+
+@pytest.mark.parametrize(
+    "limit", [100, 150, 399]
+)  # far over, within Pillow's warning band, just over
 def test_over_pixel_limit(tmp_path, limit):
     path = tmp_path / "big.png"
     Image.new("RGB", (20, 20)).save(path)
@@ -157,6 +183,7 @@ def test_max_pixels_must_be_positive_int(tmp_path, bad):
 
 
 # Frames, modes, orientation, colour profiles ---------------------------------------------------------
+
 
 def test_animated_gif_first_frame_with_note(tmp_path):
     path = tmp_path / "anim.gif"
@@ -245,8 +272,13 @@ def test_16_bit_rescaled_not_clamped(tmp_path):
     assert any("16-bit" in n and "1000..3000" in n for n in notes)
 
 
-@pytest.mark.parametrize("values", [np.arange(12, dtype=np.int32).reshape(3, 4) * 1000 - 3000,
-                                    np.linspace(-1, 2, 12, dtype=np.float32).reshape(3, 4)])
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.arange(12, dtype=np.int32).reshape(3, 4) * 1000 - 3000,
+        np.linspace(-1, 2, 12, dtype=np.float32).reshape(3, 4),
+    ],
+)
 def test_int32_and_float_rescaled(tmp_path, values):
     arr, _ = _load(tmp_path, Image.fromarray(values), "deep.tif")
     assert arr[0, 0].tolist() == [0, 0, 0] and arr[-1, -1].tolist() == [255, 255, 255]
@@ -289,38 +321,57 @@ def test_embedded_srgb_profile(tmp_path):
     assert np.abs(arr.astype(int) - src).max() <= 1
 
 
-@pytest.mark.parametrize("profile", [b"not a profile" * 20,
-                                     ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()])
+@pytest.mark.parametrize(
+    "profile",
+    [b"not a profile" * 20, ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()],
+)
 def test_unusable_profile_keeps_pixels_with_note(tmp_path, profile):
-    arr, notes = _load(tmp_path, Image.new("RGB", (4, 4), (200, 100, 50)), "p.png", icc_profile=profile)
+    arr, notes = _load(
+        tmp_path, Image.new("RGB", (4, 4), (200, 100, 50)), "p.png", icc_profile=profile
+    )
     assert (arr == [200, 100, 50]).all()
     assert any("colour profile" in n for n in notes)
 
 
 def test_profile_skipped_without_imagecms(tmp_path, monkeypatch):
     import PIL
+
     monkeypatch.delattr(PIL, "ImageCms", raising=False)
     monkeypatch.setitem(sys.modules, "PIL.ImageCms", None)
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    arr, notes = _load(tmp_path, Image.new("RGB", (4, 4), (200, 100, 50)), "p.png", icc_profile=srgb)
+    arr, notes = _load(
+        tmp_path, Image.new("RGB", (4, 4), (200, 100, 50)), "p.png", icc_profile=srgb
+    )
     assert (arr == [200, 100, 50]).all()
     assert any("no ImageCms" in n for n in notes)
 
 
 # Fuzzing: whatever the bytes, the loader returns RGB uint8 or raises UserError -----------------------
 
+
 def _seed_files():
     rgb = Image.fromarray(_noise(8, 8, seed=3))
     frames = [Image.new("P", (6, 6), i) for i in range(2)]
     gif = io.BytesIO()
     frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
-    return [_encode(rgb, "PNG"), _encode(rgb.convert("RGBA"), "PNG"), _encode(rgb, "JPEG"),
-            _encode(rgb, "BMP"), _encode(rgb, "TIFF"), _encode(rgb, "WEBP"), gif.getvalue(),
-            _encode(Image.fromarray(np.arange(64, dtype=np.uint16).reshape(8, 8) * 900), "PNG")]
+    return [
+        _encode(rgb, "PNG"),
+        _encode(rgb.convert("RGBA"), "PNG"),
+        _encode(rgb, "JPEG"),
+        _encode(rgb, "BMP"),
+        _encode(rgb, "TIFF"),
+        _encode(rgb, "WEBP"),
+        gif.getvalue(),
+        _encode(Image.fromarray(np.arange(64, dtype=np.uint16).reshape(8, 8) * 900), "PNG"),
+    ]
 
 
 SEEDS = _seed_files()
-FUZZ = settings(max_examples=int(os.environ.get("MINIVGG_FUZZ_EXAMPLES", 200)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=int(os.environ.get("MINIVGG_FUZZ_EXAMPLES", 200)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 def _accepts_only_user_error(path, data):
@@ -342,14 +393,16 @@ def test_fuzz_random_bytes(tmp_path, data):
 
 
 @FUZZ
-@given(seed=st.sampled_from(range(len(SEEDS))),
-       edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=6),
-       keep=st.floats(0.0, 1.0))
+@given(
+    seed=st.sampled_from(range(len(SEEDS))),
+    edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=6),
+    keep=st.floats(0.0, 1.0),
+)
 def test_fuzz_mutated_and_truncated_images(tmp_path, seed, edits, keep):
     data = bytearray(SEEDS[seed])
     for pos, byte in edits:
         data[pos % len(data)] = byte
-    data = bytes(data[:max(1, int(len(data) * keep))])
+    data = bytes(data[: max(1, int(len(data) * keep))])
     _accepts_only_user_error(tmp_path / "fuzz.img", data)
 
 
@@ -359,6 +412,7 @@ def test_seed_files_load():
 
 
 # Resizing ------------------------------------------------------------------------------------------
+
 
 def test_resize_longest_keeps_aspect():
     assert resize_longest(_noise(300, 451), 128).shape == (85, 128, 3)
@@ -393,6 +447,7 @@ def test_center_crop_square():
 
 
 # Saving --------------------------------------------------------------------------------------------
+
 
 def test_save_float_clips_and_rounds(tmp_path):
     x = np.array([[[-10.0, 127.6, 300.0], [0.4, 254.5, 255.0]]])
@@ -454,6 +509,7 @@ def test_failing_save_leaves_old_output_intact(tmp_path, monkeypatch):
 
 
 # Sample images ---------------------------------------------------------------------------------------
+
 
 def test_sample_images():
     pytest.importorskip("skimage")

@@ -8,6 +8,7 @@
   once inside ``dispatch.reference_only()``): Winograd transforms, ReLU, pools, the one-pass TV loss,
   odd sizes and ties.
 """
+
 import importlib
 import inspect
 import threading
@@ -15,15 +16,24 @@ import threading
 import numpy as np
 import pytest
 
-from minivgg.engine import dispatch, winograd
-from minivgg.style import losses
 from minivgg import ops
 from minivgg._kernels import OPS, reference
+from minivgg.engine import dispatch, winograd
 from minivgg.engine.masks import PackedMask
+from minivgg.style import losses
 
 # What a backend may define besides OPS (documented in kernels/__init__.py).
-EXTRAS = {"reference": set(), "cpu": {"winograd4_input", "winograd4_output", "winograd4_input_adjoint", "winograd4_output_adjoint",
-                                   "tv_loss"}, "cuda_ops": {"tv_loss"}}
+EXTRAS = {
+    "reference": set(),
+    "cpu": {
+        "winograd4_input",
+        "winograd4_output",
+        "winograd4_input_adjoint",
+        "winograd4_output_adjoint",
+        "tv_loss",
+    },
+    "cuda_ops": {"tv_loss"},
+}
 
 
 def _backend(name):
@@ -34,8 +44,13 @@ def _backend(name):
 
 
 def _own_functions(module):
-    return {n for n, v in vars(module).items()
-            if not n.startswith("_") and callable(v) and getattr(v, "__module__", None) == module.__name__}
+    return {
+        n
+        for n, v in vars(module).items()
+        if not n.startswith("_")
+        and callable(v)
+        and getattr(v, "__module__", None) == module.__name__
+    }
 
 
 @pytest.mark.parametrize("name", list(EXTRAS))
@@ -43,18 +58,21 @@ def test_every_backend_implements_exactly_ops_with_the_same_signatures(name):
     module = _backend(name)
     assert _own_functions(module) - EXTRAS[name] == set(OPS)
     for op in OPS:
-        assert inspect.signature(getattr(module, op)) == inspect.signature(getattr(reference, op)), f"{name}.{op}"
+        assert inspect.signature(getattr(module, op)) == inspect.signature(
+            getattr(reference, op)
+        ), f"{name}.{op}"
 
 
 # ------------------------------------------------------------------------------------ dispatch
 
+
 def test_backend_for_falls_back_to_the_reference(rng):
     x = rng.standard_normal((1, 2, 4, 6)).astype(np.float32)
-    assert dispatch.backend_for(x[:, :, :, ::2]) is reference            # not C-contiguous
-    assert dispatch.backend_for(x.astype(np.int32)) is reference          # not float32/float64
+    assert dispatch.backend_for(x[:, :, :, ::2]) is reference  # not C-contiguous
+    assert dispatch.backend_for(x.astype(np.int32)) is reference  # not float32/float64
     assert dispatch.backend_for(x.astype(np.float16)) is reference
-    assert dispatch.backend_for(x, x.astype(np.int8)) is reference        # one bad argument is enough
-    assert dispatch.cuda_kernels(x) is None                               # NumPy never reaches CUDA
+    assert dispatch.backend_for(x, x.astype(np.int8)) is reference  # one bad argument is enough
+    assert dispatch.cuda_kernels(x) is None  # NumPy never reaches CUDA
     with dispatch.reference_only():
         assert dispatch.backend_for(x) is reference
         assert dispatch.cpu_kernels(x) is None
@@ -88,6 +106,7 @@ def test_kernel_info_names_the_cpu_kernels():
 
 # ------------------------------------------------------------------- Numba CPU vs the reference
 
+
 @pytest.fixture
 def both_paths():
     """Run a thunk with the kernels and with the NumPy reference; return both results."""
@@ -99,6 +118,7 @@ def both_paths():
         with dispatch.reference_only():
             ref = thunk()
         return fast, ref
+
     return run
 
 
@@ -120,8 +140,12 @@ def test_winograd(both_paths, monkeypatch, rng, dtype, shape, adjoint, transpose
     b = rng.standard_normal(shape[1]).astype(dtype)  # the bias the kernel's output transform adds
     fast, ref = both_paths(lambda: winograd.conv3x3_same(x, w, adjoint, bias=b))
     np.testing.assert_allclose(fast, ref, rtol=tol, atol=tol)
-    np.testing.assert_allclose(fast, winograd.conv3x3_same(x, w, adjoint) + b.reshape(1, -1, 1, 1), rtol=tol, atol=tol)
-    fast, ref = both_paths(lambda: winograd.conv3x3_same(x, w, adjoint, accumulate_into=acc.copy(), bias=b))
+    np.testing.assert_allclose(
+        fast, winograd.conv3x3_same(x, w, adjoint) + b.reshape(1, -1, 1, 1), rtol=tol, atol=tol
+    )
+    fast, ref = both_paths(
+        lambda: winograd.conv3x3_same(x, w, adjoint, accumulate_into=acc.copy(), bias=b)
+    )
     np.testing.assert_allclose(fast, ref, rtol=tol, atol=tol)
 
 
@@ -130,9 +154,16 @@ def test_conv_gradient_check_on_both_backward_routes(monkeypatch, rng, transpose
     # conv2d's input gradient by finite differences, through F(4x4)'s transposed backward-data and
     # through the forward routine on the flipped kernel's U
     from minivgg import gradcheck as gc
+
     monkeypatch.setattr(winograd, "_TRANSPOSED_ADJOINT_FROM", transposed_from)
-    x, w, b = rng.standard_normal((1, 5, 9, 7)), rng.standard_normal((6, 5, 3, 3)), rng.standard_normal(6)
-    res = gc.check_vjp(lambda a: ops.conv2d_forward(a, w, b), lambda g, c: ops.conv2d_backward(g, c)[0], (x,))
+    x, w, b = (
+        rng.standard_normal((1, 5, 9, 7)),
+        rng.standard_normal((6, 5, 3, 3)),
+        rng.standard_normal(6),
+    )
+    res = gc.check_vjp(
+        lambda a: ops.conv2d_forward(a, w, b), lambda g, c: ops.conv2d_backward(g, c)[0], (x,)
+    )
     assert res.passed and res.error <= 1e-6, res.report()
 
 
@@ -143,7 +174,9 @@ def test_winograd_float32_error_of_f4_and_f2_against_float64(both_paths, rng, ad
     x = rng.standard_normal((1, 64, 18, 22))
     w = rng.standard_normal((64, 64, 3, 3)) / 24.0
     exact = winograd.conv3x3_same(x, w, adjoint)
-    f4, f2 = both_paths(lambda: winograd.conv3x3_same(x.astype(np.float32), w.astype(np.float32), adjoint))
+    f4, f2 = both_paths(
+        lambda: winograd.conv3x3_same(x.astype(np.float32), w.astype(np.float32), adjoint)
+    )
     scale = np.abs(exact).max()
     err4, err2 = np.abs(f4 - exact).max() / scale, np.abs(f2 - exact).max() / scale
     assert err4 < 1e-5 and err2 < 1e-5, (err4, err2)
@@ -155,7 +188,10 @@ def test_winograd_float32_error_of_f4_and_f2_against_float64(both_paths, rng, ad
 def test_pools_and_relu(both_paths, rng, dtype, shape):
     x = rng.standard_normal(shape).astype(dtype)
     x[0, 0, 0, :2] = 1.0  # a tie in the first window: first maximum wins on both paths
-    for fwd, bwd in ((ops.avg_pool2d_forward, ops.avg_pool2d_backward), (ops.max_pool2d_forward, ops.max_pool2d_backward)):
+    for fwd, bwd in (
+        (ops.avg_pool2d_forward, ops.avg_pool2d_backward),
+        (ops.max_pool2d_forward, ops.max_pool2d_backward),
+    ):
         (yf, cf), (yr, cr) = both_paths(lambda: fwd(x))
         np.testing.assert_array_equal(yf, yr)
         if fwd is ops.max_pool2d_forward:
@@ -180,7 +216,9 @@ def test_tv_loss_in_one_pass(both_paths, rng, dtype, shape, kind):
     (vf, gf), (vr, gr) = both_paths(lambda: losses.tv_loss(x, kind))
     assert gf.dtype == gr.dtype == dtype and gf.shape == shape
     np.testing.assert_allclose(vf, vr, rtol=1e-12 if dtype == np.float64 else 1e-6)
-    tol = 1e-12 if dtype == np.float64 else 1e-6  # of the largest element: sums of up to 6 terms cancel
+    tol = (
+        1e-12 if dtype == np.float64 else 1e-6
+    )  # of the largest element: sums of up to 6 terms cancel
     np.testing.assert_allclose(gf, gr, rtol=tol, atol=tol * float(np.abs(gr).max()))
 
 
@@ -194,7 +232,11 @@ def test_relu_inplace_paths(both_paths, rng, dtype, shape, pack):
     (yf, cf), (yr, cr) = both_paths(lambda: ops.relu_forward(x.copy(), inplace=True, pack=pack))
     np.testing.assert_array_equal(yf, yr)
     if pack:
-        assert isinstance(cf, PackedMask) and isinstance(cr, PackedMask) and cf.shape == cr.shape == x.shape
+        assert (
+            isinstance(cf, PackedMask)
+            and isinstance(cr, PackedMask)
+            and cf.shape == cr.shape == x.shape
+        )
         np.testing.assert_array_equal(cf.bits, cr.bits)
     else:
         np.testing.assert_array_equal(cf, cr)
@@ -220,15 +262,20 @@ def test_packed_relu_backward_unpacks_block_by_block(both_paths, rng, monkeypatc
 
 # ------------------------------------------------------------------ the GEMMs on scipy's OpenBLAS
 
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blas_products_match_numpy_and_write_in_place(rng, dtype):
     from minivgg._kernels import blas
+
     tol = 1e-5 if dtype == np.float32 else 1e-13
     a, b = rng.standard_normal((7, 5)).astype(dtype), rng.standard_normal((5, 9)).astype(dtype)
     out = np.full((7, 9), np.nan, dtype)
     assert blas.gemm(a, b, out) is out
     np.testing.assert_allclose(out, a @ b, rtol=tol, atol=tol)
-    U, V = rng.standard_normal((16, 4, 3)).astype(dtype), rng.standard_normal((16, 3, 6)).astype(dtype)
+    U, V = (
+        rng.standard_normal((16, 4, 3)).astype(dtype),
+        rng.standard_normal((16, 3, 6)).astype(dtype),
+    )
     M = np.full((16, 4, 6), np.nan, dtype)
     assert blas.matmul(U, V, M) is M
     np.testing.assert_allclose(M, U @ V, rtol=tol, atol=tol)
@@ -247,11 +294,19 @@ def test_scipy_blas_first_is_recorded():
     import os
     import subprocess
     import sys
-    code = ("import sys\nif sys.argv[1] == 'numpy': import numpy\nif sys.argv[1] == 'scipy': import scipy.linalg\n"
-            "import minivgg\nprint(minivgg.NUMPY_FIRST, minivgg.SCIPY_BLAS_FIRST)")
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")}
-    run = lambda first: subprocess.run([sys.executable, "-c", code, first], env=env, capture_output=True,  # noqa: E731
-                                       text=True, check=True).stdout.split()
+
+    code = (
+        "import sys\nif sys.argv[1] == 'numpy': import numpy\nif sys.argv[1] == 'scipy': import scipy.linalg\n"
+        "import minivgg\nprint(minivgg.NUMPY_FIRST, minivgg.SCIPY_BLAS_FIRST)"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")
+    }
+    run = lambda first: subprocess.run(
+        [sys.executable, "-c", code, first], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert run("none") == ["False", "False"]
     assert run("numpy") == ["True", "False"]
     assert run("scipy") == ["True", "True"]

@@ -1,6 +1,7 @@
 """The engine's projected L-BFGS (``minivgg.optim.lbfgs.minimize_lbfgs``) on NumPy: a convex quadratic
 (against the solution and scipy's L-BFGS-B), bounds kept by projection, and scipy's stopping rules.
 The same code runs on CuPy arrays (``test_gpu.py``); the driver that calls it is ``test_optim.py``."""
+
 import numpy as np
 import pytest
 from scipy.optimize import minimize
@@ -19,8 +20,14 @@ def quadratic(n=60, seed=0):
 def test_lbfgs_minimises_a_convex_quadratic_monotonically():
     fun, A, b = quadratic()
     values = []
-    res = minimize_lbfgs(fun, np.zeros(len(b)), maxiter=500, gtol=1e-8, ftol=0,
-                         callback=lambda x: values.append(fun(x)[0]) and False)
+    res = minimize_lbfgs(
+        fun,
+        np.zeros(len(b)),
+        maxiter=500,
+        gtol=1e-8,
+        ftol=0,
+        callback=lambda x: values.append(fun(x)[0]) and False,
+    )
     x_star = np.linalg.solve(A, b)
     np.testing.assert_allclose(res.x, x_star, atol=1e-6 * np.abs(x_star).max())
     # Armijo steps lower f; near the optimum the decrease can fall below f's rounding.
@@ -31,8 +38,13 @@ def test_lbfgs_with_bounds_matches_scipy_lbfgsb():
     fun, A, b = quadratic(seed=1)
     box = (-1.0, 1.0)
     inside = []
-    res = minimize_lbfgs(fun, np.zeros(len(b)), maxiter=500, bounds=box,
-                         callback=lambda x: inside.append(bool(x.min() >= -1 and x.max() <= 1)) and False)
+    res = minimize_lbfgs(
+        fun,
+        np.zeros(len(b)),
+        maxiter=500,
+        bounds=box,
+        callback=lambda x: inside.append(bool(x.min() >= -1 and x.max() <= 1)) and False,
+    )
     ref = minimize(fun, np.zeros(len(b)), jac=True, method="L-BFGS-B", bounds=[box] * len(b))
     assert all(inside)
     assert res.fun == pytest.approx(ref.fun, rel=1e-7)
@@ -53,7 +65,9 @@ def test_stopping_rules():
     res = minimize_lbfgs(fun, x0, maxiter=100, callback=lambda x: True)
     assert (res.nit, res.message) == (1, "stopped by callback")
     # At a corner of the box with the gradient pushing outwards, the projected gradient is 0.
-    res = minimize_lbfgs(lambda x: (float(x.sum()), np.ones_like(x)), np.full(4, 0.5), maxiter=50, bounds=(0, 1))
+    res = minimize_lbfgs(
+        lambda x: (float(x.sum()), np.ones_like(x)), np.full(4, 0.5), maxiter=50, bounds=(0, 1)
+    )
     np.testing.assert_array_equal(res.x, 0)
     assert res.message == "projected gradient below gtol"
 
@@ -62,4 +76,8 @@ def test_defaults_are_scipys():
     assert FTOL == pytest.approx(1e7 * np.finfo(float).eps) and GTOL == 1e-5
     fun, A, b = quadratic(seed=3)
     res = minimize_lbfgs(fun, np.zeros(len(b)), maxiter=2)
-    assert isinstance(res, Result) and res.x.dtype == np.float64 and res.fun == pytest.approx(fun(res.x)[0])
+    assert (
+        isinstance(res, Result)
+        and res.x.dtype == np.float64
+        and res.fun == pytest.approx(fun(res.x)[0])
+    )

@@ -1,5 +1,6 @@
 """``minivgg.engine.masks.PackedMask``: a bool mask as bits (``np.packbits`` order), packed and unpacked whole
 or in flat ranges starting and ending anywhere (odd offsets, partial bytes, empty ranges)."""
+
 import dataclasses
 
 import numpy as np
@@ -34,7 +35,9 @@ def test_every_partial_range(size, rng):
         for stop in range(start, size + 1):
             part = packed.unpack(start, stop)
             assert part.dtype == bool and part.shape == (stop - start,), (start, stop)
-            np.testing.assert_array_equal(part, mask[start:stop], err_msg=f"unpack({start}, {stop})")
+            np.testing.assert_array_equal(
+                part, mask[start:stop], err_msg=f"unpack({start}, {stop})"
+            )
         rest = packed.unpack(start)  # to the end: flat, or the whole mask in its shape from 0
         assert rest.shape == ((1, size) if start == 0 else (size - start,))
         np.testing.assert_array_equal(rest.ravel(), mask[start:], err_msg=f"unpack({start})")

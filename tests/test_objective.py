@@ -2,6 +2,7 @@
 directional derivative (real VGG16 weights; VGG19 presets on a synthetic VGG19 file), terms sum to the
 total, targets and their rescaling and blending, the recomputed first-layer gradient, clear errors.
 (The presets and override validation themselves are ``test_presets.py``.)"""
+
 import dataclasses
 import functools
 
@@ -10,9 +11,9 @@ import pytest
 
 from minivgg.errors import UserError
 from minivgg.gradcheck import assert_grad
+from minivgg.network.vgg import load_vgg, random_vgg
 from minivgg.style.objective import Objective
 from minivgg.style.presets import PRESETS
-from minivgg.network.vgg import load_vgg, random_vgg
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def vgg19_f64(synthetic_weights):
 SWEEP = [pytest.param(p, marks=[] if p == "gatys" else [pytest.mark.slow]) for p in PRESETS]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def net_for(arch, seed=0):
     """One float64 random-weight network per (arch, seed) for the whole module: the ops memoise the
     Winograd transforms of a network's frozen weights, so reusing it saves rebuilding them."""
@@ -38,12 +39,19 @@ def net_for(arch, seed=0):
 
 def images(seed=0, shape=(48, 40, 3), style_shape=(40, 52, 3)):
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, shape).astype(np.uint8), rng.integers(0, 256, style_shape).astype(np.uint8)
+    return rng.integers(0, 256, shape).astype(np.uint8), rng.integers(0, 256, style_shape).astype(
+        np.uint8
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.weights) if PRESETS[p].arch == "vgg16" else p
-                                    for p in PRESETS])
+@pytest.mark.parametrize(
+    "preset",
+    [
+        pytest.param(p, marks=pytest.mark.weights) if PRESETS[p].arch == "vgg16" else p
+        for p in PRESETS
+    ],
+)
 def test_every_preset_gradient_matches_finite_differences(preset, request):
     net = request.getfixturevalue("vgg19_f64" if PRESETS[preset].arch == "vgg19" else "vgg16_f64")
     content, style = images()
@@ -78,17 +86,28 @@ def test_gatys_style_term_formula():
     """E_l = Σ (G − A)² / (4 C² M²), weights 1/5, checked against a direct computation."""
     net = net_for("vgg16")
     content, style = images(6, (32, 32, 3), (32, 32, 3))
-    obj = Objective(net, content, style, preset="gatys", content_weight=0, tv_weight=0, style_weight=1)
+    obj = Objective(
+        net, content, style, preset="gatys", content_weight=0, tv_weight=0, style_weight=1
+    )
     x = np.random.default_rng(7).uniform(0, 255, content.shape)
     fx, _ = net.features(net.preprocess(x), ["block1_conv1", "block3_conv1"], "avg")
     fs, _ = net.features(net.preprocess(style), ["block1_conv1", "block3_conv1"], "avg")
-    obj2 = Objective(net, content, style, preset="gatys", content_weight=0, tv_weight=0, style_weight=1,
-                     style_layers=("block1_conv1", "block3_conv1"), style_layer_weights=(0.5, 0.5))
+    obj2 = Objective(
+        net,
+        content,
+        style,
+        preset="gatys",
+        content_weight=0,
+        tv_weight=0,
+        style_weight=1,
+        style_layers=("block1_conv1", "block3_conv1"),
+        style_layer_weights=(0.5, 0.5),
+    )
     expected = 0
     for t in fx:
         F, S = fx[t].reshape(fx[t].shape[1], -1), fs[t].reshape(fs[t].shape[1], -1)
         C, M = F.shape
-        expected += 0.5 * np.sum((F @ F.T - S @ S.T) ** 2) / (4 * C ** 2 * M ** 2)
+        expected += 0.5 * np.sum((F @ F.T - S @ S.T) ** 2) / (4 * C**2 * M**2)
     assert obj2.terms(x)["style"] == pytest.approx(expected, rel=1e-10)
     assert obj.terms(x)["style"] > 0
 
@@ -111,7 +130,9 @@ def test_blend_weights_mix_target_grams():
     o2 = Objective(net, content, s2)
     ob = Objective(net, content, [s1, s2], style_blend_weights=[3, 1])
     t = "block2_conv1"
-    np.testing.assert_allclose(ob.style_targets[t], 0.75 * o1.style_targets[t] + 0.25 * o2.style_targets[t])
+    np.testing.assert_allclose(
+        ob.style_targets[t], 0.75 * o1.style_targets[t] + 0.25 * o2.style_targets[t]
+    )
 
 
 def test_bad_preset_and_arch_mismatch_and_small_image():

@@ -1,8 +1,9 @@
 """Coarse to fine: scale sizes, per-scale iterations, content weighting; the convergence stop."""
+
 import pytest
 
-from minivgg.run.controls import STOP_WINDOW, ConvergenceStop
 from minivgg.errors import UserError
+from minivgg.run.controls import STOP_WINDOW, ConvergenceStop
 from minivgg.run.schedule import content_scale, scale_iters, scale_sizes
 
 
@@ -12,9 +13,13 @@ def test_scale_sizes():
     assert scale_sizes(512, scales=384) == [384]
     assert scale_sizes(512, min_scale=256) == [256, 362, 512]
     assert scale_sizes(100, min_scale=100) == [100]
-    for kwargs, match in [({"scales": (256, 0)}, "must be a positive number"), ({"scales": ()}, "at least one"),
-                          ({"min_scale": 600}, "larger than --size"), ({"scales": (1,), "min_scale": 2}, "choose one"),
-                          ({"scales": (2.5,)}, "must be a positive number")]:
+    for kwargs, match in [
+        ({"scales": (256, 0)}, "must be a positive number"),
+        ({"scales": ()}, "at least one"),
+        ({"min_scale": 600}, "larger than --size"),
+        ({"scales": (1,), "min_scale": 2}, "choose one"),
+        ({"scales": (2.5,)}, "must be a positive number"),
+    ]:
         with pytest.raises(UserError, match=match):
             scale_sizes(512, **kwargs)
 

@@ -5,22 +5,32 @@ images whose sides are no multiple of the tile: value to 1e-5 relative, gradient
 Then the memory model with tiles, the refusal that suggests ``--tile-size``, ``transfer --tile-size``
 end to end and ``minivgg.stylize(tile_size=…)``. The finite-difference checks of tiled objectives are
 rows of ``minivgg gradcheck`` (``tests/test_checks.py``)."""
+
 import json
 
 import numpy as np
 import pytest
 
 import minivgg
-from minivgg.style import losses, memory, tiling
-from minivgg.network.arch import receptive_field
 from minivgg.cli import main
 from minivgg.errors import UserError
+from minivgg.network.arch import receptive_field
+from minivgg.network.vgg import load_vgg, random_vgg
+from minivgg.style import losses, memory, tiling
 from minivgg.style.objective import Objective
 from minivgg.style.presets import PRESETS, resolve_settings
-from minivgg.network.vgg import load_vgg, random_vgg
 
-GATYS_TAPS = ["block4_conv2", "block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
-CNTK_TAPS = list(resolve_settings("cntk", {})["content_layers"]) + list(resolve_settings("cntk", {})["style_layers"])
+GATYS_TAPS = [
+    "block4_conv2",
+    "block1_conv1",
+    "block2_conv1",
+    "block3_conv1",
+    "block4_conv1",
+    "block5_conv1",
+]
+CNTK_TAPS = list(resolve_settings("cntk", {})["content_layers"]) + list(
+    resolve_settings("cntk", {})["style_layers"]
+)
 
 
 def rel(a, b):
@@ -33,16 +43,20 @@ def rel_l2(a, b):
 
 # ---------------------------------------------------------------------------------- geometry
 
-@pytest.mark.parametrize("arch,taps,halo,align", [
-    ("vgg16", GATYS_TAPS, 64, 16),                            # field 132: reach 58 -> 64
-    ("vgg16", CNTK_TAPS, 96, 32),                             # block5_pool: field 212, reach 90 -> 96
-    ("vgg16", ["block2_conv2", "block5_conv3"], 96, 16),      # keras: reach 90 -> 96
-    ("vgg19", ["conv4_4", "conv5_1"], 80, 16),                # d2l: reach 70 -> 80
-    ("vgg16", ["block3_conv1"], 12, 4),
-    ("vgg16", ["block1_pool"], 2, 2),
-    ("vgg16", ["block1_conv1"], 1, 1),
-    ("vgg16", ["input"], 0, 1),
-])
+
+@pytest.mark.parametrize(
+    "arch,taps,halo,align",
+    [
+        ("vgg16", GATYS_TAPS, 64, 16),  # field 132: reach 58 -> 64
+        ("vgg16", CNTK_TAPS, 96, 32),  # block5_pool: field 212, reach 90 -> 96
+        ("vgg16", ["block2_conv2", "block5_conv3"], 96, 16),  # keras: reach 90 -> 96
+        ("vgg19", ["conv4_4", "conv5_1"], 80, 16),  # d2l: reach 70 -> 80
+        ("vgg16", ["block3_conv1"], 12, 4),
+        ("vgg16", ["block1_pool"], 2, 2),
+        ("vgg16", ["block1_conv1"], 1, 1),
+        ("vgg16", ["input"], 0, 1),
+    ],
+)
 def test_halo_is_the_reach_rounded_up_to_the_alignment(arch, taps, halo, align):
     size, stride = receptive_field(arch, taps)
     assert tiling.halo_and_alignment(arch, taps) == (halo, align)
@@ -91,7 +105,9 @@ def test_spans_partition_the_side_and_windows_are_aligned():
 
 @pytest.mark.parametrize("bad", [0, -64, 8, 15, 1.5, "64", True, float("nan"), None])
 def test_bad_tile_size_is_one_sentence(bad):
-    with pytest.raises(UserError, match=r"^the tile size must be a whole number of pixels, at least 16 .*got") as e:
+    with pytest.raises(
+        UserError, match=r"^the tile size must be a whole number of pixels, at least 16 .*got"
+    ) as e:
         tiling.check_tile_size(bad, "vgg16", GATYS_TAPS)
     assert "\n" not in str(e.value)
 
@@ -108,7 +124,11 @@ def test_tile_size_rounds_down_to_the_alignment():
 def test_banded_tv_is_the_whole_image_tv(kind, rng):
     x = rng.uniform(0, 255, (23, 17, 3))
     value, grad = losses.tv_loss(x, kind)
-    for band_elements in (1, 17 * 3 * 5, 10**9):  # one row, 5 rows (not dividing 23), everything at once
+    for band_elements in (
+        1,
+        17 * 3 * 5,
+        10**9,
+    ):  # one row, 5 rows (not dividing 23), everything at once
         out = np.full_like(x, 0.5)
         got = tiling.tv_into(x, kind, 2.0, out, band_elements)
         assert got == pytest.approx(2 * value, rel=1e-12)
@@ -116,6 +136,7 @@ def test_banded_tv_is_the_whole_image_tv(kind, rng):
 
 
 # ------------------------------------------------------------------- tiled against untiled
+
 
 @pytest.fixture(scope="module")
 def vgg19(synthetic_weights):
@@ -133,11 +154,15 @@ def assert_same(untiled, tiled, x):
     v1, g1 = tiled.value_and_grad(x)
     assert rel(v1, v0) < 1e-5 and rel_l2(g1, g0) < 1e-4
     for term in ("content", "style", "tv"):
-        assert tiled.last_terms[term] == pytest.approx(untiled.last_terms[term], rel=1e-5, abs=1e-9 * v0)
+        assert tiled.last_terms[term] == pytest.approx(
+            untiled.last_terms[term], rel=1e-5, abs=1e-9 * v0
+        )
     assert g1.dtype == np.float64 and g1.shape == x.shape
 
 
-@pytest.mark.parametrize("preset", [pytest.param(p, marks=[] if p == "gatys" else [pytest.mark.slow]) for p in PRESETS])
+@pytest.mark.parametrize(
+    "preset", [pytest.param(p, marks=[] if p == "gatys" else [pytest.mark.slow]) for p in PRESETS]
+)
 def test_tiled_objective_equals_untiled_for_every_preset(preset, request, rng):
     """150x97 (no side a multiple of the tile) in 64-pixel tiles: six tiles, windows that end inside the
     image on both axes; avg and max pooling, plain, centred and normalised Grams, cntk's 27 taps."""
@@ -149,7 +174,9 @@ def test_tiled_objective_equals_untiled_for_every_preset(preset, request, rng):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset,mode", [("gatys", "simple"), ("cntk", "inside"), ("harvard", "all")])
+@pytest.mark.parametrize(
+    "preset,mode", [("gatys", "simple"), ("cntk", "inside"), ("harvard", "all")]
+)
 def test_tiled_regions_equal_untiled(preset, mode, real_weights, rng):
     """Guided Grams: two styles with content masks (and a style mask), every mask propagation."""
     content, style, x = images(rng)
@@ -171,9 +198,17 @@ def test_targets_are_built_tile_by_tile(real_weights, rng, monkeypatch):
     untiled = Objective(real_weights, content, style, preset="gatys")
     seen = []
     visit = type(real_weights).visit
-    monkeypatch.setattr(type(real_weights), "visit", lambda self, y, *a, **k: (seen.append(y.shape), visit(self, y, *a, **k)))
+    monkeypatch.setattr(
+        type(real_weights),
+        "visit",
+        lambda self, y, *a, **k: (seen.append(y.shape), visit(self, y, *a, **k)),
+    )
     tiled = Objective(real_weights, content, style, preset="gatys", tile_size=32)
-    assert max(s[2] for s in seen) <= 32 + 2 * 64 and max(s[3] for s in seen) <= 32 + 2 * 64 and len(seen) > 2
+    assert (
+        max(s[2] for s in seen) <= 32 + 2 * 64
+        and max(s[3] for s in seen) <= 32 + 2 * 64
+        and len(seen) > 2
+    )
     for t, P in untiled.content_targets.items():
         assert rel_l2(tiled.content_targets[t], P) < 1e-5
     for t, A in untiled.style_targets.items():
@@ -185,10 +220,16 @@ def test_an_evaluation_runs_windows_only(real_weights, rng, monkeypatch):
     obj = Objective(real_weights, content, style, preset="gatys", tile_size=32)
     sizes = []
     forward = type(real_weights).loss_and_input_grad
-    monkeypatch.setattr(type(real_weights), "loss_and_input_grad",
-                        lambda self, y, *a, **k: (sizes.append(y.shape[2:]), forward(self, y, *a, **k))[1])
+    monkeypatch.setattr(
+        type(real_weights),
+        "loss_and_input_grad",
+        lambda self, y, *a, **k: (sizes.append(y.shape[2:]), forward(self, y, *a, **k))[1],
+    )
     obj.value_and_grad(x)
-    assert len(sizes) == len(obj.tiling.tiles(150, 97)) == 20 and max(max(s) for s in sizes) <= 32 + 2 * 64
+    assert (
+        len(sizes) == len(obj.tiling.tiles(150, 97)) == 20
+        and max(max(s) for s in sizes) <= 32 + 2 * 64
+    )
 
 
 def test_one_tile_is_the_untiled_evaluation(real_weights, rng):
@@ -206,15 +247,24 @@ def test_objective_refuses_a_bad_tile_size(rng):
 
 # -------------------------------------------------------------------------- memory model
 
+
 def test_tiled_estimate_is_bounded_by_the_tile_beside_whole_image_arrays():
     content = ["block4_conv2"]
-    est = lambda n, t=None: memory.estimate_bytes("vgg16", n, n, GATYS_TAPS, "lbfgs", t, content)  # noqa: E731
+    est = lambda n, t=None: memory.estimate_bytes("vgg16", n, n, GATYS_TAPS, "lbfgs", t, content)
     assert est(4096, 1024) < est(4096) / 2 and est(8192, 1024) < est(8192) / 3
     assert est(4096, 256) < est(4096, 512) < est(4096, 1024) < est(4096, 2048)
     assert est(512, 1024) == est(512)  # one tile: untiled
     assert est(8192, 1024) < 18 * 2**30  # the measured run (bench/results.md, "Tiled evaluation")
-    assert memory.largest_fitting_tile("vgg16", 8192, 8192, GATYS_TAPS, est(8192, 1000), "lbfgs", content) == 992
-    assert memory.largest_fitting_tile("vgg16", 8192, 8192, GATYS_TAPS, 2**30, "lbfgs", content) is None
+    assert (
+        memory.largest_fitting_tile(
+            "vgg16", 8192, 8192, GATYS_TAPS, est(8192, 1000), "lbfgs", content
+        )
+        == 992
+    )
+    assert (
+        memory.largest_fitting_tile("vgg16", 8192, 8192, GATYS_TAPS, 2**30, "lbfgs", content)
+        is None
+    )
 
 
 @pytest.mark.parametrize("available,tile_hint", [(20 * 2**30, True), (8 * 2**30, False)])
@@ -227,12 +277,20 @@ def test_refusal_suggests_a_tile_size_that_fits(monkeypatch, available, tile_hin
     assert "--size" in msg and "\n" not in msg and ("--tile-size" in msg) == tile_hint
     if tile_hint:
         tile = int(msg.split("--tile-size ")[1].split()[0])
-        assert tile % 16 == 0 and memory.estimate_bytes("vgg16", 8192, 8192, GATYS_TAPS, "lbfgs", tile,
-                                                        ["block4_conv2"]) <= 0.9 * available
-        memory.check_fits(settings, (8192, 8192), "lbfgs", str, tile_size=tile)  # that tile fits: no error
+        assert (
+            tile % 16 == 0
+            and memory.estimate_bytes(
+                "vgg16", 8192, 8192, GATYS_TAPS, "lbfgs", tile, ["block4_conv2"]
+            )
+            <= 0.9 * available
+        )
+        memory.check_fits(
+            settings, (8192, 8192), "lbfgs", str, tile_size=tile
+        )  # that tile fits: no error
 
 
 # -------------------------------------------------------------------------- transfer, api
+
 
 def test_transfer_with_tiles_follows_the_untiled_run(small_transfer, tmp_path):
     """A 33x40 run in 16-pixel tiles (six tiles) takes the untiled run's path: the same losses."""
@@ -246,9 +304,22 @@ def test_transfer_with_tiles_follows_the_untiled_run(small_transfer, tmp_path):
 
 @pytest.mark.parametrize("value", ["0", "-16", "8", "1.5", "big"])
 def test_transfer_bad_tile_size_is_exit_2_and_one_line(value, transfer_files, tmp_path, capsys):
-    code = main(["transfer", str(transfer_files / "content.png"), str(transfer_files / "style.jpg"), "-o",
-                 str(tmp_path / "out.png"), "--weights", str(transfer_files / "vgg16.h5"), "--tile-size", value,
-                 "--iters", "1", "--quiet"])
+    code = main(
+        [
+            "transfer",
+            str(transfer_files / "content.png"),
+            str(transfer_files / "style.jpg"),
+            "-o",
+            str(tmp_path / "out.png"),
+            "--weights",
+            str(transfer_files / "vgg16.h5"),
+            "--tile-size",
+            value,
+            "--iters",
+            "1",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "tile size must be a whole number" in err
     assert not (tmp_path / "out.png").exists()

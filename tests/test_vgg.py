@@ -1,16 +1,17 @@
 """``minivgg.network.vgg``: preprocessing, truncation at the deepest tap, the memory-lean loss path against
 features+backward (with bit-packed masks and recomputed first-layer gradients), and loading."""
+
 import dataclasses
 
 import numpy as np
 import pytest
 
-from minivgg.style import memory
 from minivgg import ops
+from minivgg.engine.masks import PackedMask
 from minivgg.network import vgg
 from minivgg.network.arch import conv_layer_table
-from minivgg.engine.masks import PackedMask
 from minivgg.network.vgg import DeferredGrad, load_vgg, random_vgg
+from minivgg.style import memory
 
 
 def test_preprocess_roundtrip_and_caffe_convention(rng):
@@ -31,7 +32,10 @@ def test_forward_stops_at_deepest_tap():
 
 def test_thresholds_default_to_memory_constants_and_are_per_network():
     net = random_vgg("vgg16")
-    assert net.pack_masks_from == memory.PACK_MASKS_FROM and net.recompute_grad_from == memory.RECOMPUTE_GRAD_FROM
+    assert (
+        net.pack_masks_from == memory.PACK_MASKS_FROM
+        and net.recompute_grad_from == memory.RECOMPUTE_GRAD_FROM
+    )
     small = dataclasses.replace(net, pack_masks_from=1000, recompute_grad_from=1)
     assert (small.pack_masks_from, small.recompute_grad_from) == (1000, 1)
     assert net.pack_masks_from == memory.PACK_MASKS_FROM  # the original is untouched
@@ -48,6 +52,7 @@ def test_lean_path_matches_features_and_backward(pooling, rng, monkeypatch):
         y, mask = relu_forward(x, inplace, pack)
         packed.append(isinstance(mask, PackedMask))
         return y, mask
+
     monkeypatch.setattr(ops, "relu_forward", spy)
     y = rng.standard_normal((1, 3, 20, 18)) * 40
     taps = ["input", "conv1_1", "block1_conv2", "relu2_1", "block2_pool", "block3_conv1"]
@@ -87,13 +92,16 @@ def test_deferred_tap_gradient_matches_eager(tap, rng):
     def tap_loss(deferred):
         def fn(t, F):
             mix.setdefault(t, rng.standard_normal((F.shape[1], F.shape[1])))
-            value = float(np.sum(F ** 2))
+            value = float(np.sum(F**2))
             if deferred and t == tap:
+
                 def later(F2, overwrite=False, t=t):
                     calls.append(overwrite)
                     return grad_of(t, F2, overwrite)
+
                 return value, DeferredGrad(later)
             return value, grad_of(t, F)
+
         return fn
 
     ref_total, ref_g = net.loss_and_input_grad(y.copy(), taps, tap_loss(False), "avg")
@@ -114,7 +122,9 @@ def test_load_vgg_reads_a_weights_file(synthetic_weights):
 
 
 def test_load_vgg_real_weights(real_weights):
-    assert real_weights.arch == "vgg16" and set(real_weights.params) == {n for n, _, _ in conv_layer_table("vgg16")}
+    assert real_weights.arch == "vgg16" and set(real_weights.params) == {
+        n for n, _, _ in conv_layer_table("vgg16")
+    }
     assert "verified" in real_weights.provenance
     assert isinstance(real_weights, vgg.VGG)
 
@@ -127,7 +137,9 @@ def test_every_conv_algorithm_gives_the_same_features_and_input_gradient(rng):
     for conv in ("auto", "im2col", "winograd"):
         net = dataclasses.replace(base, conv=conv)
         feats, tape = net.features(y, taps)
-        assert {c[-1] for kind, _, c in tape if kind == "conv"} == {"im2col" if conv == "im2col" else "winograd"}
+        assert {c[-1] for kind, _, c in tape if kind == "conv"} == {
+            "im2col" if conv == "im2col" else "winograd"
+        }
         got[conv] = (feats, net.backward(tape, {t: np.ones_like(feats[t]) for t in taps}))
     for conv in ("im2col", "winograd"):
         for t in taps:

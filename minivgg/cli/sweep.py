@@ -6,6 +6,7 @@ by transfer's own parser and turned into ``RunOptions`` by transfer's ``options_
 argparse checks (numbers, choices) is checked for every job before any job runs, and a bad value is
 the command's error; what ``transfer`` checks when it runs (files, layers, ranges) fails that job only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,17 +14,35 @@ import functools
 import os
 from pathlib import Path
 
-from ..tools.cluster import check_address
 from ..errors import UserError
 from ..run.fsutil import output_folder
 from ..run.image import SAVE_FORMATS
-from ..tools.sweep import SUMMARY_NAMES, Job, check_name, grid_name, grid_points, parse_grid, read_batch, run_jobs, slug
 from ..run.transfer import INITS
+from ..tools.cluster import check_address
+from ..tools.sweep import (
+    SUMMARY_NAMES,
+    Job,
+    check_name,
+    grid_name,
+    grid_points,
+    parse_grid,
+    read_batch,
+    run_jobs,
+    slug,
+)
 from .transfer import add_objective_arguments, add_run_arguments, options_from_args
 
 # Settings whose flag takes a comma-separated list: in a value, ``+`` separates the items.
-LIST_SETTINGS = {"content_layers", "style_layers", "style_layer_weights", "style_blend_weights", "content_masks",
-                 "style_masks", "iters", "scales"}
+LIST_SETTINGS = {
+    "content_layers",
+    "style_layers",
+    "style_layer_weights",
+    "style_blend_weights",
+    "content_masks",
+    "style_masks",
+    "iters",
+    "scales",
+}
 _PATH_SETTINGS = {"weights", "init", "content_masks", "style_masks"}
 _NO, _YES = {"no", "false", "off", "0", "none"}, {"yes", "true", "on", "1"}
 _BATCH_COLUMNS = ("content", "style", "styles", "output", "name")
@@ -46,7 +65,9 @@ def _settings():
 def _action(key: str, where: str):
     actions = _settings()[1]
     if key not in actions:
-        raise UserError(f"{where}: unknown setting {key!r}; the settings are transfer's flags: {', '.join(actions)}")
+        raise UserError(
+            f"{where}: unknown setting {key!r}; the settings are transfer's flags: {', '.join(actions)}"
+        )
     return actions[key]
 
 
@@ -55,7 +76,9 @@ def _absolute(key: str, text: str, base: Path) -> str:
     if key == "init" and text in INITS:
         return text
     parts = text.split(",") if key in LIST_SETTINGS else [text]
-    return ",".join(os.path.normpath(base / os.path.expanduser(p.strip())) if p.strip() else p for p in parts)
+    return ",".join(
+        os.path.normpath(base / os.path.expanduser(p.strip())) if p.strip() else p for p in parts
+    )
 
 
 def apply_settings(args, cells: dict, where: str, base: Path):
@@ -74,7 +97,12 @@ def apply_settings(args, cells: dict, where: str, base: Path):
             updates[action.dest] = action.const if low in _YES else None
         else:
             text = text.replace("+", ",") if key in LIST_SETTINGS else text
-            tokens.append((action.dest, f"{flag}={_absolute(key, text, base) if key in _PATH_SETTINGS else text}"))
+            tokens.append(
+                (
+                    action.dest,
+                    f"{flag}={_absolute(key, text, base) if key in _PATH_SETTINGS else text}",
+                )
+            )
     try:
         parsed = parser.parse_args([token for _, token in tokens])
     except UserError as exc:
@@ -87,7 +115,9 @@ def _base_args(args):
     """The command line's own transfer flags, with their paths made absolute."""
     cwd = Path.cwd()
     cells = {k: getattr(args, k) for k in _PATH_SETTINGS if getattr(args, k)}
-    return argparse.Namespace(**{**vars(args), **{k: _absolute(k, v, cwd) for k, v in cells.items()}})
+    return argparse.Namespace(
+        **{**vars(args), **{k: _absolute(k, v, cwd) for k, v in cells.items()}}
+    )
 
 
 def _fixed(args) -> dict:
@@ -99,39 +129,75 @@ def _job(args, name, content, styles, outdir: Path, values, where, row=None) -> 
     job_args = argparse.Namespace(**{**vars(args), "styles": styles})
     stem = Path(name).stem
     try:
-        opts, overrides = options_from_args(job_args, str(outdir / name), quiet=True,
-                                            report=str(outdir / f"{stem}_report.png") if args.report else None)
+        opts, overrides = options_from_args(
+            job_args,
+            str(outdir / name),
+            quiet=True,
+            report=str(outdir / f"{stem}_report.png") if args.report else None,
+        )
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None
-    return Job(name=stem, content=content, styles=styles, opts=opts, overrides=overrides, values=values, row=row)
+    return Job(
+        name=stem,
+        content=content,
+        styles=styles,
+        opts=opts,
+        overrides=overrides,
+        values=values,
+        row=row,
+    )
 
 
 def _add_common(p) -> None:
-    p.add_argument("-o", "--outdir", required=True,
-                   help="output folder: NAME.png and NAME.json per job, the summary and sheet.png (created if missing)")
+    p.add_argument(
+        "-o",
+        "--outdir",
+        required=True,
+        help="output folder: NAME.png and NAME.json per job, the summary and sheet.png (created if missing)",
+    )
     add_objective_arguments(p)
     add_run_arguments(p)
     p.add_argument("--report", action="store_true", help="also write NAME_report.png per job")
-    p.add_argument("--scheduler", metavar="tcp://HOST:8786",
-                   help="run the jobs on this Dask scheduler (default: a local cluster sized to this machine)")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes of the local cluster (default: as many as cores, jobs and memory allow)")
+    p.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:8786",
+        help="run the jobs on this Dask scheduler (default: a local cluster sized to this machine)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes of the local cluster (default: as many as cores, jobs and memory allow)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-job messages")
 
 
 def add_cli(sub) -> None:
-    p = sub.add_parser("sweep", help="one transfer per point of a grid of settings, on Dask; summary and contact sheet")
+    p = sub.add_parser(
+        "sweep",
+        help="one transfer per point of a grid of settings, on Dask; summary and contact sheet",
+    )
     p.add_argument("content", help="content image")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
-    p.add_argument("--grid", action="append", required=True, metavar="SETTING=V1,V2,…",
-                   help="a grid axis: any transfer setting and its values, e.g. style_weight=1e2,1e3 or "
-                        "content_layers=block4_conv2,block4_conv2+block5_conv2 ('+' joins list items); repeatable")
+    p.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="SETTING=V1,V2,…",
+        help="a grid axis: any transfer setting and its values, e.g. style_weight=1e2,1e3 or "
+        "content_layers=block4_conv2,block4_conv2+block5_conv2 ('+' joins list items); repeatable",
+    )
     _add_common(p)
     p.set_defaults(func=_cmd_sweep)
-    p = sub.add_parser("batch", help="one transfer per row of a CSV file, on Dask; summary and contact sheet")
-    p.add_argument("jobs", metavar="JOBS.csv",
-                   help="columns content, style (several separated by ';'), optional output, and any transfer "
-                        "setting; paths relative to the file's folder")
+    p = sub.add_parser(
+        "batch", help="one transfer per row of a CSV file, on Dask; summary and contact sheet"
+    )
+    p.add_argument(
+        "jobs",
+        metavar="JOBS.csv",
+        help="columns content, style (several separated by ';'), optional output, and any transfer "
+        "setting; paths relative to the file's folder",
+    )
     _add_common(p)
     p.set_defaults(func=_cmd_batch)
 
@@ -140,7 +206,9 @@ def _check_cluster_flags(args) -> None:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be a whole number >= 1, got {args.workers}")
     if args.workers is not None and args.scheduler:
-        raise UserError("--workers sizes the local cluster; a --scheduler cluster has its own workers")
+        raise UserError(
+            "--workers sizes the local cluster; a --scheduler cluster has its own workers"
+        )
     check_address(args.scheduler)
 
 
@@ -157,7 +225,17 @@ def _cmd_sweep(args) -> int:
     for k, point in enumerate(points):
         where = "--grid " + ", ".join(f"{a}={b}" for a, b in point.items())
         job_args = apply_settings(base, point, where, Path.cwd())
-        jobs.append(_job(job_args, grid_name(k, len(points), point) + ".png", content, styles, outdir, point, where))
+        jobs.append(
+            _job(
+                job_args,
+                grid_name(k, len(points), point) + ".png",
+                content,
+                styles,
+                outdir,
+                point,
+                where,
+            )
+        )
     header = {"content": content, "styles": styles, "axes": dict(axes), "fixed": _fixed(args)}
     return _run("sweep", jobs, args, outdir, header, axes)
 
@@ -167,11 +245,16 @@ def _cmd_batch(args) -> int:
     columns, rows = read_batch(args.jobs)
     if "styles" in columns and "style" not in columns:
         columns = ["style" if c == "styles" else c for c in columns]
-        rows = [(line, {("style" if k == "styles" else k): v for k, v in cells.items()}) for line, cells in rows]
+        rows = [
+            (line, {("style" if k == "styles" else k): v for k, v in cells.items()})
+            for line, cells in rows
+        ]
     missing = [c for c in ("content", "style") if c not in columns]
     if missing:
-        raise UserError(f"batch file '{args.jobs}' has no {' or '.join(missing)} column; "
-                        f"its columns are {', '.join(columns)}")
+        raise UserError(
+            f"batch file '{args.jobs}' has no {' or '.join(missing)} column; "
+            f"its columns are {', '.join(columns)}"
+        )
     for c in columns:
         if c not in _BATCH_COLUMNS:
             _action(c, f"batch file '{args.jobs}' column {c!r}")
@@ -184,18 +267,33 @@ def _cmd_batch(args) -> int:
         styles = [s.strip() for s in cells["style"].split(";") if s.strip()]
         if not content or not styles:
             raise UserError(f"{where}: the {'content' if not content else 'style'} cell is empty")
-        name = (cells.get("output") or cells.get("name")
-                or f"{k + 1:03d}_{slug(Path(content).stem)}_{slug(Path(styles[0]).stem)}")
+        name = (
+            cells.get("output")
+            or cells.get("name")
+            or f"{k + 1:03d}_{slug(Path(content).stem)}_{slug(Path(styles[0]).stem)}"
+        )
         name = check_name(name, where)
         if Path(name).suffix.lower() not in SAVE_FORMATS:
             name += ".png"
         if Path(name).stem.lower() in seen:
-            raise UserError(f"{where}: output {name!r} is also the output of line {seen[Path(name).stem.lower()]}")
+            raise UserError(
+                f"{where}: output {name!r} is also the output of line {seen[Path(name).stem.lower()]}"
+            )
         seen[Path(name).stem.lower()] = line
         values = {c: v for c, v in cells.items() if v and c not in _BATCH_COLUMNS}
         job_args = apply_settings(base, values, where, folder)
-        jobs.append(_job(job_args, name, os.path.normpath(folder / content),
-                         [os.path.normpath(folder / s) for s in styles], outdir, values, where, row=line))
+        jobs.append(
+            _job(
+                job_args,
+                name,
+                os.path.normpath(folder / content),
+                [os.path.normpath(folder / s) for s in styles],
+                outdir,
+                values,
+                where,
+                row=line,
+            )
+        )
     header = {"jobs_file": os.path.abspath(args.jobs), "fixed": _fixed(args)}
     return _run("batch", jobs, args, outdir, header)
 
@@ -204,8 +302,16 @@ def _run(kind, jobs, args, outdir: Path, header, axes=None) -> int:
     """Run the jobs, print one line per job and the totals; a failed job makes the exit code 2 (an internal
     error in a job: 1)."""
     with output_folder(outdir):
-        summary = run_jobs(kind, jobs, outdir, header, axes=axes, scheduler=args.scheduler, workers=args.workers,
-                           quiet=args.quiet)
+        summary = run_jobs(
+            kind,
+            jobs,
+            outdir,
+            header,
+            axes=axes,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            quiet=args.quiet,
+        )
     records = summary["jobs"]
     for r in records:
         terms = r.get("terms") or {}
@@ -217,13 +323,17 @@ def _run(kind, jobs, args, outdir: Path, header, axes=None) -> int:
         print(f"{r['name']}: ok{', done before' if r.get('skipped') else ''} ({how})")
     counts = summary["counts"]
     where = f" on {summary['cluster']['description']}" if summary.get("cluster") else ""
-    print(f"{kind}: {counts['ok']} of {len(records)} jobs ok ({counts['skipped']} done before) in "
-          f"{summary['seconds']:.1f} s{where}; wrote {', '.join(summary['sheets'])} and {outdir / SUMMARY_NAMES[kind]}")
+    print(
+        f"{kind}: {counts['ok']} of {len(records)} jobs ok ({counts['skipped']} done before) in "
+        f"{summary['seconds']:.1f} s{where}; wrote {', '.join(summary['sheets'])} and {outdir / SUMMARY_NAMES[kind]}"
+    )
     bad = [r for r in records if r["status"] in ("failed", "error")]
     if bad:
         first = bad[0]
-        text = (f"{len(bad)} of {len(records)} jobs failed ({first['name']}: {first['message']}); the others "
-                f"finished; see {outdir / SUMMARY_NAMES[kind]}")
+        text = (
+            f"{len(bad)} of {len(records)} jobs failed ({first['name']}: {first['message']}); the others "
+            f"finished; see {outdir / SUMMARY_NAMES[kind]}"
+        )
         if any(r["status"] == "error" for r in bad):
             raise RuntimeError(text)
         raise UserError(text)

@@ -26,6 +26,7 @@ not replayed (the memory would be held between evaluations): those sizes run as 
 
 The allocation sites call ``empty``; with no session active it is ``np.empty``. NumPy only.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,22 +36,27 @@ import weakref
 
 import numpy as np
 
-MIN_BYTES = 1 << 20    # smaller arrays come from malloc's heap, which reuses them already
-MAX_BYTES = 2 << 30    # largest plan held between evaluations (2 GiB: untiled images up to ~1700²)
-_ALIGN = 4096          # every block starts on a page
-_MAX_PLANS = 64        # plans kept per arena, the oldest going first (a tile grid has ~9 per pass)
+MIN_BYTES = 1 << 20  # smaller arrays come from malloc's heap, which reuses them already
+MAX_BYTES = 2 << 30  # largest plan held between evaluations (2 GiB: untiled images up to ~1700²)
+_ALIGN = 4096  # every block starts on a page
+_MAX_PLANS = 64  # plans kept per arena, the oldest going first (a tile grid has ~9 per pass)
 _local = threading.local()
 
 
 class _Block:
     """The owner of one handed-out array: views of it keep it alive, so its weak reference dies
     only when no array reads its bytes any more."""
+
     __slots__ = ("__array_interface__", "_buffer", "__weakref__")
 
     def __init__(self, buffer, offset: int, shape, dtype):
         self._buffer = buffer
-        self.__array_interface__ = {"shape": shape, "typestr": dtype.str, "version": 3,
-                                    "data": (buffer.ctypes.data + offset, False)}
+        self.__array_interface__ = {
+            "shape": shape,
+            "typestr": dtype.str,
+            "version": 3,
+            "data": (buffer.ctypes.data + offset, False),
+        }
 
 
 def empty(shape, dtype=np.float32, xp=np):
@@ -74,8 +80,11 @@ def _place(items):
     placed = []
     for k in sorted(range(len(items)), key=lambda k: (-items[k][0], items[k][1])):
         size, a, f = items[k]
-        busy = sorted((offsets[j], offsets[j] + items[j][0]) for j in placed
-                      if a < items[j][2] and items[j][1] < f)
+        busy = sorted(
+            (offsets[j], offsets[j] + items[j][0])
+            for j in placed
+            if a < items[j][2] and items[j][1] < f
+        )
         at = 0
         for lo, hi in busy:
             if at + size <= lo:
@@ -95,16 +104,16 @@ class Arena:
 
     def __init__(self, max_bytes: int | None = None):
         self.max_bytes = MAX_BYTES if max_bytes is None else int(max_bytes)
-        self.key = None        # key of the last session
-        self.nbytes = 0        # size of the held buffer (0: none)
-        self.replays = 0       # sessions served from a plan
-        self._plans = {}       # key -> (request sizes, per request (offset or None, earlier requests sharing
-                               # bytes), bytes spanned)
+        self.key = None  # key of the last session
+        self.nbytes = 0  # size of the held buffer (0: none)
+        self.replays = 0  # sessions served from a plan
+        self._plans = {}  # key -> (request sizes, per request (offset or None, earlier requests sharing
+        # bytes), bytes spanned)
         self._buffer = None
-        self._blocks = []      # weak references to this session's blocks, by request index
+        self._blocks = []  # weak references to this session's blocks, by request index
         self._i = 0
         self._clock = [0]
-        self._fresh = False    # this session left its plan: drop the plan, record again next time
+        self._fresh = False  # this session left its plan: drop the plan, record again next time
         self._recording = None
 
     def release(self) -> None:
@@ -146,10 +155,21 @@ class Arena:
             spans = [(next(offsets), r[0]) if r[2] is not None else None for r in record]
             total = max([o + n for o, n in filter(None, spans)], default=0)
             if 0 < total <= self.max_bytes:
-                plan = [(None, ()) if s is None else
-                        (s[0], tuple(j for j in range(k) if spans[j] is not None
-                                     and spans[j][0] < s[0] + s[1] and s[0] < spans[j][0] + spans[j][1]))
-                        for k, s in enumerate(spans)]
+                plan = [
+                    (None, ())
+                    if s is None
+                    else (
+                        s[0],
+                        tuple(
+                            j
+                            for j in range(k)
+                            if spans[j] is not None
+                            and spans[j][0] < s[0] + s[1]
+                            and s[0] < spans[j][0] + spans[j][1]
+                        ),
+                    )
+                    for k, s in enumerate(spans)
+                ]
                 if len(self._plans) >= _MAX_PLANS:
                     self._plans.pop(next(iter(self._plans)))
                 self._plans[key] = ([r[0] for r in record], plan, total)
@@ -177,7 +197,9 @@ class Arena:
         if i >= len(sizes) or sizes[i] != nbytes:
             self._fresh = True
         offset, shares = (None, ()) if self._fresh else plan[i]
-        if offset is None or any(self._blocks[j] is not None and self._blocks[j]() is not None for j in shares):
+        if offset is None or any(
+            self._blocks[j] is not None and self._blocks[j]() is not None for j in shares
+        ):
             self._fresh = self._fresh or offset is not None
             self._blocks.append(None)
             return np.empty(shape, dtype=dtype)

@@ -4,6 +4,7 @@ Ops call ``xp = get_array_module(x)`` and stay backend-agnostic; host<->device m
 here (``to_device``/``to_host``) and nowhere else. Which kernels run on those arrays is
 ``minivgg.engine.dispatch``'s business; this module imports none of them.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,10 @@ def xp_for(device: str):
         return np
     if device == "gpu":
         if not gpu_available():
-            raise DeviceError("device 'gpu' was asked for, but CuPy is not installed or sees no CUDA "
-                             "device (pip install 'minivgg[gpu]')")
+            raise DeviceError(
+                "device 'gpu' was asked for, but CuPy is not installed or sees no CUDA "
+                "device (pip install 'minivgg[gpu]')"
+            )
         return _cupy
     raise DeviceError(f"unknown device {device!r}: expected 'cpu' or 'gpu'")
 
@@ -69,6 +72,7 @@ def info() -> dict:
     out = {"numpy": np.__version__, "cupy": None, "cuda_devices": 0, "numba_cuda": None}
     try:
         from importlib.metadata import version
+
         out["numba_cuda"] = version("numba-cuda")
         out["cuda_simulator"] = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
     except Exception:  # PackageNotFoundError: numba-cuda not installed

@@ -6,6 +6,7 @@ CuPy arrays when numba-cuda loads, ``cpu`` (Numba) for C-contiguous float32/floa
 reason goes to ``minivgg doctor``): the reference is complete on its own. ``MINIVGG_CPU_KERNELS=0``
 and ``MINIVGG_CUDA_KERNELS=0`` switch a backend off; ``reference_only()`` does so for a block (tests).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,8 @@ import numpy as np
 from .._kernels import reference
 from .backend import get_array_module, gpu_available, to_device
 
-_loaded: dict = {}    # "cpu" / "cuda" -> the kernel module, or None when unavailable
-_errors: dict = {}    # why a backend is unavailable
+_loaded: dict = {}  # "cpu" / "cuda" -> the kernel module, or None when unavailable
+_errors: dict = {}  # why a backend is unavailable
 _local = threading.local()
 
 
@@ -38,16 +39,22 @@ def _load(kind: str):
     else:
         try:
             from numba.core import config
+
             if config.ENABLE_CUDASIM:  # simulator kernels cannot read device memory
                 raise RuntimeError("NUMBA_ENABLE_CUDASIM=1 is set")
             from .._kernels import cuda_ops as module
+
             xp = get_array_module(_device_probe())
             module.relu_forward(xp.ones(1, dtype=xp.float32))  # compiles: fails here without NVVM
         except Exception as exc:  # ImportError, no driver/NVVM for numba-cuda
             module = None
             _errors[kind] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            warnings.warn(f"minivgg: numba.cuda kernels unavailable ({_errors[kind]}); GPU ops run as plain "
-                          "CuPy code", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"minivgg: numba.cuda kernels unavailable ({_errors[kind]}); GPU ops run as plain "
+                "CuPy code",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     _loaded[kind] = module
     return module
 
@@ -65,7 +72,11 @@ def cpu_kernels(*arrays):
     if getattr(_local, "reference", False):
         return None
     for a in arrays:
-        if type(a) is not np.ndarray or a.dtype not in (np.float32, np.float64) or not a.flags.c_contiguous:
+        if (
+            type(a) is not np.ndarray
+            or a.dtype not in (np.float32, np.float64)
+            or not a.flags.c_contiguous
+        ):
             return None
     return _load("cpu")
 
@@ -95,7 +106,11 @@ def reference_only():
 
 def kernel_info() -> dict:
     """Which kernels would run, for ``minivgg doctor``: ``{"cpu": ..., "cuda": ...}`` in words."""
-    cpu = "numba" if cpu_kernels(np.zeros(1, np.float32)) is not None else f"NumPy reference ({_errors.get('cpu')})"
+    cpu = (
+        "numba"
+        if cpu_kernels(np.zeros(1, np.float32)) is not None
+        else f"NumPy reference ({_errors.get('cpu')})"
+    )
     out = {"cpu": cpu}
     if gpu_available():
         cuda = cuda_kernels(_device_probe())

@@ -6,6 +6,7 @@ the loops run over the kh*kw kernel taps only, each a strided slice copy. The co
 backward-data and its weight gradient run in bands of output rows, so the patch matrix stays small
 at any image size (no 600 MB matrix for conv1_2 at 512²).
 """
+
 from __future__ import annotations
 
 from .backend import get_array_module
@@ -29,7 +30,9 @@ def im2col(x, kh: int, kw: int, stride: int = 1, pad: int = 0):
     cols = xp.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, i, j] = xpad[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride]
+            cols[:, :, i, j] = xpad[
+                :, :, i : i + stride * ho : stride, j : j + stride * wo : stride
+            ]
     return cols
 
 
@@ -43,8 +46,10 @@ def col2im(cols, h: int, w: int, stride: int = 1, pad: int = 0):
     img = xp.zeros((n, c, hp, wp), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            img[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] += cols[:, :, i, j]
-    return img[:, :, pad:pad + h, pad:pad + w]
+            img[:, :, i : i + stride * ho : stride, j : j + stride * wo : stride] += cols[
+                :, :, i, j
+            ]
+    return img[:, :, pad : pad + h, pad : pad + w]
 
 
 # ------------------------------------------------------------------ the conv as banded GEMMs
@@ -68,7 +73,7 @@ def _padded_rows(x, p0: int, p1: int, kh: int, stride: int, pad: int):
     band = xp.zeros((c, rows, w + 2 * pad), dtype=x.dtype)
     lo, hi = max(0, top), min(h, top + rows)
     if hi > lo:
-        band[:, lo - top:hi - top, pad:pad + w] = x[:, lo:hi]
+        band[:, lo - top : hi - top, pad : pad + w] = x[:, lo:hi]
     return band
 
 
@@ -107,13 +112,15 @@ def conv_gemm_adjoint(gy, w, xshape, stride: int = 1, pad: int = 0, accumulate_i
     gx = accumulate_into if accumulate_into is not None else xp.zeros(tuple(xshape), dtype=gy.dtype)
     for i in range(n):
         for p0, p1 in _row_bands(ho, c * kh * kw * wo):
-            gcols = xp.matmul(w2t, gy[i, :, p0:p1].reshape(o, -1)).reshape(1, c, kh, kw, p1 - p0, wo)
+            gcols = xp.matmul(w2t, gy[i, :, p0:p1].reshape(o, -1)).reshape(
+                1, c, kh, kw, p1 - p0, wo
+            )
             rows = (p1 - p0 - 1) * stride + kh
             band = col2im(gcols, rows, wd + 2 * pad, stride, 0)[0]
             top = p0 * stride - pad
             lo, hi = max(0, top), min(h, top + rows)
             if hi > lo:
-                gx[i, :, lo:hi] += band[:, lo - top:hi - top, pad:pad + wd]
+                gx[i, :, lo:hi] += band[:, lo - top : hi - top, pad : pad + wd]
     return gx
 
 

@@ -1,4 +1,5 @@
 """``PackedMask``: a ReLU mask stored as bits, the named type every backend returns and reads."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,11 +12,12 @@ from .backend import get_array_module
 class PackedMask:
     """The mask ``x > 0`` of an array of ``shape`` as ``bits = xp.packbits(mask.ravel())`` (uint8,
     ``ceil(size / 8)`` bytes, the first element in the most significant bit): 1/8 of a bool mask."""
+
     bits: object
     shape: tuple
 
     @classmethod
-    def pack(cls, mask) -> "PackedMask":
+    def pack(cls, mask) -> PackedMask:
         """Pack a bool mask."""
         return cls(get_array_module(mask).packbits(mask.ravel()), tuple(mask.shape))
 
@@ -27,6 +29,8 @@ class PackedMask:
         """The bool mask (flat elements ``start:stop`` when given, else the whole mask in ``shape``)."""
         xp = get_array_module(self.bits)
         if stop is None and start == 0:  # cupy's unpackbits has no ``count``
-            return xp.unpackbits(self.bits)[:self.size].reshape(self.shape).view(bool)
+            return xp.unpackbits(self.bits)[: self.size].reshape(self.shape).view(bool)
         stop = self.size if stop is None else stop
-        return xp.unpackbits(self.bits[start // 8:(stop + 7) // 8])[start % 8:start % 8 + stop - start].view(bool)
+        return xp.unpackbits(self.bits[start // 8 : (stop + 7) // 8])[
+            start % 8 : start % 8 + stop - start
+        ].view(bool)

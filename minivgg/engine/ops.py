@@ -5,6 +5,7 @@ input, in input order). Every op runs on NumPy or CuPy (``xp = get_array_module(
 dtype of its input (float32 in the engine, float64 in gradient checks), and its cache holds exactly
 what its backward needs. Each backward is proven by ``minivgg.gradcheck`` (``minivgg gradcheck``).
 """
+
 from __future__ import annotations
 
 from . import winograd
@@ -19,7 +20,11 @@ def _require(cond: bool, op: str, msg: str) -> None:
 
 def _check_float(op: str, name: str, a) -> None:
     kind = getattr(getattr(a, "dtype", None), "kind", None)
-    _require(kind == "f", op, f"{name} must be a float array, got dtype {getattr(a, 'dtype', type(a).__name__)}")
+    _require(
+        kind == "f",
+        op,
+        f"{name} must be a float array, got dtype {getattr(a, 'dtype', type(a).__name__)}",
+    )
 
 
 def _check_nchw(op: str, x) -> None:
@@ -36,14 +41,24 @@ CONV_ALGORITHMS = ("auto", "im2col", "winograd")
 
 def _conv_algorithm(op: str, algorithm: str, kh: int, kw: int, stride: int, pad: int) -> str:
     """The algorithm that runs: ``auto`` resolved; ValueError for an unknown one or Winograd off 3x3/s1/p1."""
-    _require(algorithm in CONV_ALGORITHMS, op, f"unknown algorithm {algorithm!r}: expected one of {', '.join(CONV_ALGORITHMS)}")
+    _require(
+        algorithm in CONV_ALGORITHMS,
+        op,
+        f"unknown algorithm {algorithm!r}: expected one of {', '.join(CONV_ALGORITHMS)}",
+    )
     fits = (kh, kw, stride, pad) == (3, 3, 1, 1)
-    _require(algorithm != "winograd" or fits, op, "algorithm='winograd' needs a 3x3 kernel with stride 1 and pad 1, "
-             f"got {kh}x{kw}, stride={stride}, pad={pad}")
+    _require(
+        algorithm != "winograd" or fits,
+        op,
+        "algorithm='winograd' needs a 3x3 kernel with stride 1 and pad 1, "
+        f"got {kh}x{kw}, stride={stride}, pad={pad}",
+    )
     return "winograd" if algorithm == "winograd" or (algorithm == "auto" and fits) else "im2col"
 
 
-def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1, save_input: bool = True, algorithm: str = "auto"):
+def conv2d_forward(
+    x, w, b, stride: int = 1, pad: int = 1, save_input: bool = True, algorithm: str = "auto"
+):
     """2-D cross-correlation: x (N, C, H, W), w (O, C, kh, kw), b (O,) -> y (N, O, Ho, Wo).
 
     ``y[n,o,p,q] = b[o] + Σ_{c,i,j} w[o,c,i,j] · xpad[n,c,stride·p+i,stride·q+j]``. ``algorithm``:
@@ -56,15 +71,28 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1, save_input: bool = Tr
     _check_nchw(op, x)
     _check_float(op, "w", w)
     _require(w.ndim == 4, op, f"w must be OIHW (4-D), got shape {tuple(w.shape)}")
-    _require(w.shape[1] == x.shape[1], op,
-             f"x has {x.shape[1]} channels but w expects {w.shape[1]} (x {tuple(x.shape)}, w {tuple(w.shape)})")
-    _require(b is None or tuple(b.shape) == (w.shape[0],), op,
-             f"b must have shape ({w.shape[0]},), got {tuple(getattr(b, 'shape', ()))}")
-    _require(int(stride) >= 1 and int(pad) >= 0, op, f"stride must be >= 1 and pad >= 0, got stride={stride}, pad={pad}")
+    _require(
+        w.shape[1] == x.shape[1],
+        op,
+        f"x has {x.shape[1]} channels but w expects {w.shape[1]} (x {tuple(x.shape)}, w {tuple(w.shape)})",
+    )
+    _require(
+        b is None or tuple(b.shape) == (w.shape[0],),
+        op,
+        f"b must have shape ({w.shape[0]},), got {tuple(getattr(b, 'shape', ()))}",
+    )
+    _require(
+        int(stride) >= 1 and int(pad) >= 0,
+        op,
+        f"stride must be >= 1 and pad >= 0, got stride={stride}, pad={pad}",
+    )
     kh, kw = w.shape[2:]
     ho, wo = out_size(x.shape[2], kh, stride, pad), out_size(x.shape[3], kw, stride, pad)
-    _require(ho >= 1 and wo >= 1, op,
-             f"input {tuple(x.shape)} is smaller than the kernel {tuple(w.shape)} with pad={pad}")
+    _require(
+        ho >= 1 and wo >= 1,
+        op,
+        f"input {tuple(x.shape)} is smaller than the kernel {tuple(w.shape)} with pad={pad}",
+    )
     used = _conv_algorithm(op, algorithm, kh, kw, stride, pad)
     w = w.astype(x.dtype, copy=False)
     if used == "winograd":
@@ -91,7 +119,9 @@ def conv2d_backward(gy, cache, need_params: bool = False, gx_into=None):
     gw = gb = None
     if need_params:
         if x is None:
-            raise ValueError("conv2d_backward: weight gradients need the input; call conv2d_forward with save_input=True")
+            raise ValueError(
+                "conv2d_backward: weight gradients need the input; call conv2d_forward with save_input=True"
+            )
         gw = conv_gemm_weight_grad(x, gy, kh, kw, stride, pad)
         gb = gy.sum(axis=(0, 2, 3))
     return gx, gw, gb
@@ -100,6 +130,7 @@ def conv2d_backward(gy, cache, need_params: bool = False, gx_into=None):
 # ------------------------------------------------------------------------- relu and pooling
 # Validation here, the work in the backend that ``dispatch.backend_for`` picks (``minivgg._kernels``:
 # reference, Numba CPU or CUDA; all three implement these six with the same signatures).
+
 
 def relu_forward(x, inplace: bool = False, pack: bool = False):
     """``y = max(x, 0)`` elementwise; the cache is the mask ``x > 0`` (the only thing backward needs).
@@ -114,15 +145,26 @@ def relu_forward(x, inplace: bool = False, pack: bool = False):
 def relu_backward(gy, cache, inplace: bool = False):
     """``gx = gy · [x > 0]`` (the subgradient at 0 is taken as 0), from a bool or packed mask.
     ``inplace`` writes the result into ``gy``."""
-    _require(tuple(gy.shape) == tuple(cache.shape), "relu_backward",
-             f"gy shape {tuple(gy.shape)} does not match the forward shape {tuple(cache.shape)}")
+    _require(
+        tuple(gy.shape) == tuple(cache.shape),
+        "relu_backward",
+        f"gy shape {tuple(gy.shape)} does not match the forward shape {tuple(cache.shape)}",
+    )
     return backend_for(gy).relu_backward(gy, cache, inplace)
 
 
 def _check_pool(op: str, x, size: int, stride: int) -> None:
     _check_nchw(op, x)
-    _require(size == stride == 2, op, f"only 2x2 windows with stride 2 are supported, got size={size}, stride={stride}")
-    _require(x.shape[2] >= 2 and x.shape[3] >= 2, op, f"input {tuple(x.shape)} is smaller than the 2x2 window")
+    _require(
+        size == stride == 2,
+        op,
+        f"only 2x2 windows with stride 2 are supported, got size={size}, stride={stride}",
+    )
+    _require(
+        x.shape[2] >= 2 and x.shape[3] >= 2,
+        op,
+        f"input {tuple(x.shape)} is smaller than the 2x2 window",
+    )
 
 
 def avg_pool2d_forward(x, size: int = 2, stride: int = 2):
@@ -151,6 +193,13 @@ def max_pool2d_backward(gy, cache):
 
 
 __all__ = [
-    "CONV_ALGORITHMS", "conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward",
-    "avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward", "max_pool2d_backward",
+    "CONV_ALGORITHMS",
+    "conv2d_forward",
+    "conv2d_backward",
+    "relu_forward",
+    "relu_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
 ]

@@ -20,6 +20,7 @@ GEMM time of every layer (bench/results.md, "Winograd F(4x4)"). The price is rou
 F(2x2)'s (``tests/test_kernels.py`` bounds both against float64; a whole evaluation still agrees
 with PyTorch's to ~1e-7 in the loss and ~5e-4 in the gradient, ``python -m bench.compare --peers``).
 """
+
 from __future__ import annotations
 
 import math
@@ -33,10 +34,20 @@ from .backend import get_array_module
 from .dispatch import cpu_kernels
 
 # Largest transformed-input band (elements of V) built at once.
-_BAND_ELEMENTS = 1 << 23  # 32 MiB of float32: measured best for the GEMMs at 512²–1024² (2^22: 5% slower)
+_BAND_ELEMENTS = (
+    1 << 23
+)  # 32 MiB of float32: measured best for the GEMMs at 512²–1024² (2^22: 5% slower)
 # G of F(4x4, 3x3): U = G g Gᵀ is (6, 6) per (o, c).
-_G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-                [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+_G4 = np.array(
+    [
+        [1 / 4, 0, 0],
+        [-1 / 6, -1 / 6, -1 / 6],
+        [-1 / 6, 1 / 6, -1 / 6],
+        [1 / 24, 1 / 12, 1 / 6],
+        [1 / 24, -1 / 12, 1 / 6],
+        [0, 0, 1],
+    ]
+)
 # F(4x4) backward-data of convs with C·O at least this runs the forward's U transposed instead of a
 # second memoised U for the flipped kernel: 4·36·C·O bytes less (160 MB for VGG16 to block5_conv1),
 # 5–11 % slower per backward conv alone but not measurably per evaluation (bench/results.md); raise it
@@ -87,7 +98,11 @@ def kernel_transform(w, adjoint: bool = False, m: int = 2):
 
 
 def _oriented(w, adjoint):
-    return get_array_module(w).ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)) if adjoint else w
+    return (
+        get_array_module(w).ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        if adjoint
+        else w
+    )
 
 
 def _transform(w):
@@ -115,10 +130,10 @@ def _input_transform(xb, V):
     """V[4a+b] = (Bᵀ d B)[a, b] for all tiles of the padded band xb (C, 2·th+2, 2·tw+2); V (16, C, th, tw)."""
     _, hp, wp = xb.shape
     th, tw = (hp - 2) // 2, (wp - 2) // 2
-    d = [xb[:, a:a + 2 * th:2, :] for a in range(4)]
+    d = [xb[:, a : a + 2 * th : 2, :] for a in range(4)]
     t = (d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3])  # Bᵀ along rows
     for a, r in enumerate(t):
-        e = [r[:, :, b:b + 2 * tw:2] for b in range(4)]
+        e = [r[:, :, b : b + 2 * tw : 2] for b in range(4)]
         get_array_module(xb).subtract(e[0], e[2], out=V[4 * a + 0])
         get_array_module(xb).add(e[1], e[2], out=V[4 * a + 1])
         get_array_module(xb).subtract(e[2], e[1], out=V[4 * a + 2])
@@ -162,12 +177,20 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
     y = accumulate_into if acc else arena.empty((n, o, h, wd), x.dtype, xp)
     x = xp.ascontiguousarray(x)
     kernels = cpu_kernels(x, y)
-    if kernels is not None:  # F(4x4): fused, parallel transforms; the padding is read as zeros in place
+    if (
+        kernels is not None
+    ):  # F(4x4): fused, parallel transforms; the padding is read as zeros in place
         transposed = adjoint and c * o >= _TRANSPOSED_ADJOINT_FROM
-        U = kernel_transform(w, adjoint and not transposed, m=4)  # transposed: the forward's (36, O_w, C_w)
+        U = kernel_transform(
+            w, adjoint and not transposed, m=4
+        )  # transposed: the forward's (36, O_w, C_w)
         th_all, tw = -(-h // 4), -(-wd // 4)
         band = max(1, min(th_all, _BAND_ELEMENTS // (36 * max(c, o) * tw)))
-        b = xp.zeros(0, dtype=x.dtype) if bias is None else xp.ascontiguousarray(bias, dtype=x.dtype)
+        b = (
+            xp.zeros(0, dtype=x.dtype)
+            if bias is None
+            else xp.ascontiguousarray(bias, dtype=x.dtype)
+        )
         for i in range(n):
             for t0 in range(0, th_all, band):
                 nt = min(th_all, t0 + band) - t0
@@ -175,7 +198,9 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
                 M = _scratch(xp, x.dtype, "M", (36, o, nt * tw))
                 if transposed:  # gx = B-scatter of Uᵀ (A gy Aᵀ): the forward below, transposed
                     kernels.winograd4_output_adjoint(x[i], t0, nt, tw, V)
-                    kernels.winograd4_input_adjoint(kernels.matmul(U, V, M, trans_a=True), t0, nt, tw, y[i], acc)
+                    kernels.winograd4_input_adjoint(
+                        kernels.matmul(U, V, M, trans_a=True), t0, nt, tw, y[i], acc
+                    )
                 else:
                     kernels.winograd4_input(x[i], t0, nt, tw, V)
                     kernels.winograd4_output(kernels.matmul(U, V, M), nt, tw, y[i], 4 * t0, acc, b)
@@ -192,11 +217,11 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
             t1 = min(th_all, t0 + band)
             nt = t1 - t0
             # padded rows [2·t0, 2·t1 + 2) are image rows [2·t0 − 1, 2·t1 + 1), clipped to the image
-            xb = xb_buf[:, :2 * nt + 2]
+            xb = xb_buf[:, : 2 * nt + 2]
             xb.fill(0)
             lo, hi = max(0, 2 * t0 - 1), min(h, 2 * t1 + 1)
-            xb[:, lo - (2 * t0 - 1):hi - (2 * t0 - 1), 1:wd + 1] = x[i, :, lo:hi]
-            V = V_buf[:, :, :nt * tw]
+            xb[:, lo - (2 * t0 - 1) : hi - (2 * t0 - 1), 1 : wd + 1] = x[i, :, lo:hi]
+            V = V_buf[:, :, : nt * tw]
             _input_transform(xb, V.reshape(16, c, nt, tw))
             M = xp.matmul(U, V).reshape(16, o, nt, tw)
             r0, r1 = 2 * t0, min(h, 2 * t1)
@@ -206,9 +231,9 @@ def conv3x3_same(x, w, adjoint: bool = False, accumulate_into=None, bias=None):
                 yb = xp.empty((o, 2 * nt, 2 * tw), dtype=x.dtype)
                 _output_transform(M, yb)
                 if acc:
-                    y[i, :, r0:r1] += yb[:, :r1 - r0, :wd]
+                    y[i, :, r0:r1] += yb[:, : r1 - r0, :wd]
                 else:
-                    y[i, :, r0:r1] = yb[:, :r1 - r0, :wd]
+                    y[i, :, r0:r1] = yb[:, : r1 - r0, :wd]
     if bias is not None:
         y += bias.astype(x.dtype, copy=False).reshape(1, -1, 1, 1)
     return y

@@ -6,6 +6,7 @@ convolution output before its ReLU; ``blockB_convK`` (alias ``reluB_K``) after i
 reads files against ``conv_layer_table``; ``vgg`` runs ``layer_sequence``; ``presets``, ``objective``
 and ``memory`` resolve tap names and sizes here.
 """
+
 from __future__ import annotations
 
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -79,7 +80,9 @@ def canonical_tap(arch: str, tap: str) -> str:
     for kind, name in layer_sequence(arch):
         if tap == name or tap in _aliases(kind, name):
             return name
-    raise ValueError(f"unknown layer {tap!r} for {arch}; valid names: {', '.join(layer_names(arch))}")
+    raise ValueError(
+        f"unknown layer {tap!r} for {arch}; valid names: {', '.join(layer_names(arch))}"
+    )
 
 
 def tap_position(arch: str, tap: str) -> int:
@@ -95,13 +98,13 @@ def deepest(arch: str, taps) -> int:
 
 def min_input_size(arch: str, taps) -> int:
     """Smallest image side whose pooling chain still leaves at least one pixel at the deepest tap."""
-    pools = sum(1 for kind, _ in layer_sequence(arch)[:deepest(arch, taps) + 1] if kind == "pool")
-    return 2 ** pools
+    pools = sum(1 for kind, _ in layer_sequence(arch)[: deepest(arch, taps) + 1] if kind == "pool")
+    return 2**pools
 
 
 def tap_pixels(arch: str, tap: str, h: int, w: int) -> int:
     """M = H_l · W_l of ``tap`` for an (h, w) input: each pool before it floors both sides by 2."""
-    for kind, _ in layer_sequence(arch)[:tap_position(arch, tap) + 1]:
+    for kind, _ in layer_sequence(arch)[: tap_position(arch, tap) + 1]:
         if kind == "pool":
             h, w = h // 2, w // 2
     return h * w
@@ -111,7 +114,7 @@ def receptive_field(arch: str, taps) -> tuple[int, int]:
     """``(size, stride)`` in input pixels of one feature at the deepest of ``taps``: each 3x3 conv
     widens the field by 2·stride, each 2x2/s2 pool by stride and then doubles the stride."""
     size, stride = 1, 1
-    for kind, _ in layer_sequence(arch)[:deepest(arch, taps) + 1]:
+    for kind, _ in layer_sequence(arch)[: deepest(arch, taps) + 1]:
         if kind == "conv":
             size += 2 * stride
         elif kind == "pool":

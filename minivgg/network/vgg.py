@@ -5,6 +5,7 @@ Tap names are ``arch``'s (``input``, ``convB_K``, ``blockB_convK``/``reluB_K``, 
 The tape is a plain list of per-op caches: conv weights, ReLU masks, pool argmax/shape — no
 activations are kept for the backward pass.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,8 @@ import dataclasses
 import numpy as np
 
 from ..engine import arena, ops
-from .arch import CAFFE_MEAN_BGR, canonical_tap, conv_layer_table, conv_param_name, layer_sequence
 from ..engine.backend import to_host, xp_for
+from .arch import CAFFE_MEAN_BGR, canonical_tap, conv_layer_table, conv_param_name, layer_sequence
 
 # ReLU masks of at least this many elements are bit-packed (8x smaller, ~free next to a conv).
 PACK_MASKS_FROM = 1 << 22
@@ -30,19 +31,24 @@ class VGG:
     so callers hand ``preprocess`` plain RGB pixels. ``conv`` picks the algorithm of every conv
     (``ops.CONV_ALGORITHMS``; ``dataclasses.replace(net, conv="im2col")`` switches a loaded network).
     """
+
     arch: str
     params: dict
     mean_bgr: tuple = CAFFE_MEAN_BGR
     device: str = "cpu"
     dtype: type = np.float32
     provenance: dict = dataclasses.field(default_factory=dict)
-    pack_masks_from: int = PACK_MASKS_FROM          # ReLU masks of this many elements are bit-packed
-    recompute_grad_from: int = RECOMPUTE_GRAD_FROM  # first-layer tap gradients this large are recomputed
-    conv: str = "auto"                              # every conv's ops algorithm: auto, im2col or winograd
+    pack_masks_from: int = PACK_MASKS_FROM  # ReLU masks of this many elements are bit-packed
+    recompute_grad_from: int = (
+        RECOMPUTE_GRAD_FROM  # first-layer tap gradients this large are recomputed
+    )
+    conv: str = "auto"  # every conv's ops algorithm: auto, im2col or winograd
 
     def __post_init__(self):
         if self.conv not in ops.CONV_ALGORITHMS:
-            raise ValueError(f"unknown conv algorithm {self.conv!r}: expected one of {', '.join(ops.CONV_ALGORITHMS)}")
+            raise ValueError(
+                f"unknown conv algorithm {self.conv!r}: expected one of {', '.join(ops.CONV_ALGORITHMS)}"
+            )
         for w, b in self.params.values():  # frozen: lets ops memoise kernel transforms safely
             for a in (w, b):
                 if isinstance(a, np.ndarray):
@@ -52,15 +58,17 @@ class VGG:
     def xp(self):
         return xp_for(self.device)
 
-    def astype(self, dtype) -> "VGG":
+    def astype(self, dtype) -> VGG:
         """A copy of the network with parameters in ``dtype`` (float64 for gradient checks)."""
         params = {k: (w.astype(dtype), b.astype(dtype)) for k, (w, b) in self.params.items()}
         return dataclasses.replace(self, params=params, dtype=dtype)
 
-    def to(self, device: str) -> "VGG":
+    def to(self, device: str) -> VGG:
         """A copy of the network on ``device`` ('cpu' or 'gpu')."""
         xp = xp_for(device)
-        params = {k: (xp.asarray(to_host(w)), xp.asarray(to_host(b))) for k, (w, b) in self.params.items()}
+        params = {
+            k: (xp.asarray(to_host(w)), xp.asarray(to_host(b))) for k, (w, b) in self.params.items()
+        }
         return dataclasses.replace(self, params=params, device=device)
 
     # ----------------------------------------------------------------- pre/post-processing
@@ -69,8 +77,12 @@ class VGG:
         xp = self.xp
         x = xp.asarray(x)
         y = arena.empty((1, 3) + tuple(x.shape[:2]), self.dtype, xp)  # one pass, no temporaries
-        xp.subtract(x.transpose(2, 0, 1)[::-1], xp.asarray(self.mean_bgr, dtype=self.dtype)[:, None, None],
-                    out=y[0], casting="unsafe")
+        xp.subtract(
+            x.transpose(2, 0, 1)[::-1],
+            xp.asarray(self.mean_bgr, dtype=self.dtype)[:, None, None],
+            out=y[0],
+            casting="unsafe",
+        )
         return y
 
     def preprocess_backward(self, gy):
@@ -98,14 +110,16 @@ class VGG:
         fwd = ops.avg_pool2d_forward if pooling == "avg" else ops.max_pool2d_forward
         bwd = ops.avg_pool2d_backward if pooling == "avg" else ops.max_pool2d_backward
         h = y
-        for kind, name in seq[:last + 1]:
+        for kind, name in seq[: last + 1]:
             if kind == "conv":
                 w, b = self.params[conv_param_name(name)]
                 h, cache = ops.conv2d_forward(h, w, b, 1, 1, save_input=False, algorithm=self.conv)
             elif kind == "relu" and lean and not masks:
                 h, cache = self.xp.maximum(h, h.dtype.type(0), out=h), None
             elif kind == "relu":
-                h, cache = ops.relu_forward(h, inplace=lean, pack=lean and h.size >= self.pack_masks_from)
+                h, cache = ops.relu_forward(
+                    h, inplace=lean, pack=lean and h.size >= self.pack_masks_from
+                )
             else:
                 h, pcache = fwd(h)
                 cache = (bwd, pcache)
@@ -137,7 +151,7 @@ class VGG:
             at.setdefault(canonical_tap(self.arch, t), []).append(t)
         for t in at.get("input", ()):
             fn(t, y)
-        for kind, name, h, _ in self._forward(y, set(at), pooling, lean=True):
+        for _kind, name, h, _ in self._forward(y, set(at), pooling, lean=True):
             for t in at.get(name, ()):
                 fn(t, h)
 
@@ -149,7 +163,9 @@ class VGG:
             grads[c] = g if c not in grads else grads[c] + g
         g = self._backward(tape, grads, inplace=False)
         if grads:
-            raise ValueError(f"gradients given for taps the forward pass did not reach: {sorted(grads)}")
+            raise ValueError(
+                f"gradients given for taps the forward pass did not reach: {sorted(grads)}"
+            )
         return g
 
     def _backward(self, tape, grads, inplace: bool, deferred=None):
@@ -206,7 +222,9 @@ class VGG:
         for t in taps:
             at.setdefault(canonical_tap(self.arch, t), []).append(t)
         total, stored, later = 0.0, {}, {}
-        first = {name for _, name in layer_sequence(self.arch)[:2]}  # one conv (+ its ReLU) from the input
+        first = {
+            name for _, name in layer_sequence(self.arch)[:2]
+        }  # one conv (+ its ReLU) from the input
 
         def visit(name, h):
             nonlocal total
@@ -230,7 +248,11 @@ class VGG:
 
         def recomputed(name):
             def grad():
-                F = next(h for _, n, h, _ in self._forward(y, {name}, pooling, lean=True, masks=False) if n == name)
+                F = next(
+                    h
+                    for _, n, h, _ in self._forward(y, {name}, pooling, lean=True, masks=False)
+                    if n == name
+                )
                 fns = later[name]
                 g = fns[0](F if len(fns) == 1 else F.copy(), overwrite=True)
                 for fn in fns[1:]:
@@ -238,8 +260,12 @@ class VGG:
                 if name in stored:
                     g += stored.pop(name)
                 return g
+
             return grad
-        g = self._backward(tape, stored, inplace=True, deferred={name: recomputed(name) for name in later})
+
+        g = self._backward(
+            tape, stored, inplace=True, deferred={name: recomputed(name) for name in later}
+        )
         return total, (g if g is not None else self.xp.zeros_like(y))
 
 
@@ -265,13 +291,20 @@ def random_vgg(arch: str = "vgg16", seed: int = 0, dtype=np.float32) -> VGG:
     return VGG(arch, params, dtype=dtype, provenance={"source": f"random seed {seed}"})
 
 
-def load_vgg(arch: str = "vgg16", weights=None, device: str = "cpu", flip_kernels=None, conv: str = "auto") -> VGG:
+def load_vgg(
+    arch: str = "vgg16", weights=None, device: str = "cpu", flip_kernels=None, conv: str = "auto"
+) -> VGG:
     """Load ``arch`` from ``weights`` (a file path) or, when None, from the verified cache.
 
     The cache is filled by ``minivgg weights fetch``; a missing cache raises a WeightsError saying so.
     ``conv`` is the conv algorithm the network runs (``ops.CONV_ALGORITHMS``).
     """
     from . import weights as W
-    wset = W.load_weights(weights, arch=arch, flip_kernels=flip_kernels) if weights is not None else W.load_cached(arch)
+
+    wset = (
+        W.load_weights(weights, arch=arch, flip_kernels=flip_kernels)
+        if weights is not None
+        else W.load_cached(arch)
+    )
     net = VGG(wset.arch, wset.params, provenance=wset.provenance, conv=conv)
     return net.to(device) if device != "cpu" else net

@@ -5,6 +5,7 @@ This is the one place that converts between an optimiser's flat float64 vector a
 image. Both call ``callback(iteration, x, terms)`` after every iteration (return True to stop) and
 raise ``NonFiniteError`` instead of stepping on a NaN/Inf.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,8 @@ import numpy as np
 from scipy.optimize import Bounds, minimize
 
 from ..engine.backend import get_array_module
-from .lbfgs import minimize_lbfgs
 from ..style.memory import lbfgs_history, lbfgs_history_dtype
+from .lbfgs import minimize_lbfgs
 
 
 class NonFiniteError(ArithmeticError):
@@ -30,7 +31,10 @@ def checked(obj, x):
     value, grad = obj.value_and_grad(x)
     if not math.isfinite(value) or not bool(get_array_module(grad).isfinite(grad).all()):
         parts = obj.last_terms or {}
-        bad = next((k for k in ("content", "style", "tv") if not math.isfinite(parts.get(k, 0.0))), "gradient")
+        bad = next(
+            (k for k in ("content", "style", "tv") if not math.isfinite(parts.get(k, 0.0))),
+            "gradient",
+        )
         raise NonFiniteError(bad)
     return value, grad
 
@@ -43,8 +47,19 @@ def checked(obj, x):
 SCIPY_BOUNDS_MAX = 1 << 23
 
 
-def lbfgs(obj, x0, iters: int, *, round_evals: int | None = None, bounds=(0.0, 255.0), history: int | None = None,
-          callback=None, round_callback=None, start_iteration: int = 0, in_house: bool | None = None):
+def lbfgs(
+    obj,
+    x0,
+    iters: int,
+    *,
+    round_evals: int | None = None,
+    bounds=(0.0, 255.0),
+    history: int | None = None,
+    callback=None,
+    round_callback=None,
+    start_iteration: int = 0,
+    in_house: bool | None = None,
+):
     """Minimise ``obj`` from ``x0`` (H, W, 3) with L-BFGS; returns the final image (float64, where x0 lives).
 
     Continuous mode runs ``iters`` L-BFGS iterations. With ``round_evals=N`` it runs rounds of at most
@@ -56,7 +71,9 @@ def lbfgs(obj, x0, iters: int, *, round_evals: int | None = None, bounds=(0.0, 2
     """
     xp = get_array_module(x0)
     shape = x0.shape
-    x = xp.asarray(x0, dtype=xp.float64)  # no copy: both optimisers copy their start and never write to x0
+    x = xp.asarray(
+        x0, dtype=xp.float64
+    )  # no copy: both optimisers copy their start and never write to x0
     pixels = x.size // shape[-1] if x.ndim == 3 else x.size
     history = lbfgs_history(pixels) if history is None else history
     if in_house is None:
@@ -65,7 +82,9 @@ def lbfgs(obj, x0, iters: int, *, round_evals: int | None = None, bounds=(0.0, 2
 
     def on_iter(xk) -> bool:
         state["it"] += 1
-        state["stop"] = bool(callback is not None and callback(state["it"], xk.reshape(shape), obj.last_terms))
+        state["stop"] = bool(
+            callback is not None and callback(state["it"], xk.reshape(shape), obj.last_terms)
+        )
         return state["stop"]
 
     history_dtype = lbfgs_history_dtype(pixels) if in_house else "float64"
@@ -74,6 +93,7 @@ def lbfgs(obj, x0, iters: int, *, round_evals: int | None = None, bounds=(0.0, 2
         if in_house:
             return _in_house(obj, x, maxiter, maxfun, bounds, history, on_iter, history_dtype)
         return _scipy(obj, x, maxiter, maxfun, bounds, history, on_iter)
+
     if round_evals is None:
         return run(x, iters, max(2 * iters, iters + 20))[0].reshape(shape)
     spent, rnd = 0, 0
@@ -101,20 +121,48 @@ def _scipy(obj, x, maxiter, maxfun, bounds, history, on_iter):
             raise StopIteration
 
     box = None if bounds is None else Bounds(bounds[0], bounds[1])
-    res = minimize(fun, x.ravel(), jac=True, method="L-BFGS-B", bounds=box, callback=callback,
-                   options={"maxiter": maxiter, "maxfun": maxfun, "maxcor": history})
+    res = minimize(
+        fun,
+        x.ravel(),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=box,
+        callback=callback,
+        options={"maxiter": maxiter, "maxfun": maxfun, "maxcor": history},
+    )
     return res.x, res.nfev
 
 
 def _in_house(obj, x, maxiter, maxfun, bounds, history, on_iter, history_dtype="float64"):
     """One projected L-BFGS run (``lbfgs.minimize_lbfgs``) where x lives: ``(x, evaluations)``."""
-    res = minimize_lbfgs(lambda xk: checked(obj, xk), x, maxiter=maxiter, maxfun=maxfun, bounds=bounds,
-                         history=history, history_dtype=history_dtype, callback=on_iter)
+    res = minimize_lbfgs(
+        lambda xk: checked(obj, xk),
+        x,
+        maxiter=maxiter,
+        maxfun=maxfun,
+        bounds=bounds,
+        history=history,
+        history_dtype=history_dtype,
+        callback=on_iter,
+    )
     return res.x, res.nfev
 
 
-def adam(obj, x0, iters: int, *, lr=1.0, betas=(0.9, 0.999), eps: float = 1e-8, unit=1.0,
-         decay_every: int | None = None, decay_gamma: float = 0.1, clip=None, callback=None, start_iteration: int = 0):
+def adam(
+    obj,
+    x0,
+    iters: int,
+    *,
+    lr=1.0,
+    betas=(0.9, 0.999),
+    eps: float = 1e-8,
+    unit=1.0,
+    decay_every: int | None = None,
+    decay_gamma: float = 0.1,
+    clip=None,
+    callback=None,
+    start_iteration: int = 0,
+):
     """Adam on the pixels; ``lr`` and ``eps`` are in units of ``x / unit`` (``unit`` broadcasts over
     channels: 255 for [0, 1] images, ``255·std`` for ImageNet-normalised ones), so a seed's settings
     carry over unchanged. The rate is multiplied by ``decay_gamma`` every ``decay_every`` steps;
@@ -130,9 +178,11 @@ def adam(obj, x0, iters: int, *, lr=1.0, betas=(0.9, 0.999), eps: float = 1e-8, 
         g = grad * unit  # gradient w.r.t. u = x / unit
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        step_lr = lr * decay_gamma ** ((start_iteration + t - 1) // decay_every) if decay_every else lr
-        mhat = m / (1 - b1 ** t)
-        vhat = v / (1 - b2 ** t)
+        step_lr = (
+            lr * decay_gamma ** ((start_iteration + t - 1) // decay_every) if decay_every else lr
+        )
+        mhat = m / (1 - b1**t)
+        vhat = v / (1 - b2**t)
         x -= unit * step_lr * mhat / (np.sqrt(vhat) + eps)
         if clip is not None:
             np.clip(x, clip[0], clip[1], out=x)

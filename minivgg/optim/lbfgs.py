@@ -18,6 +18,7 @@ float64 copy of a float32 vector is ever made. x, the gradient and the trial poi
 Every step builds its vectors in place: x, g, the direction and the trial point are the only
 full-size vectors alive during an evaluation, besides the history.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,8 @@ import numpy as np
 
 from ..engine.backend import get_array_module
 
-FTOL = 1e7 * np.finfo(float).eps   # scipy's default factr · eps
-GTOL = 1e-5                         # scipy's default pgtol
+FTOL = 1e7 * np.finfo(float).eps  # scipy's default factr · eps
+GTOL = 1e-5  # scipy's default pgtol
 _ARMIJO = 1e-4
 _MAX_BACKTRACKS = 20
 
@@ -36,6 +37,7 @@ _MAX_BACKTRACKS = 20
 @dataclasses.dataclass
 class Result:
     """Outcome of ``minimize_lbfgs``: final x (device array), its loss, iterations, evaluations, why it stopped."""
+
     x: object
     fun: float
     nit: int
@@ -81,7 +83,9 @@ def _dot(a, b):
     if a.dtype == b.dtype == np.float64:
         return xp.vdot(a, b)
     a, b = a.reshape(-1), b.reshape(-1)
-    return sum(xp.vdot(a[i:j].astype(np.float64), b[i:j].astype(np.float64)) for i, j in _spans(a.size))
+    return sum(
+        xp.vdot(a[i:j].astype(np.float64), b[i:j].astype(np.float64)) for i, j in _spans(a.size)
+    )
 
 
 def _axpy(q, alpha, y):
@@ -127,8 +131,19 @@ def _two_loop(g, history, free, gamma=1.0, dtype=np.float64):
     return q
 
 
-def minimize_lbfgs(fun, x0, *, maxiter: int, maxfun: int | None = None, bounds=None, history: int = 10,
-                   history_dtype=None, ftol: float = FTOL, gtol: float = GTOL, callback=None) -> Result:
+def minimize_lbfgs(
+    fun,
+    x0,
+    *,
+    maxiter: int,
+    maxfun: int | None = None,
+    bounds=None,
+    history: int = 10,
+    history_dtype=None,
+    ftol: float = FTOL,
+    gtol: float = GTOL,
+    callback=None,
+) -> Result:
     """Minimise ``fun(x) -> (float, grad like x)`` from ``x0`` with projected L-BFGS, on x's device.
 
     ``bounds=(lo, hi)`` (scalars) keeps every iterate inside the box by projection. ``callback(x)``
@@ -150,7 +165,9 @@ def minimize_lbfgs(fun, x0, *, maxiter: int, maxfun: int | None = None, bounds=N
         d = _two_loop(g, pairs, free, gamma, hdtype)
         steepest = not pairs
         accepted = None
-        for attempt in range(2):  # the L-BFGS direction, then (after a failed search) steepest descent
+        for attempt in range(
+            2
+        ):  # the L-BFGS direction, then (after a failed search) steepest descent
             if attempt == 1:
                 if steepest:
                     break
@@ -193,7 +210,9 @@ def minimize_lbfgs(fun, x0, *, maxiter: int, maxfun: int | None = None, bounds=N
         y = _difference(g_new, g, hdtype)
         g = g_new
         sy, yy = float(_dot(s, y)), float(_dot(y, y))
-        if sy > np.finfo(float).eps * yy:  # curvature condition, as L-BFGS-B; else the pair is skipped
+        if (
+            sy > np.finfo(float).eps * yy
+        ):  # curvature condition, as L-BFGS-B; else the pair is skipped
             pairs.append((s, y, 1.0 / sy))
             gamma = sy / yy
             if len(pairs) > history:

@@ -2,6 +2,7 @@
 iteration it was reached at and the run's settings; ``--resume`` reads it back, and
 ``resume_command`` is the command line printed for the user to continue.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,14 @@ def save(path, image, iteration: int, settings: dict, seed: int, scale: int = 0)
     """Write the checkpoint atomically: image (H, W, 3) float64, iteration and scale (0-based) it was
     reached at, settings (JSON), the seed's RNG state."""
     with atomic_write(path) as fh:
-        np.savez(fh, image=image, iteration=iteration, scale=scale, settings=json.dumps(settings, default=float),
-                 rng=json.dumps(np.random.default_rng(seed).bit_generator.state))
+        np.savez(
+            fh,
+            image=image,
+            iteration=iteration,
+            scale=scale,
+            settings=json.dumps(settings, default=float),
+            rng=json.dumps(np.random.default_rng(seed).bit_generator.state),
+        )
     return Path(path)
 
 
@@ -33,7 +40,9 @@ def scale_of(path) -> int:
         with np.load(path, allow_pickle=False) as ck:
             return int(ck["scale"]) if "scale" in ck.files else 0
     except Exception as exc:  # missing, not an npz, damaged: the same sentence as load
-        raise UserError(f"cannot read checkpoint {path}: {str(exc).strip() or type(exc).__name__}") from None
+        raise UserError(
+            f"cannot read checkpoint {path}: {str(exc).strip() or type(exc).__name__}"
+        ) from None
 
 
 def load(path, shape) -> tuple[np.ndarray, int]:
@@ -42,12 +51,18 @@ def load(path, shape) -> tuple[np.ndarray, int]:
         with np.load(path, allow_pickle=False) as ck:
             image, iteration = ck["image"].astype(np.float64), int(ck["iteration"])
     except Exception as exc:  # missing, not an npz, keys missing, damaged zip: all one sentence
-        raise UserError(f"cannot read checkpoint {path}: {str(exc).strip() or type(exc).__name__}") from None
+        raise UserError(
+            f"cannot read checkpoint {path}: {str(exc).strip() or type(exc).__name__}"
+        ) from None
     if image.shape != tuple(shape):
-        raise UserError(f"checkpoint {path} holds a {_wxh(image.shape)} image but this run works at "
-                        f"{_wxh(shape)}; resume with the same --size")
+        raise UserError(
+            f"checkpoint {path} holds a {_wxh(image.shape)} image but this run works at "
+            f"{_wxh(shape)}; resume with the same --size"
+        )
     if iteration < 0 or not np.isfinite(image).all():
-        raise UserError(f"checkpoint {path} is damaged (iteration {iteration}, or non-finite pixels)")
+        raise UserError(
+            f"checkpoint {path} is damaged (iteration {iteration}, or non-finite pixels)"
+        )
     return image, iteration
 
 

@@ -9,6 +9,7 @@
   eigen-decomposition), ``sym`` (the optimal-transport map, symmetric positive definite).
 Images are (H, W, 3) RGB, uint8 or float 0..255; results are float64 0..255.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -83,5 +84,7 @@ def match_color(style, content, mode: str = "pca") -> np.ndarray:
     s = np.asarray(style, dtype=np.float64).reshape(-1, 3)
     c = np.asarray(content, dtype=np.float64).reshape(-1, 3)
     mu_s, mu_c = s.mean(0), c.mean(0)
-    A = color_transform(np.cov(s, rowvar=False, bias=True), np.cov(c, rowvar=False, bias=True), mode)
+    A = color_transform(
+        np.cov(s, rowvar=False, bias=True), np.cov(c, rowvar=False, bias=True), mode
+    )
     return np.clip((s - mu_s) @ A.T + mu_c, 0, 255).reshape(np.shape(style))

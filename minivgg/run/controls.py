@@ -8,6 +8,7 @@ optimised image into the picture written out (the content's chroma back for ``--
 and ``--luminance-only``); ``load_masks`` reads the region masks; ``ConvergenceStop`` ends a run
 whose loss has stopped falling.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,9 +17,9 @@ import os
 import numpy as np
 from PIL import Image
 
-from .color import MATCH_MODES, luminance_image, match_color, match_luminance, original_colors
 from ..errors import UserError
 from ..style.regions import MASK_MODES
+from .color import MATCH_MODES, luminance_image, match_color, match_luminance, original_colors
 from .image import load_image, resize_to
 
 # The convergence stop: end when the loss fell by less than STOP_TOL (relative) over the last
@@ -29,14 +30,25 @@ STOP_WINDOW = 50
 def validate(opts) -> None:
     """The controls of ``RunOptions`` that can be judged before reading a file."""
     if opts.match_color is not None and opts.match_color not in MATCH_MODES:
-        raise UserError(f"unknown colour matching {opts.match_color!r}: expected {', '.join(MATCH_MODES)}")
+        raise UserError(
+            f"unknown colour matching {opts.match_color!r}: expected {', '.join(MATCH_MODES)}"
+        )
     if opts.mask_mode not in MASK_MODES:
-        raise UserError(f"unknown mask propagation {opts.mask_mode!r}: expected {', '.join(MASK_MODES)}")
+        raise UserError(
+            f"unknown mask propagation {opts.mask_mode!r}: expected {', '.join(MASK_MODES)}"
+        )
     if opts.original_colors and opts.luminance_only:
-        raise UserError("--original-colors and --luminance-only are two ways to keep the content's colours; choose one")
+        raise UserError(
+            "--original-colors and --luminance-only are two ways to keep the content's colours; choose one"
+        )
     if opts.style_masks is not None and opts.content_masks is None:
-        raise UserError("--style-masks needs --content-masks (where each style applies in the content)")
-    for flag, masks in (("--content-masks", opts.content_masks), ("--style-masks", opts.style_masks)):
+        raise UserError(
+            "--style-masks needs --content-masks (where each style applies in the content)"
+        )
+    for flag, masks in (
+        ("--content-masks", opts.content_masks),
+        ("--style-masks", opts.style_masks),
+    ):
         for m in masks or ():
             if isinstance(m, (str, os.PathLike)) and not os.path.exists(m):
                 raise UserError(f"{flag}: mask '{m}' does not exist")
@@ -48,8 +60,10 @@ def load_mask(path, shape, what: str) -> np.ndarray:
     grey = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float32)
     mask = np.clip(resize_to(grey, shape).astype(np.float64) / 255.0, 0.0, 1.0)
     if not mask.max() > 0:
-        raise UserError(f"{what} '{path}' is all black, so its style would apply nowhere; "
-                        "white marks where a style applies")
+        raise UserError(
+            f"{what} '{path}' is all black, so its style would apply nowhere; "
+            "white marks where a style applies"
+        )
     return mask
 
 
@@ -69,12 +83,25 @@ def load_masks(opts, content_hw, styles):
     if opts.content_masks is None:
         return None, None
     n = len(styles)
-    for flag, masks in (("--content-masks", opts.content_masks), ("--style-masks", opts.style_masks)):
+    for flag, masks in (
+        ("--content-masks", opts.content_masks),
+        ("--style-masks", opts.style_masks),
+    ):
         if masks is not None and len(masks) != n:
-            raise UserError(f"{flag} has {len(masks)} masks for {n} style images; give one per style image")
-    content = [_mask(m, content_hw, f"content mask {k + 1}") for k, m in enumerate(opts.content_masks)]
-    style = None if opts.style_masks is None else [
-        _mask(m, st.shape[:2], f"style mask {k + 1}") for k, (m, st) in enumerate(zip(opts.style_masks, styles))]
+            raise UserError(
+                f"{flag} has {len(masks)} masks for {n} style images; give one per style image"
+            )
+    content = [
+        _mask(m, content_hw, f"content mask {k + 1}") for k, m in enumerate(opts.content_masks)
+    ]
+    style = (
+        None
+        if opts.style_masks is None
+        else [
+            _mask(m, st.shape[:2], f"style mask {k + 1}")
+            for k, (m, st) in enumerate(zip(opts.style_masks, styles))
+        ]
+    )
     return content, style
 
 

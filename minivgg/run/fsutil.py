@@ -1,6 +1,7 @@
 """Safe file output: every file minivgg writes goes through ``atomic_write``, so an interrupted or
 failing write leaves either the old file or the new one, never a half-written mix.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +20,9 @@ def _umask() -> int:
     if _umask_cache is None:
         try:
             with open("/proc/self/status") as f:
-                _umask_cache = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+                _umask_cache = next(
+                    int(line.split()[1], 8) for line in f if line.startswith("Umask:")
+                )
         except (OSError, StopIteration, ValueError, IndexError):
             _umask_cache = os.umask(0o022)
             os.umask(_umask_cache)
@@ -56,8 +59,9 @@ def atomic_write(path, mode: str = "wb", encoding: str | None = None):
     if mode == "w" and encoding is None:
         encoding = "utf-8"
     # Same directory as the target: os.replace is only atomic within one filesystem.
-    tmp = tempfile.NamedTemporaryFile(mode=mode, encoding=encoding, dir=directory,
-                                      prefix=f".{name}.", suffix=".tmp", delete=False)
+    tmp = tempfile.NamedTemporaryFile(
+        mode=mode, encoding=encoding, dir=directory, prefix=f".{name}.", suffix=".tmp", delete=False
+    )
     try:
         with tmp:
             yield tmp
@@ -91,7 +95,9 @@ def check_output_path(path, inputs=()) -> None:
     """
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"output path '{path}' is a directory; give a file name such as '{path / 'out.png'}'")
+        raise UserError(
+            f"output path '{path}' is a directory; give a file name such as '{path / 'out.png'}'"
+        )
     parent = path.absolute().parent
     if not parent.exists():
         raise UserError(f"cannot write '{path}': the folder '{parent}' does not exist")
@@ -104,8 +110,10 @@ def check_output_path(path, inputs=()) -> None:
         if inp is None:
             continue
         if same_file(path, Path(inp)):
-            raise UserError(f"output path '{path}' is the same file as the input '{inp}'; "
-                            "choose another output name so the input is not overwritten")
+            raise UserError(
+                f"output path '{path}' is the same file as the input '{inp}'; "
+                "choose another output name so the input is not overwritten"
+            )
 
 
 def same_file(a, b) -> bool:
@@ -125,7 +133,9 @@ def output_folder(path):
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise UserError(f"output folder '{path}' is a file; give the name of a folder (it is created if missing)")
+        raise UserError(
+            f"output folder '{path}' is a file; give the name of a folder (it is created if missing)"
+        )
     created, p = [], path.absolute()
     while not p.exists() and p != p.parent:
         created.append(p)
@@ -134,7 +144,9 @@ def output_folder(path):
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"cannot use '{path}' as the output folder ({exc.strerror or exc})") from None
+            raise UserError(
+                f"cannot use '{path}' as the output folder ({exc.strerror or exc})"
+            ) from None
         if not os.access(path, os.W_OK | os.X_OK):
             raise UserError(f"cannot write into the output folder '{path}' (permission denied)")
         yield path

@@ -3,6 +3,7 @@
 Whatever the file, ``load_image`` returns an ``(H, W, 3)`` uint8 RGB array or raises a UserError
 whose one sentence names the file and what is wrong with it. Nothing else escapes.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,22 +27,62 @@ DEFAULT_MAX_PIXELS = 89_478_485
 
 # The formats handed to Pillow. It knows more, but some run external programs (EPS runs Ghostscript)
 # and none of the rest is a plausible photo or painting.
-_READ_FORMATS = ("PNG", "JPEG", "JPEG2000", "WEBP", "AVIF", "GIF", "BMP", "DIB", "TIFF", "PPM", "TGA",
-                 "ICO", "QOI")
+_READ_FORMATS = (
+    "PNG",
+    "JPEG",
+    "JPEG2000",
+    "WEBP",
+    "AVIF",
+    "GIF",
+    "BMP",
+    "DIB",
+    "TIFF",
+    "PPM",
+    "TGA",
+    "ICO",
+    "QOI",
+)
 
-SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
-                ".tif": "TIFF", ".tiff": "TIFF"}
+SAVE_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
 _SAVE_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"quality": 95}}
 
 # Bundled with scikit-image itself (no download), all RGB.
-SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "rocket", "immunohistochemistry")
+SAMPLE_IMAGES = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "hubble_deep_field",
+    "rocket",
+    "immunohistochemistry",
+)
 
-_HIGH_DEPTH_MODES = {"I;16": "16-bit", "I;16L": "16-bit", "I;16B": "16-bit", "I;16N": "16-bit",
-                     "I": "32-bit integer", "F": "floating-point"}
+_HIGH_DEPTH_MODES = {
+    "I;16": "16-bit",
+    "I;16L": "16-bit",
+    "I;16B": "16-bit",
+    "I;16N": "16-bit",
+    "I": "32-bit integer",
+    "F": "floating-point",
+}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Magic numbers of the common formats: a file that has one but fails to open is damaged, not foreign.
-_SIGNATURES = (("PNG", _PNG_SIGNATURE), ("JPEG", b"\xff\xd8\xff"), ("GIF", b"GIF8"), ("BMP", b"BM"),
-               ("TIFF", b"II*\x00"), ("TIFF", b"MM\x00*"), ("WebP", b"RIFF"))
+_SIGNATURES = (
+    ("PNG", _PNG_SIGNATURE),
+    ("JPEG", b"\xff\xd8\xff"),
+    ("GIF", b"GIF8"),
+    ("BMP", b"BM"),
+    ("TIFF", b"II*\x00"),
+    ("TIFF", b"MM\x00*"),
+    ("WebP", b"RIFF"),
+)
 
 # Decoding changes two process-wide settings (Pillow's pixel limit, the warning filters).
 _DECODE_LOCK = threading.Lock()
@@ -72,8 +113,10 @@ def as_image(source, max_pixels=DEFAULT_MAX_PIXELS, what: str = "content") -> np
         source = np.asarray(source.convert("RGB"))
     a = np.asarray(source)
     if a.ndim != 3 or a.shape[2] != 3 or a.dtype.kind not in "uif" or min(a.shape[:2]) < 1:
-        raise UserError(f"the {what} image must be a path, a PIL image or an (H, W, 3) array of 0..255 values; "
-                        f"got {type(source).__name__} of shape {a.shape} and dtype {a.dtype}")
+        raise UserError(
+            f"the {what} image must be a path, a PIL image or an (H, W, 3) array of 0..255 values; "
+            f"got {type(source).__name__} of shape {a.shape} and dtype {a.dtype}"
+        )
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         raise UserError(f"the {what} image array holds NaN or infinite values")
     return to_uint8(a)
@@ -91,8 +134,14 @@ def load_image_with_notes(path, max_pixels=DEFAULT_MAX_PIXELS, what: str = "cont
     # None is what an unset --max-pixels flag passes, so it must mean the default, not "unlimited".
     if max_pixels is None:
         max_pixels = DEFAULT_MAX_PIXELS
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 0:
-        raise UserError(f"--max-pixels must be a whole number of pixels (0 for no limit), got {max_pixels!r}")
+    if (
+        isinstance(max_pixels, bool)
+        or not isinstance(max_pixels, (int, np.integer))
+        or max_pixels < 0
+    ):
+        raise UserError(
+            f"--max-pixels must be a whole number of pixels (0 for no limit), got {max_pixels!r}"
+        )
     max_pixels = int(max_pixels) or None  # Pillow spells "no limit" as None
     notes: list[str] = []
     frame = _decode(path, label, max_pixels, notes)
@@ -130,7 +179,11 @@ def _read_formats() -> list[str]:
 
 def _decode(path, label: str, max_pixels, notes: list[str]) -> Image.Image:
     """Open, check and fully decode the first frame (EXIF orientation applied)."""
-    with _open_regular_file(path, label) as f, _DECODE_LOCK, warnings.catch_warnings(record=True) as caught:
+    with (
+        _open_regular_file(path, label) as f,
+        _DECODE_LOCK,
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         saved_limit = Image.MAX_IMAGE_PIXELS
@@ -156,24 +209,32 @@ def _decode(path, label: str, max_pixels, notes: list[str]) -> Image.Image:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             found = re.search(r"\((\d+) pixels\)", str(exc))
-            raise UserError(_too_large_message(label, int(found.group(1)) if found else None, max_pixels)) from None
+            raise UserError(
+                _too_large_message(label, int(found.group(1)) if found else None, max_pixels)
+            ) from None
         except Image.UnidentifiedImageError:
             raise UserError(_unidentified_message(label, f)) from None
         except MemoryError:
-            raise UserError(f"{label} is too large to decode in the available memory; "
-                            "use a smaller image or a lower --max-pixels") from None
+            raise UserError(
+                f"{label} is too large to decode in the available memory; "
+                "use a smaller image or a lower --max-pixels"
+            ) from None
         except Exception as exc:  # a damaged file makes Pillow raise almost anything (OSError, SyntaxError, struct.error, ...)
             detail = _pillow_detail(exc)
             if "unsupported" in detail.lower() or "not yet supported" in detail:
-                raise UserError(f"{label} uses a variant of its format that Pillow cannot decode ({detail})") from exc
+                raise UserError(
+                    f"{label} uses a variant of its format that Pillow cannot decode ({detail})"
+                ) from exc
             raise UserError(f"{label} is truncated or corrupt ({detail})") from exc
         finally:
             Image.MAX_IMAGE_PIXELS = saved_limit
         try:
             img = ImageOps.exif_transpose(img)
         except Exception as exc:  # bad EXIF should not cost the user a readable picture
-            notes.append(f"{label} has EXIF data that could not be read ({_pillow_detail(exc)}); "
-                         "its orientation tag was ignored")
+            notes.append(
+                f"{label} has EXIF data that could not be read ({_pillow_detail(exc)}); "
+                "its orientation tag was ignored"
+            )
     notes.extend(f"{label}: Pillow warned: {_pillow_detail(warning.message)}" for warning in caught)
     return img
 
@@ -191,8 +252,10 @@ def _too_large_message(label: str, pixels, max_pixels, size=None) -> str:
     dims = f"{size[0]}x{size[1]} = " if size else ""
     count = f"{dims}{pixels:,} pixels" if pixels else "more pixels than allowed"
     need = pixels if pixels else 2 * max_pixels
-    return (f"{label} has {count}, more than the limit of {max_pixels:,} that guards against decompression "
-            f"bombs; pass --max-pixels {need} (or more) if you trust the file")
+    return (
+        f"{label} has {count}, more than the limit of {max_pixels:,} that guards against decompression "
+        f"bombs; pass --max-pixels {need} (or more) if you trust the file"
+    )
 
 
 def _unidentified_message(label: str, f) -> str:
@@ -209,8 +272,10 @@ def _unidentified_message(label: str, f) -> str:
     for fmt, magic in _SIGNATURES:
         if head.startswith(magic) and (fmt != "WebP" or head[8:12] == b"WEBP"):
             return f"{label} starts like a {fmt} file but is truncated or corrupt (its header cannot be read)"
-    return (f"{label} is not an image minivgg can read (unknown format or damaged header; "
-            "PNG, JPEG, WebP, GIF, BMP and TIFF work)")
+    return (
+        f"{label} is not an image minivgg can read (unknown format or damaged header; "
+        "PNG, JPEG, WebP, GIF, BMP and TIFF work)"
+    )
 
 
 def _pillow_detail(exc) -> str:
@@ -223,7 +288,9 @@ def _to_rgb(img: Image.Image, label: str, notes: list[str]) -> np.ndarray:
     """Any decoded Pillow image -> (H, W, 3) uint8 sRGB."""
     mode = img.mode
     if mode in _HIGH_DEPTH_MODES:
-        return _gray_to_rgb(_rescale_to_uint8(np.asarray(img), _HIGH_DEPTH_MODES[mode], label, notes))
+        return _gray_to_rgb(
+            _rescale_to_uint8(np.asarray(img), _HIGH_DEPTH_MODES[mode], label, notes)
+        )
     icc = img.info.get("icc_profile")
     if mode == "1":
         img = img.convert("L")
@@ -235,11 +302,15 @@ def _to_rgb(img: Image.Image, label: str, notes: list[str]) -> np.ndarray:
         try:
             img = img.convert("RGB")
         except (ValueError, OSError):
-            raise UserError(f"{label} has a colour mode ({mode}) that cannot be converted to RGB") from None
+            raise UserError(
+                f"{label} has a colour mode ({mode}) that cannot be converted to RGB"
+            ) from None
     if icc and img.mode in ("RGB", "RGBA", "CMYK"):
         img = _to_srgb(img, icc, label, notes)
     if img.mode == "CMYK":
-        notes.append(f"{label} is CMYK without a usable colour profile; its colours are approximate")
+        notes.append(
+            f"{label} is CMYK without a usable colour profile; its colours are approximate"
+        )
         img = img.convert("RGB")
     arr = np.asarray(img)
     if img.mode == "L":
@@ -253,6 +324,7 @@ def _to_rgb(img: Image.Image, label: str, notes: list[str]) -> np.ndarray:
 def _srgb_profile():
     """The built-in sRGB profile (built once)."""
     from PIL import ImageCms
+
     return ImageCms.createProfile("sRGB")
 
 
@@ -261,15 +333,19 @@ def _to_srgb(img: Image.Image, icc: bytes, label: str, notes: list[str]) -> Imag
     try:
         from PIL import ImageCms
     except ImportError:  # Pillow built without LittleCMS
-        notes.append(f"{label} has an embedded colour profile, but this Pillow has no ImageCms to apply it")
+        notes.append(
+            f"{label} has an embedded colour profile, but this Pillow has no ImageCms to apply it"
+        )
         return img
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         out_mode = "RGBA" if img.mode == "RGBA" else "RGB"
         return ImageCms.profileToProfile(img, source, _srgb_profile(), outputMode=out_mode)
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
-        notes.append(f"{label} has an embedded colour profile that could not be applied "
-                     f"({_pillow_detail(exc)}); its colours are used as stored")
+        notes.append(
+            f"{label} has an embedded colour profile that could not be applied "
+            f"({_pillow_detail(exc)}); its colours are used as stored"
+        )
         return img
 
 
@@ -327,9 +403,17 @@ def resize_to(img: np.ndarray, shape, bicubic: bool = False) -> np.ndarray:
         return np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((w, h), filt))
     # Per channel in Pillow's float mode: keeps values outside 0..255 (pre-processed images) intact.
     planes = img[:, :, None] if img.ndim == 2 else img
-    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(planes[:, :, c], dtype=np.float32))
-                               .resize((w, h), filt))
-                    for c in range(planes.shape[2])], axis=2)
+    out = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(planes[:, :, c], dtype=np.float32)).resize(
+                    (w, h), filt
+                )
+            )
+            for c in range(planes.shape[2])
+        ],
+        axis=2,
+    )
     if np.issubdtype(img.dtype, np.integer):
         info = np.iinfo(img.dtype)
         out = np.clip(np.rint(out), info.min, info.max)
@@ -359,7 +443,7 @@ def center_crop_square(img: np.ndarray) -> np.ndarray:
     h, w = img.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    return img[top:top + s, left:left + s]
+    return img[top : top + s, left : left + s]
 
 
 def check_min_size(img: np.ndarray, min_side: int, what: str = "content", path=None) -> None:
@@ -367,8 +451,10 @@ def check_min_size(img: np.ndarray, min_side: int, what: str = "content", path=N
     h, w = img.shape[:2]
     if min(h, w) < min_side:
         name = f"{what} image" + (f" '{os.fspath(path)}'" if path is not None else "")
-        raise UserError(f"{name} is {w}x{h} pixels, but the chosen layers need at least {min_side} pixels "
-                        f"on each side; use a larger image or a larger --size")
+        raise UserError(
+            f"{name} is {w}x{h} pixels, but the chosen layers need at least {min_side} pixels "
+            f"on each side; use a larger image or a larger --size"
+        )
 
 
 def to_uint8(x) -> np.ndarray:
@@ -393,16 +479,20 @@ def save_image(path, x) -> None:
     fmt = SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         what = f"extension '{path.suffix}'" if path.suffix else "missing extension"
-        raise UserError(f"cannot save '{path}': the {what} is not an image format minivgg writes "
-                        f"(use {', '.join(SAVE_FORMATS)})")
+        raise UserError(
+            f"cannot save '{path}': the {what} is not an image format minivgg writes "
+            f"(use {', '.join(SAVE_FORMATS)})"
+        )
     arr = to_uint8(x)
     check_output_path(path)
     buf = io.BytesIO()
     try:
         Image.fromarray(arr).save(buf, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
     except (OSError, KeyError, ValueError) as exc:  # e.g. a Pillow built without WebP
-        raise UserError(f"cannot save '{path}' as {fmt} ({_pillow_detail(exc)}); "
-                        "use another extension such as .png") from exc
+        raise UserError(
+            f"cannot save '{path}' as {fmt} ({_pillow_detail(exc)}); "
+            "use another extension such as .png"
+        ) from exc
     try:
         atomic_save_bytes(path, buf.getvalue())
     except OSError as exc:
@@ -417,17 +507,23 @@ def sample_images(names=None) -> dict[str, np.ndarray]:
     try:
         from skimage import data
     except ImportError:
-        raise UserError("the sample images need scikit-image; install it with: pip install 'minivgg[demo]'") from None
+        raise UserError(
+            "the sample images need scikit-image; install it with: pip install 'minivgg[demo]'"
+        ) from None
     names = SAMPLE_IMAGES if names is None else tuple(names)
     for name in names:
         if name not in SAMPLE_IMAGES:
-            raise UserError(f"unknown sample image '{name}' (choose from: {', '.join(SAMPLE_IMAGES)})")
+            raise UserError(
+                f"unknown sample image '{name}' (choose from: {', '.join(SAMPLE_IMAGES)})"
+            )
     out = {}
     for name in names:
         try:
             arr = np.asarray(getattr(data, name)())
         except (OSError, ValueError, ImportError, AttributeError) as exc:
-            raise UserError(f"sample image '{name}' could not be loaded from scikit-image ({exc})") from exc
+            raise UserError(
+                f"sample image '{name}' could not be loaded from scikit-image ({exc})"
+            ) from exc
         if arr.ndim == 2:
             arr = _gray_to_rgb(arr)
         out[name] = np.ascontiguousarray(arr[:, :, :3], dtype=np.uint8)

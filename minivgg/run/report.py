@@ -2,6 +2,7 @@
 below when matplotlib, the ``report`` extra, is installed; the images alone otherwise), the labelled
 contact sheet of ``minivgg reconstruct`` (Pillow only), and the matplotlib plumbing that
 ``inspection`` draws with (``pyplot``, ``save_figure``)."""
+
 from __future__ import annotations
 
 import io
@@ -12,8 +13,12 @@ import numpy as np
 def make_report(path, content, styles, result, log) -> None:
     """Write the report image to ``path`` (atomically); images are (H, W, 3) 0..255 arrays."""
     from .fsutil import atomic_save_bytes
-    panels = [("content", content)] + [(f"style {k + 1}" if len(styles) > 1 else "style", s)
-                                       for k, s in enumerate(styles)] + [("result", result)]
+
+    panels = (
+        [("content", content)]
+        + [(f"style {k + 1}" if len(styles) > 1 else "style", s) for k, s in enumerate(styles)]
+        + [("result", result)]
+    )
     plt = pyplot()
     if plt is None:
         atomic_save_bytes(path, _strip(panels, _format(path)))
@@ -30,13 +35,19 @@ def make_report(path, content, styles, result, log) -> None:
     for key in ("loss", "content", "style", "tv"):
         vals = [r.get(key) for r in log["iterations"]]
         if any(v for v in vals):
-            ax.plot(its, [v if v and v > 0 else np.nan for v in vals], label="total" if key == "loss" else key)
+            ax.plot(
+                its,
+                [v if v and v > 0 else np.nan for v in vals],
+                label="total" if key == "loss" else key,
+            )
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss (weighted)")
     s = log["settings"]
-    ax.set_title(f"preset {s['preset']}, {s['optimizer']}, {s['width']}x{s['height']}, "
-                 f"{len(its)} iterations, {log.get('seconds', 0):.0f} s")
+    ax.set_title(
+        f"preset {s['preset']}, {s['optimizer']}, {s['width']}x{s['height']}, "
+        f"{len(its)} iterations, {log.get('seconds', 0):.0f} s"
+    )
     ax.legend()
     fig.tight_layout()
     save_figure(fig, path)
@@ -46,6 +57,7 @@ def pyplot():
     """``matplotlib.pyplot`` on the headless Agg backend, or None without matplotlib (the ``report`` extra)."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -62,8 +74,10 @@ def _format(path) -> str:
 def save_figure(fig, path, dpi=None) -> None:
     """Render a matplotlib figure in the format of ``path``'s extension (PNG otherwise), write it
     atomically and close the figure."""
-    from .fsutil import atomic_save_bytes
     import matplotlib.pyplot as plt
+
+    from .fsutil import atomic_save_bytes
+
     fmt = _format(path)
     buf = io.BytesIO()
     try:
@@ -81,7 +95,9 @@ def contact_sheet(path, tiles, columns: int = 6, min_side: int = 128) -> None:
     under each image. Pillow only, so it works without the ``report`` extra.
     """
     from PIL import Image, ImageDraw, ImageFont
+
     from .fsutil import atomic_save_bytes
+
     try:
         font = ImageFont.load_default(size=12)
     except TypeError:  # Pillow < 10.1: the fixed bitmap font
@@ -90,14 +106,18 @@ def contact_sheet(path, tiles, columns: int = 6, min_side: int = 128) -> None:
     for img, _ in tiles:
         im = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8))
         scale = max(1, -(-min_side // max(im.size)))
-        images.append(im.resize((im.width * scale, im.height * scale), Image.NEAREST) if scale > 1 else im)
+        images.append(
+            im.resize((im.width * scale, im.height * scale), Image.NEAREST) if scale > 1 else im
+        )
     pad, line = 6, 15
     cell_w = max(im.width for im in images)
     text_h = line * max(len(caption) for _, caption in tiles)
     cell_h = max(im.height for im in images) + text_h
     columns = max(1, min(columns, len(tiles)))
     rows = -(-len(tiles) // columns)
-    sheet = Image.new("RGB", (columns * (cell_w + pad) + pad, rows * (cell_h + 2 * pad) + pad), "white")
+    sheet = Image.new(
+        "RGB", (columns * (cell_w + pad) + pad, rows * (cell_h + 2 * pad) + pad), "white"
+    )
     draw = ImageDraw.Draw(sheet)
     for k, (im, (_, caption)) in enumerate(zip(images, tiles)):
         x0 = pad + (k % columns) * (cell_w + pad)
@@ -113,6 +133,7 @@ def contact_sheet(path, tiles, columns: int = 6, min_side: int = 128) -> None:
 def _strip(panels, fmt) -> bytes:
     """The images alone, side by side at a common height (no matplotlib)."""
     from PIL import Image
+
     h = max(img.shape[0] for _, img in panels)
     tiles = []
     for _, img in panels:

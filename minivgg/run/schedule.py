@@ -10,6 +10,7 @@ pixel count while the style term (normalised by M²) does not, so a coarse scale
 all style. ``content_scale`` multiplies the content weight of a scale of longest side s by
 (S/s)², S the output's: every scale then keeps the output scale's content/style balance.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,13 @@ SUM_NORMS = ("half_sum", "sum")
 def _positive_ints(values, flag):
     out = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 1 or v != int(v):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not math.isfinite(v)
+            or v < 1
+            or v != int(v)
+        ):
             raise UserError(f"{flag} must be a positive number (a whole one), got {v!r}")
         out.append(int(v))
     return out
@@ -33,7 +40,9 @@ def scale_sizes(size: int, scales=None, min_scale=None) -> list[int]:
     if scales is not None and min_scale is not None:
         raise UserError("--scales and --min-scale are two ways to give the scales; choose one")
     if scales is not None:
-        sizes = _positive_ints(list(scales) if isinstance(scales, (list, tuple)) else [scales], "--scales")
+        sizes = _positive_ints(
+            list(scales) if isinstance(scales, (list, tuple)) else [scales], "--scales"
+        )
         if not sizes:
             raise UserError("--scales needs at least one size")
         return sizes
@@ -58,7 +67,9 @@ def scale_iters(iters, default: int, n: int) -> list[int]:
     if len(values) == 1:
         return values * n
     if len(values) != n:
-        raise UserError(f"--iters has {len(values)} values for {n} scales; give one, or one per scale")
+        raise UserError(
+            f"--iters has {len(values)} values for {n} scales; give one, or one per scale"
+        )
     return values
 
 

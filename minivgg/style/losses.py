@@ -4,6 +4,7 @@ Features ``F`` arrive as (1, C, H, W) and are read as a matrix (C, M), M = H·W.
 written by hand and checked in float64 by ``minivgg.tools.checks`` (``minivgg gradcheck``).
 Scalar values are accumulated in float64 whatever the engine dtype.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,6 +44,7 @@ def sum_squares(d) -> float:
 
 # ---------------------------------------------------------------------------------------- gram
 
+
 def gram(F, scale: float = 1.0, center: bool = False):
     """Gram matrix ``G = scale · Fc Fcᵀ`` of F (1, C, H, W) read as (C, M); ``Fc = F − mean(F)``
     (one scalar over all elements) when ``center`` else ``F``. Returns (C, C)."""
@@ -71,8 +73,14 @@ def matmul(a, b, out=None):
     return kernels.matmul(a, b, out)
 
 
-def gram_backward(gG, F, scale: float = 1.0, center: bool = False, overwrite: bool = False,
-                  block_elements: int | None = None):
+def gram_backward(
+    gG,
+    F,
+    scale: float = 1.0,
+    center: bool = False,
+    overwrite: bool = False,
+    block_elements: int | None = None,
+):
     """``dL/dF`` from ``dL/dG`` for ``gram``: ``scale · (gG + gGᵀ) Fc``, then minus its mean when centred.
 
     ``overwrite=True`` writes the result into F's own memory (F is consumed), one column block of
@@ -89,16 +97,20 @@ def gram_backward(gG, F, scale: float = 1.0, center: bool = False, overwrite: bo
         kernels = cpu_kernels(S, Fm)
         for j in range(0, Fm.shape[1], step):
             if kernels is None:
-                Fm[:, j:j + step] = S @ Fm[:, j:j + step]
+                Fm[:, j : j + step] = S @ Fm[:, j : j + step]
             else:  # the engine's BLAS (kernels/blas.py) on a contiguous copy of the block
-                Fm[:, j:j + step] = kernels.matmul(S, Fm[:, j:j + step].copy())
+                Fm[:, j : j + step] = kernels.matmul(S, Fm[:, j : j + step].copy())
         if center:
             Fm -= Fm.mean()
         return F
     if center:
         Fm = Fm - Fm.mean()
     kernels = cpu_kernels(S, Fm)
-    gF = S @ Fm if kernels is None else kernels.matmul(S, Fm, arena.empty(Fm.shape, np.result_type(S, Fm)))
+    gF = (
+        S @ Fm
+        if kernels is None
+        else kernels.matmul(S, Fm, arena.empty(Fm.shape, np.result_type(S, Fm)))
+    )
     if center:
         gF -= gF.mean()
     return gF.reshape(F.shape)
@@ -111,10 +123,10 @@ OVERWRITE_BLOCK = 1 << 21
 
 # Gram variants of the presets: name -> (scale as a function of (C, M), centred?)
 GRAMS = {
-    "plain": (lambda C, M: 1.0, False),             # G = F Fᵀ (Gatys, Keras, Harvard)
-    "centered": (lambda C, M: 1.0, True),           # g(F) = (F − μ)(F − μ)ᵀ (CNTK)
+    "plain": (lambda C, M: 1.0, False),  # G = F Fᵀ (Gatys, Keras, Harvard)
+    "centered": (lambda C, M: 1.0, True),  # g(F) = (F − μ)(F − μ)ᵀ (CNTK)
     "per_cm": (lambda C, M: 1.0 / (C * M), False),  # F Fᵀ / (C·M) (D2L)
-    "per_m": (lambda C, M: 1.0 / M, False),         # F Fᵀ / M (EE8601)
+    "per_m": (lambda C, M: 1.0 / M, False),  # F Fᵀ / M (EE8601)
 }
 
 
@@ -173,17 +185,19 @@ def tv_loss(x, kind: str = "squared"):
     xp = get_array_module(x)
     if kind not in TV_KINDS:
         raise ValueError(f"tv_loss: unknown kind {kind!r}: expected one of {TV_KINDS}")
-    if (k := cuda_kernels(x) or cpu_kernels(x)) is not None:  # one fused pass (kernels/cpu.py, cuda_ops.py)
+    if (
+        k := cuda_kernels(x) or cpu_kernels(x)
+    ) is not None:  # one fused pass (kernels/cpu.py, cuda_ops.py)
         return k.tv_loss(x, kind)
     g = xp.zeros_like(x)
     if kind in ("keras", "harvard"):
-        dv = x[:-1, :-1] - x[1:, :-1]   # x[i,j] - x[i+1,j]
-        dh = x[:-1, :-1] - x[:-1, 1:]   # x[i,j] - x[i,j+1]
+        dv = x[:-1, :-1] - x[1:, :-1]  # x[i,j] - x[i+1,j]
+        dh = x[:-1, :-1] - x[:-1, 1:]  # x[i,j] - x[i,j+1]
         s = dv * dv + dh * dh
         if kind == "harvard":
             value, ds = float(xp.sum(s, dtype=xp.float64)), xp.ones_like(s)
         else:
-            value, ds = float(xp.sum(s.astype(xp.float64) ** 1.25)), 1.25 * s ** 0.25
+            value, ds = float(xp.sum(s.astype(xp.float64) ** 1.25)), 1.25 * s**0.25
         gv, gh = 2 * ds * dv, 2 * ds * dh
         g[:-1, :-1] += gv + gh
         g[1:, :-1] -= gv

@@ -12,18 +12,26 @@ ones after the colour controls, ``image_itemsize``). The numbers were fitted to 
 (``bench/``); they err on the high side (a 4096² gatys transfer: estimated 17.5 GiB, measured
 16.8 GiB in ``bench/transfer_4096.md``, before the float32 history).
 """
+
 from __future__ import annotations
 
 import os
 
-from ..network.arch import BLOCK_CHANNELS, block_of, canonical_tap, deepest, layer_sequence, tap_pixels
 from ..errors import UserError
+from ..network.arch import (
+    BLOCK_CHANNELS,
+    block_of,
+    canonical_tap,
+    deepest,
+    layer_sequence,
+    tap_pixels,
+)
 from ..network.vgg import PACK_MASKS_FROM, RECOMPUTE_GRAD_FROM
 from .tiling import halo_and_alignment
 
-_BASELINE = 400 * 2**20       # interpreter, libraries, weights and their Winograd transforms, bands
-_HISTORY_BUDGET = 2 * 2**30   # bytes of L-BFGS (s, y) pairs we allow before shortening the history
-_TILED_HEADROOM = 1.05        # the tiled estimate's margin over the arrays it lists (bench/tiling.json)
+_BASELINE = 400 * 2**20  # interpreter, libraries, weights and their Winograd transforms, bands
+_HISTORY_BUDGET = 2 * 2**30  # bytes of L-BFGS (s, y) pairs we allow before shortening the history
+_TILED_HEADROOM = 1.05  # the tiled estimate's margin over the arrays it lists (bench/tiling.json)
 
 
 def lbfgs_history_dtype(n_pixels: int, default: int = 10) -> str:
@@ -36,7 +44,10 @@ def lbfgs_history(n_pixels: int, default: int = 10) -> int:
     """L-BFGS history length m for an image of ``n_pixels``: 10, fewer when 2·m·3n values of
     ``lbfgs_history_dtype`` exceed 2 GiB (at least 3 float64 pairs, at least 2 float32 ones)."""
     itemsize = 8 if lbfgs_history_dtype(n_pixels, default) == "float64" else 4
-    return max(3 if itemsize == 8 else 2, min(default, _HISTORY_BUDGET // max(1, 2 * 3 * n_pixels * itemsize)))
+    return max(
+        3 if itemsize == 8 else 2,
+        min(default, _HISTORY_BUDGET // max(1, 2 * 3 * n_pixels * itemsize)),
+    )
 
 
 def optimizer_bytes(n_pixels: int, optimizer: str = "lbfgs") -> int:
@@ -60,7 +71,7 @@ def _network_bytes(arch: str, h: int, w: int, taps, maps: int | None = None) -> 
     3, or 2 where the first tap's gradient is recomputed) and the ReLU masks."""
     widest, masks = 3 * h * w, 0
     hh, ww = h, w
-    for kind, name in layer_sequence(arch)[:deepest(arch, taps) + 1]:
+    for kind, name in layer_sequence(arch)[: deepest(arch, taps) + 1]:
         if kind == "pool":
             hh, ww = hh // 2, ww // 2
             continue
@@ -79,8 +90,16 @@ def _channels(arch: str, tap: str) -> int:
     return 3 if name == "input" else BLOCK_CHANNELS[block_of(name) - 1]
 
 
-def estimate_bytes(arch: str, h: int, w: int, taps, optimizer: str = "lbfgs", tile_size: int | None = None,
-                   content_taps=(), image_itemsize: int = 1) -> int:
+def estimate_bytes(
+    arch: str,
+    h: int,
+    w: int,
+    taps,
+    optimizer: str = "lbfgs",
+    tile_size: int | None = None,
+    content_taps=(),
+    image_itemsize: int = 1,
+) -> int:
     """Estimated peak bytes of a run at (h, w) that taps ``taps`` (engine in float32), on tiles of
     ``tile_size`` when given (``content_taps``: the content targets, whole-image arrays even then).
     ``image_itemsize``: bytes per value of the content and style images the objective holds beside the
@@ -93,15 +112,23 @@ def estimate_bytes(arch: str, h: int, w: int, taps, optimizer: str = "lbfgs", ti
         return int(_network_bytes(arch, h, w, taps) + _BASELINE + opt + 8 * n * 8)
     halo, align = halo_and_alignment(arch, taps)
     side = max(align, tile_size // align * align) + 2 * halo
-    targets = sum(_channels(arch, t) * tap_pixels(arch, t, h, w) * 4 for t in dict.fromkeys(content_taps))
+    targets = sum(
+        _channels(arch, t) * tap_pixels(arch, t, h, w) * 4 for t in dict.fromkeys(content_taps)
+    )
     # a window holds four maps of its widest layer at the first style tap (the map, its cotangent, the
     # owned features' copy and their product with dL/dG: bench/results.md, "Tiled evaluation"); beside
     # it the whole-image arrays: the gradient, the start image and the progress's copy of x (float64),
     # the content target, the content and style images (uint8, or what the colour controls made); and
     # _TILED_HEADROOM for what no list has (heap fragmentation, the interpreter's transients): the sum
     # alone came within 0.4% of the measured peak at 8192² and 2.5% under it at 2048²
-    listed = (_network_bytes(arch, min(h, side), min(w, side), taps, maps=4) + _BASELINE + opt + 3 * n * 8 + targets
-              + 2 * n * image_itemsize)
+    listed = (
+        _network_bytes(arch, min(h, side), min(w, side), taps, maps=4)
+        + _BASELINE
+        + opt
+        + 3 * n * 8
+        + targets
+        + 2 * n * image_itemsize
+    )
     return int(listed * _TILED_HEADROOM)
 
 
@@ -120,53 +147,103 @@ def available_bytes() -> int | None:
         return None
 
 
-def largest_fitting_size(arch: str, h: int, w: int, taps, budget: int, optimizer: str = "lbfgs",
-                         tile_size: int | None = None, content_taps=(), image_itemsize: int = 1) -> int:
+def largest_fitting_size(
+    arch: str,
+    h: int,
+    w: int,
+    taps,
+    budget: int,
+    optimizer: str = "lbfgs",
+    tile_size: int | None = None,
+    content_taps=(),
+    image_itemsize: int = 1,
+) -> int:
     """The largest longest side (same aspect) whose estimate fits in ``budget`` bytes (at least 16)."""
     longest = max(h, w)
     lo, hi = 16, longest
     while lo < hi:
         mid = (lo + hi + 1) // 2
         s = mid / longest
-        if estimate_bytes(arch, max(1, round(h * s)), max(1, round(w * s)), taps, optimizer, tile_size,
-                          content_taps, image_itemsize) <= budget:
+        if (
+            estimate_bytes(
+                arch,
+                max(1, round(h * s)),
+                max(1, round(w * s)),
+                taps,
+                optimizer,
+                tile_size,
+                content_taps,
+                image_itemsize,
+            )
+            <= budget
+        ):
             lo = mid
         else:
             hi = mid - 1
     return lo
 
 
-def largest_fitting_tile(arch: str, h: int, w: int, taps, budget: int, optimizer: str = "lbfgs",
-                         content_taps=(), image_itemsize: int = 1) -> int | None:
+def largest_fitting_tile(
+    arch: str,
+    h: int,
+    w: int,
+    taps,
+    budget: int,
+    optimizer: str = "lbfgs",
+    content_taps=(),
+    image_itemsize: int = 1,
+) -> int | None:
     """The largest tile size (a multiple of the taps' alignment, below the image's longest side) whose
     tiled estimate fits in ``budget`` bytes, or None when not even the smallest tile does."""
     _, align = halo_and_alignment(arch, taps)
     lo, hi = 0, (max(h, w) - 1) // align  # in units of the alignment; 0: none fits
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if estimate_bytes(arch, h, w, taps, optimizer, mid * align, content_taps, image_itemsize) <= budget:
+        if (
+            estimate_bytes(arch, h, w, taps, optimizer, mid * align, content_taps, image_itemsize)
+            <= budget
+        ):
             lo = mid
         else:
             hi = mid - 1
     return lo * align or None
 
 
-def check_fits(settings: dict, hw, optimizer: str, suggest, what: str = "run", tile_size: int | None = None,
-               image_itemsize: int = 1) -> None:
+def check_fits(
+    settings: dict,
+    hw,
+    optimizer: str,
+    suggest,
+    what: str = "run",
+    tile_size: int | None = None,
+    image_itemsize: int = 1,
+) -> None:
     """UserError, before anything is allocated, when a run at ``hw`` of the resolved ``settings`` would not
     fit in 90% of the memory available now; it names the largest ``--tile-size`` that fits, if one does,
     and ``suggest(longest side that fits)`` (which flag to lower)."""
     content_taps = list(settings["content_layers"]) if what == "run" else []
     taps = content_taps + list(settings["style_layers"])
     arch = settings["arch"]
-    need, have = estimate_bytes(arch, *hw, taps, optimizer, tile_size, content_taps, image_itemsize), available_bytes()
+    need, have = (
+        estimate_bytes(arch, *hw, taps, optimizer, tile_size, content_taps, image_itemsize),
+        available_bytes(),
+    )
     if have is None or need <= 0.9 * have:
         return
     budget = int(0.9 * have)
-    fits = largest_fitting_size(arch, *hw, taps, budget, optimizer, tile_size, content_taps, image_itemsize)
+    fits = largest_fitting_size(
+        arch, *hw, taps, budget, optimizer, tile_size, content_taps, image_itemsize
+    )
     tile = largest_fitting_tile(arch, *hw, taps, budget, optimizer, content_taps, image_itemsize)
-    tiled = "" if tile is None else (
-        f"--tile-size {tile} (about "
-        f"{estimate_bytes(arch, *hw, taps, optimizer, tile, content_taps, image_itemsize) / 2**30:.1f} GiB) or ")
-    raise UserError(f"a {hw[1]}x{hw[0]} {what} needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB "
-                    f"are available; use {tiled}{suggest(fits)} (or free memory)")
+    tiled = (
+        ""
+        if tile is None
+        else (
+            f"--tile-size {tile} (about "
+            f"{estimate_bytes(arch, *hw, taps, optimizer, tile, content_taps, image_itemsize) / 2**30:.1f} GiB) or "
+        )
+    )
+    raise UserError(
+        f"a {hw[1]}x{hw[0]} {what} needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB "
+        f"are available; use {tiled}{suggest(fits)} (or free memory)"
+    )

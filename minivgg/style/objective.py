@@ -6,6 +6,7 @@ target Grams) are computed once at construction; ``value_and_grad`` runs the net
 to the deepest tap and once backward to the pixels. With ``tile_size`` both run tile by tile
 (``tiling.py``): the same numbers in memory bounded by the tile, for print-size images.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,14 +14,15 @@ import contextlib
 import numpy as np
 
 from ..engine import arena
-from . import losses
-from ..network.arch import min_input_size, tap_pixels
 from ..engine.backend import get_array_module, to_host
 from ..errors import UserError
+from ..network.arch import min_input_size, tap_pixels
+from ..network.vgg import DeferredGrad
+from . import losses
 from .presets import resolve_settings, style_norm
 from .regions import check_coverage, guided_gram, guided_style_loss, tap_masks
 from .tiling import Tiling
-from ..network.vgg import DeferredGrad
+
 
 def _as_image(a, what):
     """An (H, W, 3) image as given when uint8, float32 or float64 (the network casts it to its dtype: no
@@ -40,12 +42,25 @@ class Objective:
     ``tile_size`` (pixels) evaluates targets and objective on tiles of that side (``tiling.py``).
     """
 
-    def __init__(self, net, content, style, preset: str = "gatys", *, content_masks=None, style_masks=None,
-                 mask_mode: str = "simple", tile_size=None, **overrides):
+    def __init__(
+        self,
+        net,
+        content,
+        style,
+        preset: str = "gatys",
+        *,
+        content_masks=None,
+        style_masks=None,
+        mask_mode: str = "simple",
+        tile_size=None,
+        **overrides,
+    ):
         self.settings = s = resolve_settings(preset, overrides)
         if net.arch != s["arch"]:
-            raise UserError(f"preset {preset!r} runs on {s['arch']} but the network is {net.arch}; "
-                            f"load {s['arch']} weights (minivgg weights fetch {s['arch']})")
+            raise UserError(
+                f"preset {preset!r} runs on {s['arch']} but the network is {net.arch}; "
+                f"load {s['arch']} weights (minivgg weights fetch {s['arch']})"
+            )
         self.net = net
         self.content = _as_image(content, "content")
         styles = [style] if isinstance(style, np.ndarray) and style.ndim == 3 else list(style)
@@ -57,35 +72,49 @@ class Objective:
             raise UserError(f"{len(blend)} style blend weights for {len(self.styles)} style images")
         blend = np.asarray(blend, dtype=np.float64)
         if not np.all(np.isfinite(blend)) or np.any(blend < 0) or blend.sum() <= 0:
-            raise UserError(f"style blend weights must be finite, >= 0 and not all 0, got {blend.tolist()}")
+            raise UserError(
+                f"style blend weights must be finite, >= 0 and not all 0, got {blend.tolist()}"
+            )
         self.blend = blend / blend.sum()
         s["style_blend_weights"] = self.blend.tolist()
         self.shape = self.content.shape
         need = min_input_size(net.arch, list(s["content_layers"]) + list(s["style_layers"]))
-        for what, img in [("content", self.content)] + [(f"style {k + 1}", st) for k, st in enumerate(self.styles)]:
+        for what, img in [("content", self.content)] + [
+            (f"style {k + 1}", st) for k, st in enumerate(self.styles)
+        ]:
             if min(img.shape[:2]) < need:
-                raise UserError(f"the {what} image is {img.shape[1]}x{img.shape[0]} pixels; preset {preset!r} "
-                                f"needs at least {need} pixels on each side for its deepest layer")
+                raise UserError(
+                    f"the {what} image is {img.shape[1]}x{img.shape[0]} pixels; preset {preset!r} "
+                    f"needs at least {need} pixels on each side for its deepest layer"
+                )
         self.content_taps = list(s["content_layers"])
         self.style_taps = list(s["style_layers"])
         self.taps = list(dict.fromkeys(self.content_taps + self.style_taps))
         self.tiling = None if tile_size is None else Tiling(net.arch, self.taps, tile_size)
         self.content_targets = self._features(self.content, self.content_taps, [])[0]
-        self.regions = None if content_masks is None else self._regions(content_masks, style_masks, mask_mode)
+        self.regions = (
+            None if content_masks is None else self._regions(content_masks, style_masks, mask_mode)
+        )
         self.style_targets = {t: 0 for t in self.style_taps}
         if self.regions is None:
             for b, st in zip(self.blend, self.styles):
                 for t, A in self._features(st, [], self.style_taps)[1].items():
-                    self.style_targets[t] = self.style_targets[t] + self._to_content_scale(t, st, A) * A.dtype.type(b)
+                    self.style_targets[t] = self.style_targets[t] + self._to_content_scale(
+                        t, st, A
+                    ) * A.dtype.type(b)
         self.last_terms = None
-        self.arena = arena.Arena()  # the untiled evaluation's large arrays, planned once per image size
+        self.arena = (
+            arena.Arena()
+        )  # the untiled evaluation's large arrays, planned once per image size
 
     def _features(self, img, content_taps, style_taps, masks=None):
         """``(content features {tap: F}, the preset's Grams {tap: (C, C)}, guided by masks[tap] if given)`` of one
         image: one forward pass, or tile by tile when the objective is tiled and the image needs several."""
         s, net = self.settings, self.net
         if self.tiling is not None and self.tiling.splits(*img.shape[:2]):
-            return self.tiling.features(net, img, content_taps, style_taps, s["gram"], s["pooling"], masks)
+            return self.tiling.features(
+                net, img, content_taps, style_taps, s["gram"], s["pooling"], masks
+            )
         feats, grams = {}, {}
         scale_of, center = losses.GRAMS[s["gram"]]
 
@@ -93,23 +122,39 @@ class Objective:
             if t in content_taps:
                 feats[t] = F.copy()
             if t in style_taps:
-                grams[t] = losses.gram_variant(F, s["gram"]) if masks is None else \
-                    guided_gram(F, masks[t], scale_of(F.shape[1], F.shape[2] * F.shape[3]), center)
-        net.visit(net.preprocess(img), list(dict.fromkeys(list(content_taps) + list(style_taps))), keep, s["pooling"])
+                grams[t] = (
+                    losses.gram_variant(F, s["gram"])
+                    if masks is None
+                    else guided_gram(
+                        F, masks[t], scale_of(F.shape[1], F.shape[2] * F.shape[3]), center
+                    )
+                )
+
+        net.visit(
+            net.preprocess(img),
+            list(dict.fromkeys(list(content_taps) + list(style_taps))),
+            keep,
+            s["pooling"],
+        )
         return feats, grams
 
     def _to_content_scale(self, tap, style, A):
         """An unnormalised Gram of a style of another size, brought to the content's pixel count."""
         if self.settings["gram"] not in ("plain", "centered"):
             return A
-        return A * (tap_pixels(self.net.arch, tap, *self.shape[:2]) / tap_pixels(self.net.arch, tap, *style.shape[:2]))
+        return A * (
+            tap_pixels(self.net.arch, tap, *self.shape[:2])
+            / tap_pixels(self.net.arch, tap, *style.shape[:2])
+        )
 
     def _regions(self, content_masks, style_masks, mode):
         """Per style image: its content mask at every style tap and its guided target Grams."""
         net = self.net
         if len(content_masks) != len(self.styles):
-            raise UserError(f"{len(content_masks)} content masks for {len(self.styles)} style images; "
-                            "give one mask per style image")
+            raise UserError(
+                f"{len(content_masks)} content masks for {len(self.styles)} style images; "
+                "give one mask per style image"
+            )
         style_masks = list(style_masks) if style_masks is not None else [None] * len(self.styles)
         if len(style_masks) != len(self.styles):
             raise UserError(f"{len(style_masks)} style masks for {len(self.styles)} style images")
@@ -117,11 +162,15 @@ class Objective:
         regions = []
         for k, (cm, sm, st) in enumerate(zip(content_masks, style_masks, self.styles)):
             if tuple(np.shape(cm)) != self.shape[:2]:
-                raise UserError(f"content mask {k + 1} is {np.shape(cm)}, the content image {self.shape[:2]}")
+                raise UserError(
+                    f"content mask {k + 1} is {np.shape(cm)}, the content image {self.shape[:2]}"
+                )
             sm = np.ones(st.shape[:2]) if sm is None else np.asarray(sm)
             if tuple(sm.shape) != st.shape[:2]:
                 raise UserError(f"style mask {k + 1} is {sm.shape}, its style image {st.shape[:2]}")
-            grams = self._features(st, [], self.style_taps, tap_masks(net.arch, sm, self.style_taps, mode))[1]
+            grams = self._features(
+                st, [], self.style_taps, tap_masks(net.arch, sm, self.style_taps, mode)
+            )[1]
             targets = {t: self._to_content_scale(t, st, A) for t, A in grams.items()}
             regions.append((tap_masks(net.arch, cm, self.style_taps, mode), targets))
         return regions
@@ -146,7 +195,12 @@ class Objective:
         else:
             parts, grad = self._untiled(x, xp)
         total = parts["content"] + parts["style"] + parts["tv"]
-        self.last_terms = {"content": parts["content"], "style": parts["style"], "tv": parts["tv"], "total": total}
+        self.last_terms = {
+            "content": parts["content"],
+            "style": parts["style"],
+            "tv": parts["tv"],
+            "total": total,
+        }
         return total, grad
 
     def tap_weights(self):
@@ -174,21 +228,37 @@ class Objective:
                 g *= g.dtype.type(content_w[tap])
                 value, grad = value + content_w[tap] * v, g
             if style_w.get(tap):
-                norm = style_norm(s["style_norm"], F.shape[1], F.shape[2] * F.shape[3], self.shape[:2])
-                if self.regions is not None:  # one guided term per region, weighted by its blend weight
+                norm = style_norm(
+                    s["style_norm"], F.shape[1], F.shape[2] * F.shape[3], self.shape[:2]
+                )
+                if (
+                    self.regions is not None
+                ):  # one guided term per region, weighted by its blend weight
                     scale = losses.GRAMS[s["gram"]][0](F.shape[1], F.shape[2] * F.shape[3])
                     for b, (masks, targets) in zip(self.blend * len(self.blend), self.regions):
-                        v, g = guided_style_loss(F, targets[tap], masks[tap], scale, losses.GRAMS[s["gram"]][1],
-                                                 norm * style_w[tap] * b)
+                        v, g = guided_style_loss(
+                            F,
+                            targets[tap],
+                            masks[tap],
+                            scale,
+                            losses.GRAMS[s["gram"]][1],
+                            norm * style_w[tap] * b,
+                        )
                         parts["style"] += v
                         value = value + v
                         grad = g if grad is None else grad + g
                     return value, grad
-                if grad is None:  # linear in F: the network may compute it later, from recomputed features
-                    v, g = losses.style_loss_deferred(F, self.style_targets[tap], s["gram"], norm * style_w[tap])
+                if (
+                    grad is None
+                ):  # linear in F: the network may compute it later, from recomputed features
+                    v, g = losses.style_loss_deferred(
+                        F, self.style_targets[tap], s["gram"], norm * style_w[tap]
+                    )
                     g = DeferredGrad(g)
                 else:
-                    v, g = losses.style_loss(F, self.style_targets[tap], s["gram"], norm * style_w[tap])
+                    v, g = losses.style_loss(
+                        F, self.style_targets[tap], s["gram"], norm * style_w[tap]
+                    )
                 parts["style"] += v
                 value = value + v
                 if grad is None:

@@ -2,13 +2,14 @@
 (layers, per-layer weights, Gram variant, normalisations, TV kind, pooling, optimiser), and
 ``resolve_settings``, which applies and validates a user's overrides. ``minivgg presets`` prints them.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 
-from ..network.arch import canonical_tap, layer_names
 from ..errors import UserError
+from ..network.arch import canonical_tap, layer_names
 
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
@@ -16,6 +17,7 @@ IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Preset:
     """Every setting of one reference formulation; field names are the ``Objective`` overrides."""
+
     name: str
     source: str
     arch: str
@@ -30,15 +32,15 @@ class Preset:
     style_weight: float
     tv: str
     tv_weight: float
-    content_layer_weights: tuple | None = None   # None: equal weights summing to 1
-    decay: float | None = None                    # cntk only: all-layer decay d
+    content_layer_weights: tuple | None = None  # None: equal weights summing to 1
+    decay: float | None = None  # cntk only: all-layer decay d
     optimizer: str = "lbfgs"
     iters: int = 500
-    round_evals: int | None = None                # L-BFGS rounds of at most N evaluations
+    round_evals: int | None = None  # L-BFGS rounds of at most N evaluations
     bounds: bool = True
     init: str = "content"
     lr: float | tuple = 1.0
-    lr_unit: str = "pixel"                        # units the lr/eps are written in: pixel, unit01, imagenet_std
+    lr_unit: str = "pixel"  # units the lr/eps are written in: pixel, unit01, imagenet_std
     betas: tuple = (0.9, 0.999)
     adam_eps: float = 1e-8
     lr_decay_every: int | None = None
@@ -46,46 +48,146 @@ class Preset:
     clip: bool = False
     size: int = 512
     square_crop: bool = False
-    stop_tol: float | None = None                 # convergence stop (controls.ConvergenceStop); None: all iterations
+    stop_tol: float | None = (
+        None  # convergence stop (controls.ConvergenceStop); None: all iterations
+    )
 
 
 _B1 = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 
 PRESETS = {
     "gatys": Preset(
-        name="gatys", source="Gatys, Ecker, Bethge 2016 on VGG16 (EE8601 report, theory)", arch="vgg16",
-        pooling="avg", content_layers=("block4_conv2",), content_norm="half_sum", content_weight=1.0,
-        style_layers=_B1, style_layer_weights=(0.2,) * 5, gram="plain", style_norm="gatys", style_weight=1e4,
-        tv="squared", tv_weight=1e-3, iters=500, init="content", stop_tol=0.02),
+        name="gatys",
+        source="Gatys, Ecker, Bethge 2016 on VGG16 (EE8601 report, theory)",
+        arch="vgg16",
+        pooling="avg",
+        content_layers=("block4_conv2",),
+        content_norm="half_sum",
+        content_weight=1.0,
+        style_layers=_B1,
+        style_layer_weights=(0.2,) * 5,
+        gram="plain",
+        style_norm="gatys",
+        style_weight=1e4,
+        tv="squared",
+        tv_weight=1e-3,
+        iters=500,
+        init="content",
+        stop_tol=0.02,
+    ),
     "keras": Preset(
-        name="keras", source="Keras VGG16 neural-style notebook (seed 001)", arch="vgg16", pooling="max",
-        content_layers=("block2_conv2",), content_norm="sum", content_weight=0.025,
-        style_layers=("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3"),
-        style_layer_weights=(0.2,) * 5, gram="plain", style_norm="keras", style_weight=5.0,
-        tv="keras", tv_weight=1.0, iters=200, round_evals=20, bounds=False, init="noise"),
+        name="keras",
+        source="Keras VGG16 neural-style notebook (seed 001)",
+        arch="vgg16",
+        pooling="max",
+        content_layers=("block2_conv2",),
+        content_norm="sum",
+        content_weight=0.025,
+        style_layers=(
+            "block1_conv2",
+            "block2_conv2",
+            "block3_conv3",
+            "block4_conv3",
+            "block5_conv3",
+        ),
+        style_layer_weights=(0.2,) * 5,
+        gram="plain",
+        style_norm="keras",
+        style_weight=5.0,
+        tv="keras",
+        tv_weight=1.0,
+        iters=200,
+        round_evals=20,
+        bounds=False,
+        init="noise",
+    ),
     "cntk": Preset(
-        name="cntk", source="CNTK 205 with the Novak-Nikulin improvements (seed 000)", arch="vgg16", pooling="avg",
-        content_layers=(), content_norm="mean", content_weight=5.0, style_layers=(), style_layer_weights=(),
-        gram="centered", style_norm="cntk", style_weight=1.0, tv="mean_squared", tv_weight=1.0, decay=0.5,
-        iters=200, round_evals=20, init="content", size=300, square_crop=True),
+        name="cntk",
+        source="CNTK 205 with the Novak-Nikulin improvements (seed 000)",
+        arch="vgg16",
+        pooling="avg",
+        content_layers=(),
+        content_norm="mean",
+        content_weight=5.0,
+        style_layers=(),
+        style_layer_weights=(),
+        gram="centered",
+        style_norm="cntk",
+        style_weight=1.0,
+        tv="mean_squared",
+        tv_weight=1.0,
+        decay=0.5,
+        iters=200,
+        round_evals=20,
+        init="content",
+        size=300,
+        square_crop=True,
+    ),
     "harvard": Preset(
-        name="harvard", source="AC 209B homework 6 (seed 002)", arch="vgg16", pooling="max",
-        content_layers=("block4_conv2",), content_norm="sum", content_weight=3e-2,
-        style_layers=_B1, style_layer_weights=tuple(w / 5 for w in (20000, 500, 12, 1, 1)),
-        gram="plain", style_norm="harvard", style_weight=1.0, tv="harvard", tv_weight=5e-2,
-        iters=1000, round_evals=20, init="noise"),
+        name="harvard",
+        source="AC 209B homework 6 (seed 002)",
+        arch="vgg16",
+        pooling="max",
+        content_layers=("block4_conv2",),
+        content_norm="sum",
+        content_weight=3e-2,
+        style_layers=_B1,
+        style_layer_weights=tuple(w / 5 for w in (20000, 500, 12, 1, 1)),
+        gram="plain",
+        style_norm="harvard",
+        style_weight=1.0,
+        tv="harvard",
+        tv_weight=5e-2,
+        iters=1000,
+        round_evals=20,
+        init="noise",
+    ),
     "d2l": Preset(
-        name="d2l", source="Dive into Deep Learning, neural style (seed 003)", arch="vgg19", pooling="max",
-        content_layers=("conv4_4",), content_norm="mean", content_weight=1.0,
-        style_layers=("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), style_layer_weights=(1.0,) * 5,
-        gram="per_cm", style_norm="mean", style_weight=1e3, tv="mean_abs", tv_weight=10.0, optimizer="adam",
-        iters=500, lr=0.01, lr_unit="imagenet_std", lr_decay_every=200, init="content"),
+        name="d2l",
+        source="Dive into Deep Learning, neural style (seed 003)",
+        arch="vgg19",
+        pooling="max",
+        content_layers=("conv4_4",),
+        content_norm="mean",
+        content_weight=1.0,
+        style_layers=("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
+        style_layer_weights=(1.0,) * 5,
+        gram="per_cm",
+        style_norm="mean",
+        style_weight=1e3,
+        tv="mean_abs",
+        tv_weight=10.0,
+        optimizer="adam",
+        iters=500,
+        lr=0.01,
+        lr_unit="imagenet_std",
+        lr_decay_every=200,
+        init="content",
+    ),
     "ee8601": Preset(
-        name="ee8601", source="EE8601 project report, TensorFlow 2 (seed 004)", arch="vgg19", pooling="max",
-        content_layers=("block5_conv2",), content_norm="mean", content_weight=1e4,
-        style_layers=_B1, style_layer_weights=(0.2,) * 5, gram="per_m", style_norm="mean", style_weight=10.0,
-        tv="abs255", tv_weight=30.0, optimizer="adam", iters=10000, lr=0.02, lr_unit="unit01",
-        betas=(0.99, 0.999), adam_eps=0.1, clip=True, init="content"),
+        name="ee8601",
+        source="EE8601 project report, TensorFlow 2 (seed 004)",
+        arch="vgg19",
+        pooling="max",
+        content_layers=("block5_conv2",),
+        content_norm="mean",
+        content_weight=1e4,
+        style_layers=_B1,
+        style_layer_weights=(0.2,) * 5,
+        gram="per_m",
+        style_norm="mean",
+        style_weight=10.0,
+        tv="abs255",
+        tv_weight=30.0,
+        optimizer="adam",
+        iters=10000,
+        lr=0.02,
+        lr_unit="unit01",
+        betas=(0.99, 0.999),
+        adam_eps=0.1,
+        clip=True,
+        init="content",
+    ),
 }
 
 # Overrides the objective itself understands (the optimiser ones are read by optim/transfer).
@@ -111,21 +213,28 @@ def resolve_settings(preset: str, overrides: dict) -> dict:
         raise UserError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     unknown = sorted(set(overrides) - set(OVERRIDES) - {"style_blend_weights"})
     if unknown:
-        raise UserError(f"unknown setting(s) {', '.join(unknown)}; valid settings: {', '.join(OVERRIDES)}, style_blend_weights")
+        raise UserError(
+            f"unknown setting(s) {', '.join(unknown)}; valid settings: {', '.join(OVERRIDES)}, style_blend_weights"
+        )
     s = dataclasses.asdict(PRESETS[preset])
     s.update({k: v for k, v in overrides.items() if v is not None})
     for key in ("content_weight", "style_weight", "tv_weight"):
         v = s[key]
         if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise UserError(f"{key} must be a finite number >= 0, got {v!r}")
-    if s["stop_tol"] is not None and (not isinstance(s["stop_tol"], (int, float)) or not math.isfinite(s["stop_tol"])
-                                      or s["stop_tol"] < 0):
+    if s["stop_tol"] is not None and (
+        not isinstance(s["stop_tol"], (int, float))
+        or not math.isfinite(s["stop_tol"])
+        or s["stop_tol"] < 0
+    ):
         raise UserError(f"stop_tol must be a finite number >= 0, got {s['stop_tol']!r}")
     if s["pooling"] not in ("avg", "max"):
         raise UserError(f"pooling must be 'avg' or 'max', got {s['pooling']!r}")
     if preset == "cntk" and not s["content_layers"] and not s["style_layers"]:
         c, cw, st, sw = cntk_layers(s["arch"], s["decay"])
-        s.update(content_layers=c, content_layer_weights=cw, style_layers=st, style_layer_weights=sw)
+        s.update(
+            content_layers=c, content_layer_weights=cw, style_layers=st, style_layer_weights=sw
+        )
     for key in ("content_layers", "style_layers"):
         if isinstance(s[key], str):
             s[key] = tuple(t for t in s[key].split(",") if t)
@@ -135,14 +244,24 @@ def resolve_settings(preset: str, overrides: dict) -> dict:
                 canonical_tap(s["arch"], tap)
             except ValueError as exc:
                 raise UserError(f"{key}: {exc}") from None
-    if "style_layers" in overrides and "style_layer_weights" not in overrides and preset != "cntk" \
-            or len(s["style_layer_weights"] or ()) != len(s["style_layers"]):
+    if (
+        "style_layers" in overrides
+        and "style_layer_weights" not in overrides
+        and preset != "cntk"
+        or len(s["style_layer_weights"] or ()) != len(s["style_layers"])
+    ):
         if "style_layer_weights" in overrides and overrides["style_layer_weights"] is not None:
-            raise UserError(f"style_layer_weights has {len(s['style_layer_weights'])} values for "
-                            f"{len(s['style_layers'])} style layers")
+            raise UserError(
+                f"style_layer_weights has {len(s['style_layer_weights'])} values for "
+                f"{len(s['style_layers'])} style layers"
+            )
         s["style_layer_weights"] = (1.0 / max(1, len(s["style_layers"])),) * len(s["style_layers"])
-    if s["content_layer_weights"] is None or len(s["content_layer_weights"]) != len(s["content_layers"]):
-        s["content_layer_weights"] = (1.0 / max(1, len(s["content_layers"])),) * len(s["content_layers"])
+    if s["content_layer_weights"] is None or len(s["content_layer_weights"]) != len(
+        s["content_layers"]
+    ):
+        s["content_layer_weights"] = (1.0 / max(1, len(s["content_layers"])),) * len(
+            s["content_layers"]
+        )
     for key in ("style_layer_weights", "content_layer_weights"):
         s[key] = tuple(float(w) for w in s[key])
         if any(not math.isfinite(w) or w < 0 for w in s[key]):

@@ -10,15 +10,16 @@ Gatys' ``get_fm_guides``). The guided Gram of features F (1, C, H_l, W_l) is
 
 the Gram of the masked features normalised by the mask's area, so a full mask gives the plain Gram.
 """
+
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
-from . import losses
-from ..network.arch import layer_sequence, tap_position
 from ..engine.backend import get_array_module
 from ..errors import UserError
+from ..network.arch import layer_sequence, tap_position
+from . import losses
 
 MASK_MODES = ("simple", "inside", "all")
 
@@ -31,7 +32,7 @@ def check_coverage(masks, what: str = "content masks") -> None:
 
 def _pool(m, reduce):
     h, w = m.shape[0] // 2, m.shape[1] // 2
-    return reduce(m[:2 * h, :2 * w].reshape(h, 2, w, 2), axis=(1, 3))
+    return reduce(m[: 2 * h, : 2 * w].reshape(h, 2, w, 2), axis=(1, 3))
 
 
 def tap_masks(arch: str, mask, taps, mode: str = "simple") -> dict:
@@ -42,9 +43,11 @@ def tap_masks(arch: str, mask, taps, mode: str = "simple") -> dict:
     out, m = {}, np.asarray(mask, dtype=np.float64)
     if -1 in wanted:
         out[wanted[-1]] = m
-    for i, (kind, _) in enumerate(layer_sequence(arch)[:max(wanted, default=-1) + 1]):
+    for i, (kind, _) in enumerate(layer_sequence(arch)[: max(wanted, default=-1) + 1]):
         if kind == "conv" and mode != "simple":
-            m = (ndimage.minimum_filter if mode == "inside" else ndimage.maximum_filter)(m, size=3, mode="nearest")
+            m = (ndimage.minimum_filter if mode == "inside" else ndimage.maximum_filter)(
+                m, size=3, mode="nearest"
+            )
         elif kind == "pool":
             m = _pool(m, {"simple": np.mean, "inside": np.min, "all": np.max}[mode])
         if i in wanted:

@@ -22,6 +22,7 @@ the tile and adds the gradient of its whole window: halo pixels feed owned featu
 pixels only: it runs over the whole image, in bands of rows. Targets are built tile by tile the
 same way, so no whole-image activation is ever held except the content targets themselves.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,10 +33,10 @@ import numbers
 import numpy as np
 
 from ..engine import arena as arenas
-from . import losses
-from ..network.arch import layer_sequence, receptive_field, tap_pixels, tap_position
 from ..engine.backend import get_array_module, to_host
 from ..errors import UserError
+from ..network.arch import layer_sequence, receptive_field, tap_pixels, tap_position
+from . import losses
 from .presets import style_norm
 
 # Elements of x per band of rows in ``tv_into`` (32 MiB of float64 per temporary).
@@ -44,7 +45,9 @@ TV_BAND_ELEMENTS = 1 << 22
 
 def tap_stride(arch: str, tap: str) -> int:
     """Input pixels between neighbouring features of ``tap``: 2 to the number of pools up to it."""
-    return 2 ** sum(1 for kind, _ in layer_sequence(arch)[:tap_position(arch, tap) + 1] if kind == "pool")
+    return 2 ** sum(
+        1 for kind, _ in layer_sequence(arch)[: tap_position(arch, tap) + 1] if kind == "pool"
+    )
 
 
 def halo_and_alignment(arch: str, taps) -> tuple[int, int]:
@@ -61,28 +64,40 @@ def halo_and_alignment(arch: str, taps) -> tuple[int, int]:
 def check_tile_size(tile_size, arch: str, taps) -> int:
     """``tile_size`` rounded down to a multiple of the alignment; UserError unless a whole number >= it."""
     _, align = halo_and_alignment(arch, taps)
-    whole = isinstance(tile_size, numbers.Integral) or (isinstance(tile_size, float) and tile_size.is_integer())
+    whole = isinstance(tile_size, numbers.Integral) or (
+        isinstance(tile_size, float) and tile_size.is_integer()
+    )
     if isinstance(tile_size, bool) or not whole or tile_size < align:
-        raise UserError(f"the tile size must be a whole number of pixels, at least {align} (the stride of the "
-                        f"deepest layer), got {tile_size!r}")
+        raise UserError(
+            f"the tile size must be a whole number of pixels, at least {align} (the stride of the "
+            f"deepest layer), got {tile_size!r}"
+        )
     return int(tile_size) // align * align
 
 
 def validate_tile_size(tile_size, settings: dict) -> None:
     """``check_tile_size`` for the taps of resolved preset ``settings``; None (untiled) passes."""
     if tile_size is not None:
-        check_tile_size(tile_size, settings["arch"], list(settings["content_layers"]) + list(settings["style_layers"]))
+        check_tile_size(
+            tile_size,
+            settings["arch"],
+            list(settings["content_layers"]) + list(settings["style_layers"]),
+        )
 
 
 def spans(n: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
     """The tiles along a side of n pixels: ``(core start, core end, window start, window end)``; cores of
     ``tile`` pixels (the last takes the rest), windows ``halo`` wider on each side, cut at 0 and n."""
-    return [(c0, min(n, c0 + tile), max(0, c0 - halo), min(n, c0 + tile + halo)) for c0 in range(0, n, tile)]
+    return [
+        (c0, min(n, c0 + tile), max(0, c0 - halo), min(n, c0 + tile + halo))
+        for c0 in range(0, n, tile)
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
 class Tile:
     """One tile: ``rows`` and ``cols`` are ``spans`` entries (core start, core end, window start, window end)."""
+
     rows: tuple
     cols: tuple
 
@@ -163,7 +178,9 @@ def _mask_part(mask, whole, like):
     """The owned part of a whole-grid mask as a (1, m) array beside ``like`` (None stays None)."""
     if mask is None:
         return None
-    return get_array_module(like).asarray(np.ascontiguousarray(mask[whole]).reshape(1, -1), dtype=like.dtype)
+    return get_array_module(like).asarray(
+        np.ascontiguousarray(mask[whole]).reshape(1, -1), dtype=like.dtype
+    )
 
 
 def _session(arena, pass_name, tile, xp):
@@ -181,6 +198,7 @@ def _sum_tiles(net, image, tiles, pooling, sums, masks, content=None, arena=None
     h, w = image.shape[:2]
     strides = {t: tap_stride(net.arch, t) for t in list(sums) + list(content)}
     for tile in tiles:
+
         def fn(t, F, tile=tile):
             s = strides[t]
             if tile.owns_nothing(s):
@@ -188,13 +206,18 @@ def _sum_tiles(net, image, tiles, pooling, sums, masks, content=None, arena=None
             local, whole = tile.owned(s)
             if t in content:
                 if content[t] is None:
-                    content[t] = get_array_module(F).empty((1, F.shape[1], h // s, w // s), dtype=F.dtype)
+                    content[t] = get_array_module(F).empty(
+                        (1, F.shape[1], h // s, w // s), dtype=F.dtype
+                    )
                 content[t][0][:, whole[0], whole[1]] = F[0][:, local[0], local[1]]
             if t in sums:
                 sums[t].add(_owned_matrix(F, local), [_mask_part(m, whole, F) for m in masks[t]])
+
         window = image[tile.window]
         with _session(arena, "sums", tile, get_array_module(image)):
-            net.visit(net.preprocess(window), list(dict.fromkeys(list(sums) + list(content))), fn, pooling)
+            net.visit(
+                net.preprocess(window), list(dict.fromkeys(list(sums) + list(content))), fn, pooling
+            )
     return content
 
 
@@ -218,8 +241,15 @@ class Tiling:
         scale_of, center = losses.GRAMS[gram]
         sums = {t: GramSums(1, center) for t in style_taps}
         per_tap = {t: [None if masks is None else masks[t]] for t in style_taps}
-        content = _sum_tiles(net, image, self.tiles(*image.shape[:2]), pooling, sums, per_tap,
-                             {t: None for t in content_taps})
+        content = _sum_tiles(
+            net,
+            image,
+            self.tiles(*image.shape[:2]),
+            pooling,
+            sums,
+            per_tap,
+            {t: None for t in content_taps},
+        )
         grams = {}
         for t, sm in sums.items():
             C, M = sm.Q[0].shape[0], tap_pixels(net.arch, t, *image.shape[:2])
@@ -238,7 +268,10 @@ class Tiling:
         center = losses.GRAMS[s["gram"]][1]
         # one style term per region, or the one unmasked term
         regions = obj.regions or [(None, obj.style_targets)]
-        sums = {t: GramSums(len(regions), center) for t in dict.fromkeys(t for t in obj.style_taps if style_w.get(t))}
+        sums = {
+            t: GramSums(len(regions), center)
+            for t in dict.fromkeys(t for t in obj.style_taps if style_w.get(t))
+        }
         masks = {t: [None if m is None else m[t] for m, _ in regions] for t in sums}
         _sum_tiles(net, x, tiles, s["pooling"], sums, masks, arena=obj.arena)
         parts = {"content": 0.0, "style": 0.0}
@@ -248,6 +281,7 @@ class Tiling:
         strides = {t: tap_stride(net.arch, t) for t in taps}
         grad = xp.zeros_like(x)
         for tile in tiles:
+
             def tap_loss(t, F, tile=tile):
                 """The owned features' weighted content term and the cotangent of content and style."""
                 if tile.owns_nothing(strides[t]):
@@ -271,16 +305,21 @@ class Tiling:
                     X = _owned_matrix(F, local)
                     X -= X.dtype.type(mu)
                     for S, gbar, m in terms:
-                        G = losses.matmul(S, X, out=arenas.empty(X.shape, X.dtype, get_array_module(X)))
+                        G = losses.matmul(
+                            S, X, out=arenas.empty(X.shape, X.dtype, get_array_module(X))
+                        )
                         if m is not None:
                             G *= _mask_part(m, whole, F) ** 2
                         G -= G.dtype.type(gbar)
                         go += G.reshape(go.shape)
                 parts["content"] += value
                 return value, g
+
             window = x[tile.window]
             with _session(obj.arena, "grad", tile, xp):
-                _, gy = net.loss_and_input_grad(net.preprocess(window), taps, tap_loss, s["pooling"])
+                _, gy = net.loss_and_input_grad(
+                    net.preprocess(window), taps, tap_loss, s["pooling"]
+                )
                 gx = net.preprocess_backward(gy)
                 grad[tile.window] += gx if get_array_module(gx) is xp else to_host(gx)
                 del gy, gx
@@ -327,6 +366,7 @@ def _area(mask) -> float:
 
 # ------------------------------------------------------------------------------------------ tv
 
+
 def _square(xp, d):
     return d * d
 
@@ -339,8 +379,16 @@ def _twice(xp, d):
 _TV_SEPARABLE = {
     "squared": (_square, _twice, lambda nv, nh: (1.0, 1.0)),
     "mean_squared": (_square, _twice, lambda nv, nh: (0.5 / nv, 0.5 / nh)),
-    "mean_abs": (lambda xp, d: xp.abs(d), lambda xp, d: xp.sign(d), lambda nv, nh: (0.5 / nv, 0.5 / nh)),
-    "abs255": (lambda xp, d: xp.abs(d), lambda xp, d: xp.sign(d), lambda nv, nh: (1 / 255.0, 1 / 255.0)),
+    "mean_abs": (
+        lambda xp, d: xp.abs(d),
+        lambda xp, d: xp.sign(d),
+        lambda nv, nh: (0.5 / nv, 0.5 / nh),
+    ),
+    "abs255": (
+        lambda xp, d: xp.abs(d),
+        lambda xp, d: xp.sign(d),
+        lambda nv, nh: (1 / 255.0, 1 / 255.0),
+    ),
 }
 
 
@@ -351,12 +399,15 @@ def tv_into(x, kind: str, weight: float, out, band_elements: int = TV_BAND_ELEME
     H, W, C = x.shape
     rows = max(1, band_elements // max(1, W * C))
     value = 0.0
-    if kind in ("keras", "harvard"):  # terms (i, j), i < H−1, read rows i and i+1: a band and the row below
+    if kind in (
+        "keras",
+        "harvard",
+    ):  # terms (i, j), i < H−1, read rows i and i+1: a band and the row below
         for r0 in range(0, H - 1, rows):
             top = min(r0 + rows, H - 1)
-            v, g = losses.tv_loss(x[r0:top + 1], kind)
+            v, g = losses.tv_loss(x[r0 : top + 1], kind)
             value += v
-            out[r0:top + 1] += weight * g
+            out[r0 : top + 1] += weight * g
         return weight * value
     if kind not in _TV_SEPARABLE:
         raise ValueError(f"tv_loss: unknown kind {kind!r}: expected one of {losses.TV_KINDS}")
@@ -366,10 +417,10 @@ def tv_into(x, kind: str, weight: float, out, band_elements: int = TV_BAND_ELEME
         r1 = min(H, r0 + rows)
         top = min(r1, H - 1)
         if top > r0:  # vertical pairs (i, i+1) with i in [r0, top)
-            dv = x[r0 + 1:top + 1] - x[r0:top]
+            dv = x[r0 + 1 : top + 1] - x[r0:top]
             value += kv * float(xp.sum(f(xp, dv), dtype=xp.float64))
             gv = df(xp, dv) * (weight * kv)
-            out[r0 + 1:top + 1] += gv
+            out[r0 + 1 : top + 1] += gv
             out[r0:top] -= gv
         dh = x[r0:r1, 1:] - x[r0:r1, :-1]
         value += kh * float(xp.sum(f(xp, dh), dtype=xp.float64))

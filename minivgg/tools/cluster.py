@@ -5,6 +5,7 @@ what is left.
 The only module that imports dask, lazily inside functions: ``import minivgg`` never loads it, and
 without the ``dask`` extra the commands that need it get one UserError sentence (``require``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,10 @@ def require():
     try:
         import distributed
     except ImportError:
-        raise UserError(f"sweep and batch run their jobs on Dask distributed, which is not installed here; "
-                        f"{_INSTALL}") from None
+        raise UserError(
+            f"sweep and batch run their jobs on Dask distributed, which is not installed here; "
+            f"{_INSTALL}"
+        ) from None
     return distributed
 
 
@@ -42,15 +45,24 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def local_size(n_jobs: int, workers: int | None = None, n_cores: int | None = None,
-               job_bytes: int | None = None, free_bytes: int | None = None) -> tuple:
+def local_size(
+    n_jobs: int,
+    workers: int | None = None,
+    n_cores: int | None = None,
+    job_bytes: int | None = None,
+    free_bytes: int | None = None,
+) -> tuple:
     """``(workers, threads per worker)`` of the default LocalCluster: one job at a time per worker
     process, as many workers as cores, jobs and memory allow (``workers × job_bytes ≤ 0.9 free_bytes``),
     the cores split evenly so that ``workers × threads ≤ cores``; ``workers`` given: that many (at most
     ``n_jobs``), threads = cores // workers, at least 1."""
     n_cores = max(1, n_cores or cores())
     if workers is None:
-        by_memory = n_cores if not (job_bytes and free_bytes) else max(1, int(0.9 * free_bytes) // job_bytes)
+        by_memory = (
+            n_cores
+            if not (job_bytes and free_bytes)
+            else max(1, int(0.9 * free_bytes) // job_bytes)
+        )
         workers = min(n_cores, by_memory)
     workers = max(1, min(workers, n_jobs))
     return workers, max(1, n_cores // workers)
@@ -59,19 +71,24 @@ def local_size(n_jobs: int, workers: int | None = None, n_cores: int | None = No
 @dataclasses.dataclass
 class Session:
     """A connected client: ``cluster`` is the LocalCluster started here (None for ``--scheduler``)."""
+
     client: object
     cluster: object
     address: str
     workers: int
-    threads: int | None          # BLAS/Numba threads per worker of a local cluster; None: the remote one's own
+    threads: (
+        int | None
+    )  # BLAS/Numba threads per worker of a local cluster; None: the remote one's own
     dashboard: str | None = None
 
     def describe(self) -> str:
         """One phrase: where the jobs ran."""
         if self.cluster is None:
             return f"the Dask cluster at {self.address} ({self.workers} workers)"
-        return (f"a local Dask cluster of {self.workers} worker process{'es' if self.workers > 1 else ''}, "
-                f"{self.threads} thread{'s' if self.threads > 1 else ''} each")
+        return (
+            f"a local Dask cluster of {self.workers} worker process{'es' if self.workers > 1 else ''}, "
+            f"{self.threads} thread{'s' if self.threads > 1 else ''} each"
+        )
 
 
 @contextlib.contextmanager
@@ -95,13 +112,16 @@ def _spawn_environment(threads: int):
     ignored across exec, so a Ctrl-C reaches only this process, which cancels the tasks itself.
     """
     import dask
+
     env = {var: str(threads) for var in THREAD_VARS}
     saved = dict(os.environ)  # the nanny also sets the pre-spawn variables here, in this process
     main = threading.current_thread() is threading.main_thread()
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     os.environ.update(env)
     try:
-        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in env.items()}):
+        with dask.config.set(
+            {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in env.items()}
+        ):
             yield env
     finally:
         for var in set(os.environ) - set(saved):
@@ -130,15 +150,23 @@ def _dashboard(client, local: bool) -> str | None:
     if local and importlib.util.find_spec("bokeh") is None:
         return None
     try:
-        return client.dashboard_link if "dashboard" in client.scheduler_info().get("services", {}) else None
-    except Exception:  # noqa: BLE001 - a missing link is not worth failing a sweep
+        return (
+            client.dashboard_link
+            if "dashboard" in client.scheduler_info().get("services", {})
+            else None
+        )
+    except Exception:
         return None
 
 
 def check_address(scheduler: str | None) -> None:
     """UserError unless ``scheduler`` (when given) looks like a scheduler address, ``PROTOCOL://HOST[:PORT]``."""
-    if scheduler is not None and not re.fullmatch(r"[a-z][a-z0-9+.-]*://[^\s/:]+(:\d+)?/?", scheduler):
-        raise UserError(f"--scheduler must be an address such as tcp://HOST:8786, got {scheduler!r}")
+    if scheduler is not None and not re.fullmatch(
+        r"[a-z][a-z0-9+.-]*://[^\s/:]+(:\d+)?/?", scheduler
+    ):
+        raise UserError(
+            f"--scheduler must be an address such as tcp://HOST:8786, got {scheduler!r}"
+        )
 
 
 def _connect(distributed, scheduler: str):
@@ -148,12 +176,20 @@ def _connect(distributed, scheduler: str):
         return distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
     except (OSError, ValueError, TypeError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise UserError(f"cannot reach the Dask scheduler at {scheduler} ({reason[:200]})") from None
+        raise UserError(
+            f"cannot reach the Dask scheduler at {scheduler} ({reason[:200]})"
+        ) from None
 
 
 @contextlib.contextmanager
-def session(scheduler: str | None = None, workers: int | None = None, n_jobs: int = 1, setup=None,
-            job_bytes: int | None = None, free_bytes: int | None = None):
+def session(
+    scheduler: str | None = None,
+    workers: int | None = None,
+    n_jobs: int = 1,
+    setup=None,
+    job_bytes: int | None = None,
+    free_bytes: int | None = None,
+):
     """Yield a ``Session``: a client of ``scheduler``, or of a LocalCluster on 127.0.0.1 sized by
     ``local_size`` (processes, one task thread each); ``setup()`` runs once in every worker process
     (a WorkerPlugin: load the weights). Client and cluster are closed on the way out."""
@@ -162,35 +198,55 @@ def session(scheduler: str | None = None, workers: int | None = None, n_jobs: in
         cluster = None
         if scheduler:
             if workers is not None:
-                raise UserError("--workers sizes the local cluster; a --scheduler cluster has its own workers")
+                raise UserError(
+                    "--workers sizes the local cluster; a --scheduler cluster has its own workers"
+                )
             client = _connect(distributed, scheduler)
             try:
                 client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
-            except Exception:  # noqa: BLE001 - a TimeoutError, whatever module it comes from
+            except Exception:
                 client.close()
-                raise UserError(f"the Dask scheduler at {scheduler} has no workers "
-                                f"(none joined within {CONNECT_TIMEOUT_S} s)") from None
+                raise UserError(
+                    f"the Dask scheduler at {scheduler} has no workers "
+                    f"(none joined within {CONNECT_TIMEOUT_S} s)"
+                ) from None
             n_workers, threads = len(client.scheduler_info().get("workers", {})), None
         else:
-            n_workers, threads = local_size(n_jobs, workers, job_bytes=job_bytes, free_bytes=free_bytes)
+            n_workers, threads = local_size(
+                n_jobs, workers, job_bytes=job_bytes, free_bytes=free_bytes
+            )
             with _spawn_environment(threads):
                 cluster = distributed.LocalCluster(
-                    n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    n_workers=n_workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
                     dashboard_address="127.0.0.1:0",  # a free port: two sweeps at once do not collide
-                    silence_logs=logging.CRITICAL)  # e.g. heartbeats failing while the cluster closes
+                    silence_logs=logging.CRITICAL,
+                )  # e.g. heartbeats failing while the cluster closes
             client = distributed.Client(cluster)
         try:
             if setup is not None:
                 try:
                     client.register_plugin(_warmup_plugin(setup), name="minivgg-warmup")
-                except Exception as exc:  # noqa: BLE001 - e.g. a remote worker without minivgg
-                    raise UserError(f"the Dask workers at {client.scheduler.address} cannot run minivgg's setup "
-                                    f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); is minivgg "
-                                    f"installed there?") from None
-            yield Session(client, cluster, client.scheduler.address, n_workers, threads,
-                          _dashboard(client, cluster is not None))
+                except Exception as exc:
+                    raise UserError(
+                        f"the Dask workers at {client.scheduler.address} cannot run minivgg's setup "
+                        f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); is minivgg "
+                        f"installed there?"
+                    ) from None
+            yield Session(
+                client,
+                cluster,
+                client.scheduler.address,
+                n_workers,
+                threads,
+                _dashboard(client, cluster is not None),
+            )
         finally:
-            logger.setLevel(logging.CRITICAL)  # closing while tasks run makes Dask log what it cancels
+            logger.setLevel(
+                logging.CRITICAL
+            )  # closing while tasks run makes Dask log what it cancels
             with contextlib.suppress(Exception):
                 client.close()
             if cluster is not None:
@@ -210,7 +266,7 @@ def run_all(sess: Session, fn, items, keys, on_done) -> None:
         for future in distributed.as_completed(futures):
             try:
                 result, error = future.result(), None
-            except Exception as exc:  # noqa: BLE001 - reported per job, the others go on
+            except Exception as exc:
                 result, error = None, exc
             pending.discard(future.key)
             on_done(index[future.key], result, error)

@@ -7,14 +7,15 @@ missing. 256 px and 80 L-BFGS iterations finish in well under 3 minutes on a 2-c
 small size the ``gatys`` style term (size-independent) would swamp the content term (which grows
 with the pixel count), so the demo uses ``style_weight=1e3`` instead of the 512 px default 1e4.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
 
-from ..network import weights
 from ..errors import UserError, WeightsError
+from ..network import weights
 from ..run.image import sample_images, save_image
 from ..run.transfer import RunOptions, stylize
 
@@ -25,7 +26,9 @@ DEMO_STYLE_WEIGHT = 1e3
 
 def add_cli(sub) -> None:
     p = sub.add_parser("demo", help="stylize bundled sample photographs (no arguments needed)")
-    p.add_argument("-o", "--outdir", default="minivgg-demo", help="output folder (default ./minivgg-demo)")
+    p.add_argument(
+        "-o", "--outdir", default="minivgg-demo", help="output folder (default ./minivgg-demo)"
+    )
     p.add_argument("--size", type=int, default=256, help="longest side (default 256)")
     p.add_argument("--iters", type=int, default=80, help="L-BFGS iterations (default 80)")
     p.add_argument("--quiet", action="store_true")
@@ -41,7 +44,9 @@ def run_demo(args) -> int:
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot use '{outdir}' as the output folder ({exc.strerror or exc})") from None
+        raise UserError(
+            f"cannot use '{outdir}' as the output folder ({exc.strerror or exc})"
+        ) from None
     try:
         weights.load_cached("vgg16")
     except WeightsError:
@@ -52,9 +57,18 @@ def run_demo(args) -> int:
     content_path, style_path = outdir / "content.png", outdir / "style.png"
     save_image(content_path, samples[DEMO_CONTENT])
     save_image(style_path, samples[DEMO_STYLE])
-    opts = RunOptions(output=str(outdir / "stylized.png"), preset="gatys", size=args.size, iters=args.iters,
-                      log=str(outdir / "log.json"), report=str(outdir / "report.png"), quiet=args.quiet)
+    opts = RunOptions(
+        output=str(outdir / "stylized.png"),
+        preset="gatys",
+        size=args.size,
+        iters=args.iters,
+        log=str(outdir / "log.json"),
+        report=str(outdir / "report.png"),
+        quiet=args.quiet,
+    )
     log = stylize(str(content_path), [str(style_path)], opts, {"style_weight": DEMO_STYLE_WEIGHT})
-    print(f"demo done in {log['seconds']:.0f} s: {os.fspath(outdir / 'stylized.png')} "
-          f"(report {os.fspath(outdir / 'report.png')}, log {os.fspath(outdir / 'log.json')})")
+    print(
+        f"demo done in {log['seconds']:.0f} s: {os.fspath(outdir / 'stylized.png')} "
+        f"(report {os.fspath(outdir / 'report.png')}, log {os.fspath(outdir / 'log.json')})"
+    )
     return 0

@@ -9,6 +9,7 @@ inspect``: ``transfer.prepare`` loads everything with the transfer's rules (``--
 evaluate, by default the content), then ``draw`` writes the PNGs and ``DIR/summary.png`` with
 matplotlib (the ``report`` extra).
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,9 +22,9 @@ import numpy as np
 from ..engine.backend import to_host
 from ..errors import UserError
 from ..run.fsutil import atomic_write, output_folder
-from ..style.losses import gram_variant
 from ..run.report import contact_sheet, pyplot, save_figure
 from ..run.transfer import INITS, RunOptions, prepare
+from ..style.losses import gram_variant
 
 TERMS = ("content", "style", "tv")
 
@@ -34,6 +35,7 @@ class Inspection:
     ``grads[name]`` (H, W, 3) float64 pixel gradients for ``total``, each term and ``style <layer>``,
     their L2 ``grad_norms``, ``grams[layer] = (target, current)`` (C, C), and ``features[tap]``
     (k, H_l, W_l), the tap's most active channels (``channels[tap]``, their indices)."""
+
     x: np.ndarray
     terms: dict
     grads: dict
@@ -54,7 +56,9 @@ def term_objective(obj, content: bool = True, style=True, tv: bool = True):
     if style is False:
         s["style_weight"] = 0.0
     elif style is not True:
-        s["style_layer_weights"] = tuple(w if t == style else 0.0 for t, w in zip(obj.style_taps, s["style_layer_weights"]))
+        s["style_layer_weights"] = tuple(
+            w if t == style else 0.0 for t, w in zip(obj.style_taps, s["style_layer_weights"])
+        )
     part = copy.copy(obj)
     part.settings = s
     return part
@@ -66,7 +70,9 @@ def inspect_objective(obj, x, feature_maps: int = 4) -> Inspection:
     grads = {"total": obj.value_and_grad(x)[1]}
     terms = dict(obj.last_terms)
     for term in TERMS:
-        grads[term] = term_objective(obj, term == "content", term == "style", term == "tv").value_and_grad(x)[1]
+        grads[term] = term_objective(
+            obj, term == "content", term == "style", term == "tv"
+        ).value_and_grad(x)[1]
     weights = dict(zip(obj.style_taps, obj.settings["style_layer_weights"]))
     for tap in obj.style_taps:
         if obj.settings["style_weight"] and weights[tap]:
@@ -74,8 +80,11 @@ def inspect_objective(obj, x, feature_maps: int = 4) -> Inspection:
     grads = {k: np.asarray(to_host(g), dtype=np.float64) for k, g in grads.items()}
     net, s = obj.net, obj.settings
     feats, _ = net.features(net.preprocess(x), obj.taps, s["pooling"], keep_tape=False)
-    grams = {t: (to_host(obj.style_targets[t]), to_host(gram_variant(feats[t], s["gram"]))) for t in obj.style_taps
-             if np.ndim(obj.style_targets[t]) == 2}  # guided (masked) styles keep per-region targets instead
+    grams = {
+        t: (to_host(obj.style_targets[t]), to_host(gram_variant(feats[t], s["gram"])))
+        for t in obj.style_taps
+        if np.ndim(obj.style_targets[t]) == 2
+    }  # guided (masked) styles keep per-region targets instead
     features, channels = {}, {}
     for tap, F in feats.items():
         F = to_host(F)[0]
@@ -86,6 +95,7 @@ def inspect_objective(obj, x, feature_maps: int = 4) -> Inspection:
 
 
 # ------------------------------------------------------------------------------------ pictures
+
 
 def _file_name(name: str) -> str:
     """``style block1_conv1`` -> ``style_block1_conv1``."""
@@ -106,8 +116,13 @@ def _norm_bars(ax, norms):
     """A horizontal bar per gradient, its L2 norm on a log axis."""
     names = list(norms)
     values = [norms[n] for n in names]
-    ax.barh(range(len(names)), [v if v > 0 else np.nan for v in values],
-            color=["black" if n == "total" else "tab:blue" if " " not in n else "tab:cyan" for n in names])
+    ax.barh(
+        range(len(names)),
+        [v if v > 0 else np.nan for v in values],
+        color=[
+            "black" if n == "total" else "tab:blue" if " " not in n else "tab:cyan" for n in names
+        ],
+    )
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.invert_yaxis()
     if any(v > 0 for v in values):
@@ -120,13 +135,16 @@ def _norm_bars(ax, norms):
 def _grams(fig, axes, target, current, layer):
     """Target and current Gram side by side, on one colour scale (``_gram_scale``)."""
     from matplotlib.colors import Normalize, PowerNorm
+
     lo, hi, gamma = _gram_scale(target, current)
     norm = Normalize(lo, hi) if gamma == 1.0 else PowerNorm(gamma, lo, hi)
     for ax, G, what in zip(axes, (target, current), ("target", "current")):
         im = ax.imshow(G, cmap="magma", norm=norm)
         ax.set_title(f"{layer}\nGram, {what}", fontsize=8)
         ax.axis("off")
-    fig.colorbar(im, ax=list(axes), fraction=0.046, pad=0.04, extend="max").ax.tick_params(labelsize=7)
+    fig.colorbar(im, ax=list(axes), fraction=0.046, pad=0.04, extend="max").ax.tick_params(
+        labelsize=7
+    )
 
 
 def _feature_row(axes, maps, idx, tap):
@@ -145,6 +163,7 @@ def _rgb(ax, img, title):
 def _colours(a, cmap: str, lo: float, hi: float, gamma: float = 1.0):
     """A 2-D array as (H, W, 3) uint8 through a matplotlib colour map, ``lo``..``hi`` (clipped, ``gamma``-scaled)."""
     from matplotlib import colormaps
+
     t = np.clip((np.asarray(a, dtype=np.float64) - lo) / ((hi - lo) or 1.0), 0.0, 1.0) ** gamma
     return (colormaps[cmap](t)[..., :3] * 255).astype(np.uint8)
 
@@ -152,7 +171,11 @@ def _colours(a, cmap: str, lo: float, hi: float, gamma: float = 1.0):
 def _bar(height: int, cmap: str, lo: float, hi: float, gamma: float = 1.0, what: str = ""):
     """A colour-bar tile for ``contact_sheet``: a vertical strip from ``hi`` (top) to ``lo`` and its labels."""
     t = np.linspace(1.0, 0.0, height) ** (1 / gamma) * (hi - lo) + lo
-    return _colours(np.repeat(t[:, None], 16, axis=1), cmap, lo, hi, gamma), [f"top {hi:.3g}", f"bottom {lo:.3g}", what]
+    return _colours(np.repeat(t[:, None], 16, axis=1), cmap, lo, hi, gamma), [
+        f"top {hi:.3g}",
+        f"bottom {lo:.3g}",
+        what,
+    ]
 
 
 def _heat_sheet(path, maps, cmap, lo, hi, gamma=1.0, what="", min_side=160):
@@ -161,7 +184,9 @@ def _heat_sheet(path, maps, cmap, lo, hi, gamma=1.0, what="", min_side=160):
     tiles = []
     for m, caption in maps:
         k = max(1, -(-min_side // max(m.shape)))
-        tiles.append((np.repeat(np.repeat(_colours(m, cmap, lo, hi, gamma), k, axis=0), k, axis=1), caption))
+        tiles.append(
+            (np.repeat(np.repeat(_colours(m, cmap, lo, hi, gamma), k, axis=0), k, axis=1), caption)
+        )
     bar = _bar(max(t.shape[0] for t, _ in tiles), cmap, lo, hi, gamma, what)
     contact_sheet(path, tiles + [bar], columns=len(tiles) + 1, min_side=1)
 
@@ -182,32 +207,55 @@ def draw(result: Inspection, folder, content, styles) -> list:
     matplotlib figures."""
     plt = pyplot()
     if plt is None:
-        raise UserError("minivgg inspect draws with matplotlib; install it with: pip install 'minivgg[report]'")
+        raise UserError(
+            "minivgg inspect draws with matplotlib; install it with: pip install 'minivgg[report]'"
+        )
     folder = os.fspath(folder)
     paths = []
     for name, g in result.grads.items():
         m = g.sum(axis=2)
         v = float(np.abs(m).max()) or 1.0
         paths.append(os.path.join(folder, f"grad_{_file_name(name)}.png"))
-        _heat_sheet(paths[-1], [(m, [f"dL/dx: {name}", "summed over R, G, B"])], "RdBu_r", -v, v,
-                    what="red: descent darkens")
+        _heat_sheet(
+            paths[-1],
+            [(m, [f"dL/dx: {name}", "summed over R, G, B"])],
+            "RdBu_r",
+            -v,
+            v,
+            what="red: descent darkens",
+        )
     for layer, (target, current) in result.grams.items():
         paths.append(os.path.join(folder, f"gram_{layer}.png"))
-        _heat_sheet(paths[-1], [(target, [layer, "Gram, target"]), (current, [layer, "Gram, current"])], "magma",
-                    *_gram_scale(target, current))
+        _heat_sheet(
+            paths[-1],
+            [(target, [layer, "Gram, target"]), (current, [layer, "Gram, current"])],
+            "magma",
+            *_gram_scale(target, current),
+        )
     for tap, maps in result.features.items():
         paths.append(os.path.join(folder, f"features_{tap}.png"))
         hi = float(max(maps.max(), 0)) or 1.0
-        _heat_sheet(paths[-1], [(F, [tap, f"channel {c}"]) for F, c in zip(maps, result.channels[tap])], "viridis",
-                    float(min(maps.min(), 0)), hi)
+        _heat_sheet(
+            paths[-1],
+            [(F, [tap, f"channel {c}"]) for F, c in zip(maps, result.channels[tap])],
+            "viridis",
+            float(min(maps.min(), 0)),
+            hi,
+        )
     height = 0.9 + 0.25 * len(result.grad_norms)
-    fig, ax = plt.subplots(figsize=(5, height), gridspec_kw={"left": 0.32, "right": 0.96, "bottom": 0.55 / height,
-                                                             "top": 1 - 0.3 / height})
+    fig, ax = plt.subplots(
+        figsize=(5, height),
+        gridspec_kw={"left": 0.32, "right": 0.96, "bottom": 0.55 / height, "top": 1 - 0.3 / height},
+    )
     _norm_bars(ax, result.grad_norms)
     paths.append(os.path.join(folder, "grad_norms.png"))
     save_figure(fig, paths[-1], dpi=90)
     paths.append(_summary(plt, result, folder, content, styles))
-    summary = {"terms": result.terms, "grad_norms": result.grad_norms, "files": [os.path.basename(p) for p in paths]}
+    summary = {
+        "terms": result.terms,
+        "grad_norms": result.grad_norms,
+        "files": [os.path.basename(p) for p in paths],
+    }
     with atomic_write(os.path.join(folder, "inspect.json"), "w") as fh:
         json.dump(summary, fh, indent=1)
     return paths
@@ -217,14 +265,25 @@ def _summary(plt, result, folder, content, styles) -> str:
     """One page: the inputs and x; the gradient of the total and of each term; the norms, the
     Grams of the first and last style layers and the feature maps of the first content tap."""
     fig = plt.figure(figsize=(13, 9))
-    grid = fig.add_gridspec(3, 4, left=0.04, right=0.97, bottom=0.05, top=0.96, wspace=0.35, hspace=0.3)
+    grid = fig.add_gridspec(
+        3, 4, left=0.04, right=0.97, bottom=0.05, top=0.96, wspace=0.35, hspace=0.3
+    )
     _rgb(fig.add_subplot(grid[0, 0]), content, "content")
-    _rgb(fig.add_subplot(grid[0, 1]), styles[0], "style" if len(styles) == 1 else f"style 1 of {len(styles)}")
+    _rgb(
+        fig.add_subplot(grid[0, 1]),
+        styles[0],
+        "style" if len(styles) == 1 else f"style 1 of {len(styles)}",
+    )
     _rgb(fig.add_subplot(grid[0, 2]), result.x, "x (evaluated here)")
     ax = fig.add_subplot(grid[0, 3])
     ax.axis("off")
-    ax.text(0, 0.5, "L(x), weighted terms:\n" + "\n".join(f"{k} {v:.4g}" for k, v in result.terms.items()),
-            fontsize=10, va="center")
+    ax.text(
+        0,
+        0.5,
+        "L(x), weighted terms:\n" + "\n".join(f"{k} {v:.4g}" for k, v in result.terms.items()),
+        fontsize=10,
+        va="center",
+    )
     for k, name in enumerate(("total", *TERMS)):
         ax = fig.add_subplot(grid[1, k])
         _signed(ax, fig, result.grads[name], f"∂L/∂x: {name}")
@@ -233,29 +292,44 @@ def _summary(plt, result, folder, content, styles) -> str:
     shown = list(dict.fromkeys([layers[0], layers[-1]])) if layers else []
     for k, layer in enumerate(shown):
         cell = grid[2, 1 + k].subgridspec(1, 2)
-        _grams(fig, [fig.add_subplot(cell[0, 0]), fig.add_subplot(cell[0, 1])], *result.grams[layer], layer)
+        _grams(
+            fig,
+            [fig.add_subplot(cell[0, 0]), fig.add_subplot(cell[0, 1])],
+            *result.grams[layer],
+            layer,
+        )
     if result.features:  # two maps of the first tap in the last free cell
         tap = next(iter(result.features))
         maps = result.features[tap][:2]
         cell = grid[2, 1 + len(shown)].subgridspec(1, len(maps))
-        _feature_row([fig.add_subplot(cell[0, j]) for j in range(len(maps))], maps, result.channels[tap], tap)
+        _feature_row(
+            [fig.add_subplot(cell[0, j]) for j in range(len(maps))], maps, result.channels[tap], tap
+        )
     path = os.path.join(folder, "summary.png")
     save_figure(fig, path, dpi=80)
     return path
 
 
-def inspect_files(content_path, style_paths, outdir, opts: RunOptions, overrides: dict, at=None) -> Inspection:
+def inspect_files(
+    content_path, style_paths, outdir, opts: RunOptions, overrides: dict, at=None
+) -> Inspection:
     """``minivgg inspect``: one evaluation at ``at`` (an image path; default: the content) of the objective
     that ``minivgg transfer`` would build from the same flags, drawn into ``outdir``. Every option is
     checked, and matplotlib is found, before any work."""
     if pyplot() is None:
-        raise UserError("minivgg inspect draws with matplotlib; install it with: pip install 'minivgg[report]'")
+        raise UserError(
+            "minivgg inspect draws with matplotlib; install it with: pip install 'minivgg[report]'"
+        )
     if at is not None and not os.path.isfile(at):
         raise UserError(f"--at image '{at}' does not exist or is not a file")
     init = "content" if at is None else (os.path.join(".", at) if at in INITS else at)
     with output_folder(outdir) as folder:
-        run = prepare(content_path, style_paths, dataclasses.replace(opts, output=str(folder / "summary.png"),
-                                                                     init=init), overrides)
+        run = prepare(
+            content_path,
+            style_paths,
+            dataclasses.replace(opts, output=str(folder / "summary.png"), init=init),
+            overrides,
+        )
         result = inspect_objective(run.obj, run.x0)
         draw(result, folder, run.content, run.styles)
     return result

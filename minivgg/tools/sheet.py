@@ -4,6 +4,7 @@ with each axis value written beside its row or above its column; ``batch_sheets`
 cell, captioned with its name and inputs. A job without a picture (failed, cancelled) gets a grey
 cell saying why. Pages are written atomically.
 """
+
 from __future__ import annotations
 
 import io
@@ -12,14 +13,15 @@ import re
 import textwrap
 from pathlib import Path
 
-TILE = 256           # longest side of a result in its cell
+TILE = 256  # longest side of a result in its cell
 BATCH_COLUMNS = 4
-BATCH_ROWS = 4       # per page
+BATCH_ROWS = 4  # per page
 _PAD, _LINE = 8, 16
 
 
 def _font(size=13):
     from PIL import ImageFont
+
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: the fixed bitmap font
@@ -29,6 +31,7 @@ def _font(size=13):
 def _thumbnail(path, tile: int):
     """The image at ``path`` fitted to ``tile`` (shrunk smoothly, or enlarged by whole pixels), or None."""
     from PIL import Image
+
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
@@ -60,10 +63,16 @@ def _caption(record) -> tuple:
 def _page(title_lines, row_labels, col_labels, cells, tile: int):
     """One sheet: ``cells[r][c]`` = ``(record, [extra caption lines])``, labels beside rows and above columns."""
     from PIL import Image, ImageDraw
+
     font, bold = _font(13), _font(15)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    images = [[_thumbnail(rec["image"], tile) if rec and rec["status"] == "ok" else None for rec, _ in row]
-              for row in cells]
+    images = [
+        [
+            _thumbnail(rec["image"], tile) if rec and rec["status"] == "ok" else None
+            for rec, _ in row
+        ]
+        for row in cells
+    ]
     captions = [[extra + _caption(rec)[0] for rec, extra in row] for row in cells]
     cell_w = max([tile] + [im.width for row in images for im in row if im is not None])
     cell_h = max([tile // 2] + [im.height for row in images for im in row if im is not None])
@@ -79,8 +88,15 @@ def _page(title_lines, row_labels, col_labels, cells, tile: int):
         draw.text((_PAD, _PAD // 2 + j * _LINE), line, fill="black", font=bold)
     for c, label in enumerate(col_labels):
         x = label_w + _PAD + c * (cell_w + _PAD)
-        draw.text((x + max(0, (cell_w - measure.textlength(label, font=bold)) / 2), head_h - _LINE - _PAD // 2),
-                  label, fill="navy", font=bold)
+        draw.text(
+            (
+                x + max(0, (cell_w - measure.textlength(label, font=bold)) / 2),
+                head_h - _LINE - _PAD // 2,
+            ),
+            label,
+            fill="navy",
+            font=bold,
+        )
     for r, row in enumerate(cells):
         y0 = head_h + r * (cell_h + text_h + 2 * _PAD) + _PAD
         if r < len(row_labels) and row_labels[r]:
@@ -94,14 +110,19 @@ def _page(title_lines, row_labels, col_labels, cells, tile: int):
                 draw.rectangle([x0, y0, x0 + cell_w - 1, y0 + cell_h - 1], fill=(225, 225, 225))
             colour = _caption(rec)[1]
             for j, text in enumerate(captions[r][c]):
-                draw.text((x0, y0 + cell_h + 2 + j * _LINE), text, font=font,
-                          fill="black" if j < len(extra) else colour)
+                draw.text(
+                    (x0, y0 + cell_h + 2 + j * _LINE),
+                    text,
+                    font=font,
+                    fill="black" if j < len(extra) else colour,
+                )
     return page
 
 
 def _save_pages(outdir, pages) -> list:
     """Write ``sheet.png``, ``sheet_2.png``, … atomically; remove numbered pages left by a larger earlier run."""
     from ..run.fsutil import atomic_save_bytes
+
     outdir, paths = Path(outdir), []
     for k, page in enumerate(pages):
         path = outdir / ("sheet.png" if k == 0 else f"sheet_{k + 1}.png")
@@ -138,7 +159,12 @@ def sweep_sheets(outdir, axes, records, tile: int = TILE) -> list:
         for rv in row_axis[1]:
             row = []
             for cv in col_axis[1]:
-                point = dict(zip([k for k, _ in axes], ((rv,) if row_axis[0] else ()) + (cv,) + tuple(page_values)))
+                point = dict(
+                    zip(
+                        [k for k, _ in axes],
+                        ((rv,) if row_axis[0] else ()) + (cv,) + tuple(page_values),
+                    )
+                )
                 row.append((by_point.get(tuple(point[k] for k, _ in axes)), []))
             cells.append(row)
         row_labels = [f"{row_axis[0]}={v}" if row_axis[0] else "" for v in row_axis[1]]
@@ -147,17 +173,20 @@ def sweep_sheets(outdir, axes, records, tile: int = TILE) -> list:
     return _save_pages(outdir, pages)
 
 
-def batch_sheets(outdir, records, tile: int = TILE, columns: int = BATCH_COLUMNS, rows: int = BATCH_ROWS) -> list:
+def batch_sheets(
+    outdir, records, tile: int = TILE, columns: int = BATCH_COLUMNS, rows: int = BATCH_ROWS
+) -> list:
     """The batch's sheets: one cell per job (name, inputs, loss), ``columns`` × ``rows`` per page."""
     jobs = [r for r in records if r]
     per_page = columns * rows
     pages = []
     for start in range(0, max(1, len(jobs)), per_page):
-        chunk = jobs[start:start + per_page]
-        cells = [[(r, [r["name"], *textwrap.wrap(_inputs(r), 34)[:2]]) for r in chunk[i:i + columns]]
-                 for i in range(0, len(chunk), columns)] or [[(None, [])]]
+        chunk = jobs[start : start + per_page]
+        cells = [
+            [(r, [r["name"], *textwrap.wrap(_inputs(r), 34)[:2]]) for r in chunk[i : i + columns]]
+            for i in range(0, len(chunk), columns)
+        ] or [[(None, [])]]
         page = f", page {start // per_page + 1}" if len(jobs) > per_page else ""
         title = [f"minivgg batch: {len(jobs)} jobs{page}"]
         pages.append(_page(title, [], [], cells, tile))
     return _save_pages(outdir, pages)
-

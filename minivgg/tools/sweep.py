@@ -9,6 +9,7 @@ job's ``failed`` record) and writes the log after the image, so a log saying ``o
 is complete. ``run_jobs`` skips the jobs a previous run finished, runs the others, and keeps the
 summary current after every finished job, Ctrl-C included. The command line is ``cli/sweep.py``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,29 +25,31 @@ import time
 import warnings
 from pathlib import Path
 
-from . import cluster, sheet
 from ..errors import UserError
 from ..run.fsutil import atomic_write
 from ..run.transfer import RunOptions, execute
+from . import cluster, sheet
 
 SUMMARY_NAMES = {"sweep": "sweep.json", "batch": "batch.json"}
-_RESERVED = re.compile(r"^(sheet(_\d+)?|sweep|batch)$", re.I)   # the command's own files in OUTDIR
+_RESERVED = re.compile(r"^(sheet(_\d+)?|sweep|batch)$", re.I)  # the command's own files in OUTDIR
 
 
 # --------------------------------------------------------------------------------- the jobs
+
 
 @dataclasses.dataclass
 class Job:
     """One transfer: ``name`` (the file stem in OUTDIR), absolute input paths, the run's options
     (``opts.output`` the image) and overrides, and ``values``: the settings that set it apart, as given
     (the grid point, or the CSV row's cells), which label it in the summary and the sheet."""
+
     name: str
     content: str
     styles: list
     opts: RunOptions
     overrides: dict
     values: dict
-    row: int | None = None   # batch: the CSV line
+    row: int | None = None  # batch: the CSV line
 
     @property
     def log(self) -> str:
@@ -54,9 +57,22 @@ class Job:
 
     def spec(self) -> dict:
         """What the job computes, JSON-normalised: a re-run skips a finished job only when this is unchanged."""
-        opts = {k: v for k, v in dataclasses.asdict(self.opts).items() if k not in ("quiet", "load_network")}
-        return json.loads(json.dumps({"content": self.content, "styles": self.styles, "opts": opts,
-                                      "overrides": self.overrides}, default=str))
+        opts = {
+            k: v
+            for k, v in dataclasses.asdict(self.opts).items()
+            if k not in ("quiet", "load_network")
+        }
+        return json.loads(
+            json.dumps(
+                {
+                    "content": self.content,
+                    "styles": self.styles,
+                    "opts": opts,
+                    "overrides": self.overrides,
+                },
+                default=str,
+            )
+        )
 
 
 def parse_grid(texts) -> list:
@@ -68,10 +84,14 @@ def parse_grid(texts) -> list:
         key, sep, rest = text.partition("=")
         key = key.strip().lstrip("-").replace("-", "_")
         if not sep or not key or not re.fullmatch(r"\w+", key):
-            raise UserError(f"--grid {text!r} is not SETTING=VALUE,VALUE,… (e.g. style_weight=1e2,1e3)")
+            raise UserError(
+                f"--grid {text!r} is not SETTING=VALUE,VALUE,… (e.g. style_weight=1e2,1e3)"
+            )
         values = [v.strip() for v in rest.split(",")]
         if not any(values) or "" in values:
-            raise UserError(f"--grid {text!r} has an empty value; separate the values with single commas")
+            raise UserError(
+                f"--grid {text!r} has an empty value; separate the values with single commas"
+            )
         if len(set(values)) < len(values):
             raise UserError(f"--grid {text!r} repeats a value")
         if key in (k for k, _ in axes):
@@ -95,7 +115,9 @@ def slug(text: str) -> str:
 
 def grid_name(k: int, n: int, point: dict) -> str:
     """The file stem of grid point ``k`` of ``n``: ``01_style_weight=1e2_tv_weight=0``."""
-    return f"{k + 1:0{max(2, len(str(n)))}d}_" + "_".join(f"{key}={slug(v)}" for key, v in point.items())
+    return f"{k + 1:0{max(2, len(str(n)))}d}_" + "_".join(
+        f"{key}={slug(v)}" for key, v in point.items()
+    )
 
 
 def check_name(name: str, where: str) -> str:
@@ -104,7 +126,9 @@ def check_name(name: str, where: str) -> str:
     if not name or name != Path(name).name or name in (".", "..") or not stem:
         raise UserError(f"{where}: output {name!r} must be a plain file name such as 'result.png'")
     if _RESERVED.match(stem):
-        raise UserError(f"{where}: output {name!r} is taken by the summary or the sheets; choose another name")
+        raise UserError(
+            f"{where}: output {name!r} is taken by the summary or the sheets; choose another name"
+        )
     return name
 
 
@@ -122,18 +146,31 @@ def read_batch(path) -> list:
     except UnicodeDecodeError:
         raise UserError(f"batch file '{path}' is not a UTF-8 text (CSV) file") from None
     except (OSError, csv.Error) as exc:
-        raise UserError(f"cannot read batch file '{path}' ({getattr(exc, 'strerror', None) or exc})") from None
+        raise UserError(
+            f"cannot read batch file '{path}' ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
     rows = [(line, row) for line, row in rows if any(cell.strip() for cell in row)]
     if not rows:
-        raise UserError(f"batch file '{path}' is empty; its first line names the columns (content,style,…)")
+        raise UserError(
+            f"batch file '{path}' is empty; its first line names the columns (content,style,…)"
+        )
     header = [h.strip().lstrip("-").lower().replace("-", "_") for h in rows[0][1]]
     if "" in header or len(set(header)) < len(header):
-        raise UserError(f"batch file '{path}': the header {','.join(rows[0][1])!r} has an empty or repeated column")
+        raise UserError(
+            f"batch file '{path}': the header {','.join(rows[0][1])!r} has an empty or repeated column"
+        )
     out = []
     for line, row in rows[1:]:
         if len(row) > len(header):
-            raise UserError(f"batch file '{path}' line {line} has {len(row)} cells for {len(header)} columns")
-        out.append((line, {h: cell.strip() for h, cell in itertools.zip_longest(header, row, fillvalue="")}))
+            raise UserError(
+                f"batch file '{path}' line {line} has {len(row)} cells for {len(header)} columns"
+            )
+        out.append(
+            (
+                line,
+                {h: cell.strip() for h, cell in itertools.zip_longest(header, row, fillvalue="")},
+            )
+        )
     if not out:
         raise UserError(f"batch file '{path}' has a header but no jobs")
     return header, out
@@ -143,7 +180,9 @@ def read_batch(path) -> list:
 
 _NETWORKS: dict = {}
 _NETWORK_LOCK = threading.Lock()
-_LOADS = [0]   # networks this process loaded (each job's record says, so tests can tell once from per task)
+_LOADS = [
+    0
+]  # networks this process loaded (each job's record says, so tests can tell once from per task)
 
 
 def _file_key(path) -> tuple:
@@ -155,11 +194,14 @@ def _file_key(path) -> tuple:
         return (str(path), None, None)
 
 
-def network(arch: str = "vgg16", weights=None, device: str = "cpu", flip_kernels=None, conv: str = "auto"):
+def network(
+    arch: str = "vgg16", weights=None, device: str = "cpu", flip_kernels=None, conv: str = "auto"
+):
     """``vgg.load_vgg`` once per process and weights file: the verified cache (fetched first when it
     is missing) or ``weights``; ``conv`` switches the algorithm of the loaded network."""
     from ..network.vgg import load_vgg
     from ..network.weights import cached_path, fetch
+
     with _NETWORK_LOCK:
         source = cached_path(arch) if weights is None else weights
         key = (arch, device, flip_kernels, _file_key(source))
@@ -167,7 +209,9 @@ def network(arch: str = "vgg16", weights=None, device: str = "cpu", flip_kernels
             if weights is None and not Path(source).exists():
                 fetch(arch, progress=False)
                 key = (arch, device, flip_kernels, _file_key(source))
-            _NETWORKS[key] = load_vgg(arch, weights=weights, device=device, flip_kernels=flip_kernels)
+            _NETWORKS[key] = load_vgg(
+                arch, weights=weights, device=device, flip_kernels=flip_kernels
+            )
             _LOADS[0] += 1
         net = _NETWORKS[key]
     return net if net.conv == conv else dataclasses.replace(net, conv=conv)
@@ -177,6 +221,7 @@ def _thread_lock_for_tqdm() -> None:
     """tqdm's default lock is a multiprocessing RLock, a named semaphore that a worker stopped by Ctrl-C
     would leak (the resource tracker then warns); one job at a time per thread needs only a thread lock."""
     from tqdm import tqdm
+
     if not hasattr(tqdm, "_lock"):
         tqdm.set_lock(threading.RLock())
 
@@ -188,7 +233,7 @@ def warm(networks) -> None:
     for arch, weights, device, flip in networks:
         try:
             network(arch, weights, device, flip)
-        except Exception:  # noqa: BLE001 - every job that needs it fails with the sentence
+        except Exception:
             pass
 
 
@@ -197,8 +242,12 @@ def _terms(log) -> dict | None:
     if not log:
         return None
     last = log["iterations"][-1] if log["iterations"] else {}
-    return {"content": last.get("content"), "style": last.get("style"), "tv": last.get("tv"),
-            "total": log.get("final_loss")}
+    return {
+        "content": last.get("content"),
+        "style": last.get("style"),
+        "tv": last.get("tv"),
+        "total": log.get("final_loss"),
+    }
 
 
 def run_job(job: Job) -> dict:
@@ -214,24 +263,49 @@ def run_job(job: Job) -> dict:
             log = execute(job.content, job.styles, opts, job.overrides)[1]
         except UserError as exc:  # bad input or a non-finite loss: this job only
             status, message = "failed", str(exc)
-        except Exception as exc:  # noqa: BLE001 - an internal error, reported with the job
+        except Exception as exc:
             status, message = "error", f"{type(exc).__name__}: {exc}"
     record = job_record(job, status, message, seconds=time.perf_counter() - t0, log=log)
     record["notes"] = list(dict.fromkeys(str(w.message) for w in notes))
-    record["worker"] = {"host": socket.gethostname(), "pid": os.getpid(),
-                        "threads": {v: os.environ.get(v) for v in cluster.THREAD_VARS}, "network_loads": _LOADS[0]}
+    record["worker"] = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "threads": {v: os.environ.get(v) for v in cluster.THREAD_VARS},
+        "network_loads": _LOADS[0],
+    }
     with atomic_write(job.log, "w") as fh:
-        json.dump({"status": status, "message": message, "job": record, "spec": job.spec(), **(log or {})},
-                  fh, indent=1, default=float)
+        json.dump(
+            {
+                "status": status,
+                "message": message,
+                "job": record,
+                "spec": job.spec(),
+                **(log or {}),
+            },
+            fh,
+            indent=1,
+            default=float,
+        )
     return record
 
 
 def job_record(job: Job, status: str, message=None, seconds=None, log=None, **extra) -> dict:
     """The summary's entry of a job."""
-    return {"name": job.name, "status": status, "message": message, "values": job.values,
-            "content": job.content, "styles": job.styles, "image": job.opts.output, "log": job.log,
-            "row": job.row, "terms": _terms(log), "iterations": len(log["iterations"]) if log else None,
-            "seconds": None if seconds is None else round(seconds, 3), **extra}
+    return {
+        "name": job.name,
+        "status": status,
+        "message": message,
+        "values": job.values,
+        "content": job.content,
+        "styles": job.styles,
+        "image": job.opts.output,
+        "log": job.log,
+        "row": job.row,
+        "terms": _terms(log),
+        "iterations": len(log["iterations"]) if log else None,
+        "seconds": None if seconds is None else round(seconds, 3),
+        **extra,
+    }
 
 
 def finished_record(job: Job) -> dict | None:
@@ -239,7 +313,11 @@ def finished_record(job: Job) -> dict | None:
     try:
         with open(job.log, encoding="utf-8") as fh:
             log = json.load(fh)
-        done = log.get("status") == "ok" and log.get("spec") == job.spec() and Path(job.opts.output).is_file()
+        done = (
+            log.get("status") == "ok"
+            and log.get("spec") == job.spec()
+            and Path(job.opts.output).is_file()
+        )
     except (OSError, ValueError, AttributeError):
         return None
     return {**log["job"], "skipped": True} if done and isinstance(log.get("job"), dict) else None
@@ -247,11 +325,20 @@ def finished_record(job: Job) -> dict | None:
 
 # --------------------------------------------------------------------------- the driver
 
+
 def _networks(jobs) -> list:
     """The distinct networks the jobs load (for the worker warm-up)."""
     from ..style.presets import PRESETS
-    nets = {(PRESETS[j.opts.preset].arch if j.opts.preset in PRESETS else "vgg16", j.opts.weights, j.opts.device,
-             j.opts.flip_kernels) for j in jobs}
+
+    nets = {
+        (
+            PRESETS[j.opts.preset].arch if j.opts.preset in PRESETS else "vgg16",
+            j.opts.weights,
+            j.opts.device,
+            j.opts.flip_kernels,
+        )
+        for j in jobs
+    }
     return sorted(nets, key=str)
 
 
@@ -259,14 +346,27 @@ def _job_bytes(jobs) -> int | None:
     """The largest estimated peak memory of one job (square images at its --size), for sizing the cluster."""
     from ..style.memory import estimate_bytes
     from ..style.presets import PRESETS, resolve_settings
+
     peak = 0
     for job in jobs:
         try:
             s = resolve_settings(job.opts.preset, dict(job.overrides))
-            side = int(max(job.opts.scales) if job.opts.scales else job.opts.size or PRESETS[job.opts.preset].size)
-            peak = max(peak, estimate_bytes(s["arch"], side, side, list(s["content_layers"]) + list(s["style_layers"]),
-                                            job.opts.optimizer or s["optimizer"]))
-        except Exception:  # noqa: BLE001 - a bad job fails on its own; it does not size the cluster
+            side = int(
+                max(job.opts.scales)
+                if job.opts.scales
+                else job.opts.size or PRESETS[job.opts.preset].size
+            )
+            peak = max(
+                peak,
+                estimate_bytes(
+                    s["arch"],
+                    side,
+                    side,
+                    list(s["content_layers"]) + list(s["style_layers"]),
+                    job.opts.optimizer or s["optimizer"],
+                ),
+            )
+        except Exception:
             continue
     return peak or None
 
@@ -276,7 +376,9 @@ def write_summary(path, summary: dict) -> None:
         json.dump(summary, fh, indent=1, default=float)
 
 
-def run_jobs(kind: str, jobs, outdir, header: dict, axes=None, scheduler=None, workers=None, quiet=False) -> dict:
+def run_jobs(
+    kind: str, jobs, outdir, header: dict, axes=None, scheduler=None, workers=None, quiet=False
+) -> dict:
     """Run every job not finished before, on ``scheduler`` or a local cluster, then write the summary
     and the sheets; returns the summary. On Ctrl-C the unfinished jobs are ``cancelled`` in a summary
     written before KeyboardInterrupt propagates."""
@@ -289,8 +391,10 @@ def run_jobs(kind: str, jobs, outdir, header: dict, axes=None, scheduler=None, w
 
     def save(final=False):
         summary["seconds"] = round(time.perf_counter() - t0, 3)
-        summary["counts"] = {s: sum(1 for r in records if r and r["status"] == s)
-                             for s in ("ok", "failed", "error", "cancelled")}
+        summary["counts"] = {
+            s: sum(1 for r in records if r and r["status"] == s)
+            for s in ("ok", "failed", "error", "cancelled")
+        }
         summary["counts"]["skipped"] = sum(1 for r in records if r and r.get("skipped"))
         if final:
             summary["sheets"] = [str(p) for p in _sheets(kind, outdir, axes, records)]
@@ -309,8 +413,11 @@ def run_jobs(kind: str, jobs, outdir, header: dict, axes=None, scheduler=None, w
                 records[k] = job_record(jobs[k], "cancelled", "interrupted before it finished")
         save(final=True)
         done = sum(1 for r in records if r["status"] != "cancelled")
-        print(f"minivgg: cancelled {len(jobs) - done} unfinished of {len(jobs)} jobs; the finished ones stay in "
-              f"{outdir} (see {summary_path.name}), and the same command runs only the rest", file=sys.stderr)
+        print(
+            f"minivgg: cancelled {len(jobs) - done} unfinished of {len(jobs)} jobs; the finished ones stay in "
+            f"{outdir} (see {summary_path.name}), and the same command runs only the rest",
+            file=sys.stderr,
+        )
         raise
     save(final=True)
     return summary
@@ -322,31 +429,60 @@ def _run_todo(kind, jobs, scheduler, workers, quiet, summary, record) -> None:
     from tqdm import tqdm
 
     from ..style.memory import available_bytes
-    with cluster.session(scheduler, workers, n_jobs=len(jobs), setup=_warm_call(_networks(jobs)),
-                         job_bytes=_job_bytes(jobs), free_bytes=available_bytes()) as sess:
-        summary["cluster"] = {"address": sess.address, "local": sess.cluster is not None, "workers": sess.workers,
-                              "threads_per_worker": sess.threads, "dashboard": sess.dashboard,
-                              "description": sess.describe()}
-        with tqdm(total=len(jobs), unit="job", disable=quiet, dynamic_ncols=True, file=sys.stderr, desc=kind) as bar:
+
+    with cluster.session(
+        scheduler,
+        workers,
+        n_jobs=len(jobs),
+        setup=_warm_call(_networks(jobs)),
+        job_bytes=_job_bytes(jobs),
+        free_bytes=available_bytes(),
+    ) as sess:
+        summary["cluster"] = {
+            "address": sess.address,
+            "local": sess.cluster is not None,
+            "workers": sess.workers,
+            "threads_per_worker": sess.threads,
+            "dashboard": sess.dashboard,
+            "description": sess.describe(),
+        }
+        with tqdm(
+            total=len(jobs),
+            unit="job",
+            disable=quiet,
+            dynamic_ncols=True,
+            file=sys.stderr,
+            desc=kind,
+        ) as bar:
             if sess.dashboard and not quiet:
                 bar.write(f"minivgg: Dask dashboard at {sess.dashboard}", file=sys.stderr)
 
             def on_done(i, result, error):
-                if result is None:  # the task itself failed: its worker died, or it could not be unpickled there
+                if (
+                    result is None
+                ):  # the task itself failed: its worker died, or it could not be unpickled there
                     result = job_record(jobs[i], "error", f"{type(error).__name__}: {error}")
                 if result["status"] != "ok" and not quiet:
-                    bar.write(f"minivgg: job {result['name']} {result['status']}: {result['message']}",
-                              file=sys.stderr)
+                    bar.write(
+                        f"minivgg: job {result['name']} {result['status']}: {result['message']}",
+                        file=sys.stderr,
+                    )
                 record(i, result)
                 bar.update(1)
 
-            cluster.run_all(sess, run_job, jobs, [f"minivgg-{kind}-{j.name}-{os.urandom(4).hex()}" for j in jobs],
-                            on_done)
+            cluster.run_all(
+                sess,
+                run_job,
+                jobs,
+                [f"minivgg-{kind}-{j.name}-{os.urandom(4).hex()}" for j in jobs],
+                on_done,
+            )
 
 
 def _warm_call(networks):
     """The worker plugin's setup: ``warm(networks)`` (a picklable partial)."""
     import functools
+
     return functools.partial(warm, networks)
 
 

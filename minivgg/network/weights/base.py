@@ -2,12 +2,13 @@
 layout reader hands to the loader, the layout and orientation names, and the one-sentence
 ``WeightsError`` builder (the file, what is wrong, what to run instead).
 """
+
 from __future__ import annotations
 
 import dataclasses
 
-from ..arch import check_arch
 from ...errors import WeightsError
+from ..arch import check_arch
 
 LAYOUTS = ("keras-h5", "keras3-weights", "keras0-theano", "onnx")
 ORIENTATIONS = ("as-is", "flipped")
@@ -21,6 +22,7 @@ class WeightSet:
     float32 ``(out,)``. ``layout`` is the file layout found, ``orientation`` whether the stored kernels
     were used 'as-is' or 'flipped' (Theano files), ``provenance`` where they came from and how they verified.
     """
+
     arch: str
     params: dict
     layout: str
@@ -32,6 +34,7 @@ class WeightSet:
 class Raw:
     """What a layout reader found: ``layers = [(label, kernel, bias, kernel_order)]`` in network order,
     arrays still h5py datasets or ndarrays in the file's own order ('HWIO' or 'OIHW')."""
+
     layout: str
     layers: list
     maybe_flipped: bool = False

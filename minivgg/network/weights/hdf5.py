@@ -2,6 +2,7 @@
 ``.weights.h5`` (also as the member of a ``.keras`` zip) and Keras 0.x/Theano ``nb_layers`` files,
 plus the file-signature sniffing and the refusal of links and external or virtual datasets.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +17,11 @@ from ...errors import WeightsError
 from .base import Raw, error, first_line
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_KERAS_ATTRS = ("layer_names", "backend", "keras_version")  # root attrs that are layout, not provenance
+_KERAS_ATTRS = (
+    "layer_names",
+    "backend",
+    "keras_version",
+)  # root attrs that are layout, not provenance
 _KERAS3_CONV = re.compile(r"conv2d(?:_(\d+))?")
 
 
@@ -37,7 +42,9 @@ def sniff(path) -> str | None:
             if fh.read(8) == _HDF5_SIGNATURE:
                 return "hdf5"
             offset = 512 if offset == 0 else offset * 2
-    if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":  # ModelProto field 1 (ir_version) first
+    if (
+        path.suffix.lower() == ".onnx" or head[:1] == b"\x08"
+    ):  # ModelProto field 1 (ir_version) first
         return "onnx"
     return None
 
@@ -51,10 +58,14 @@ def keras_zip_member(path, arch) -> bytes:
     try:
         with zipfile.ZipFile(path) as zf:
             if "model.weights.h5" not in zf.namelist():
-                raise error(path, "is a zip archive without model.weights.h5, so not a .keras model", arch)
+                raise error(
+                    path, "is a zip archive without model.weights.h5, so not a .keras model", arch
+                )
             return zf.read("model.weights.h5")
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
-        raise error(path, f"is a truncated or corrupt zip archive ({first_line(exc)})", arch) from None
+        raise error(
+            path, f"is a truncated or corrupt zip archive ({first_line(exc)})", arch
+        ) from None
 
 
 @contextlib.contextmanager
@@ -90,10 +101,17 @@ def _hdf5_layout(path, f, arch) -> Raw:
         return _read_keras_h5(path, f, nested, arch)
     if "nb_layers" in f.attrs:
         return _read_keras0(path, f, arch)
-    if any(isinstance(obj, h5py.Group) and _KERAS3_CONV.fullmatch(name.rsplit("/", 1)[-1]) for name, obj in objects):
+    if any(
+        isinstance(obj, h5py.Group) and _KERAS3_CONV.fullmatch(name.rsplit("/", 1)[-1])
+        for name, obj in objects
+    ):
         return _read_keras3(path, objects, arch)
-    raise error(path, "is an HDF5 file but holds no known weights layout (no layer_names, nb_layers "
-                      "or layers/conv2d*/vars)", arch)
+    raise error(
+        path,
+        "is an HDF5 file but holds no known weights layout (no layer_names, nb_layers "
+        "or layers/conv2d*/vars)",
+        arch,
+    )
 
 
 def _h5_walk(path, f, arch) -> list:
@@ -104,15 +122,29 @@ def _h5_walk(path, f, arch) -> list:
         for key in group:
             link = group.get(key, getlink=True)
             name = f"{group.name.rstrip('/')}/{key}"
-            if link is None:  # h5py's get() says None when a listed link does not resolve (a damaged header)
+            if (
+                link is None
+            ):  # h5py's get() says None when a listed link does not resolve (a damaged header)
                 raise error(path, f"is corrupt: {name} is listed but cannot be opened", arch)
             if isinstance(link, h5py.SoftLink):
-                raise error(path, f"contains an HDF5 soft link {name} -> {link.path}, and minivgg reads only "
-                                  "self-contained files without links", arch)
+                raise error(
+                    path,
+                    f"contains an HDF5 soft link {name} -> {link.path}, and minivgg reads only "
+                    "self-contained files without links",
+                    arch,
+                )
             if not isinstance(link, h5py.HardLink):
-                target = f" -> {link.filename}:{link.path}" if isinstance(link, h5py.ExternalLink) else ""
-                raise error(path, f"contains an HDF5 external link {name}{target}, and minivgg reads only "
-                                  "self-contained files without links", arch)
+                target = (
+                    f" -> {link.filename}:{link.path}"
+                    if isinstance(link, h5py.ExternalLink)
+                    else ""
+                )
+                raise error(
+                    path,
+                    f"contains an HDF5 external link {name}{target}, and minivgg reads only "
+                    "self-contained files without links",
+                    arch,
+                )
             obj = group[key]
             addr = h5py.h5o.get_info(obj.id).addr
             if addr in seen:
@@ -123,8 +155,12 @@ def _h5_walk(path, f, arch) -> list:
                 stack.append(obj)
             elif isinstance(obj, h5py.Dataset) and (obj.external or obj.is_virtual):
                 kind = "virtual" if obj.is_virtual else "external"
-                raise error(path, f"stores dataset {name} as an {kind} dataset outside the file, and minivgg "
-                                  "reads only self-contained files", arch)
+                raise error(
+                    path,
+                    f"stores dataset {name} as an {kind} dataset outside the file, and minivgg "
+                    "reads only self-contained files",
+                    arch,
+                )
     return out
 
 
@@ -140,8 +176,11 @@ def _h5_names(obj, key):
             i += 1
     else:
         return None
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v)
-            for chunk in values for v in np.atleast_1d(chunk)]
+    return [
+        v.decode("utf-8") if isinstance(v, bytes) else str(v)
+        for chunk in values
+        for v in np.atleast_1d(chunk)
+    ]
 
 
 def _read_keras_h5(path, f, root, arch) -> Raw:
@@ -150,19 +189,27 @@ def _read_keras_h5(path, f, root, arch) -> Raw:
     for lname in _h5_names(root, "layer_names"):
         group = root.get(lname) if lname else None
         if not isinstance(group, h5py.Group):
-            raise error(path, f"is corrupt: layer {lname} is listed in layer_names but has no group", arch)
+            raise error(
+                path, f"is corrupt: layer {lname} is listed in layer_names but has no group", arch
+            )
         wnames = _h5_names(group, "weight_names") or []
         arrays = []
         for wn in wnames:
             if wn not in group:
-                raise error(path, f"is corrupt: weight {wn} of layer {lname} is listed but missing", arch)
+                raise error(
+                    path, f"is corrupt: weight {wn} of layer {lname} is listed but missing", arch
+                )
             arrays.append((wn, group[wn]))
         kernels = [(wn, a) for wn, a in arrays if isinstance(a, h5py.Dataset) and a.ndim == 4]
         if not kernels:
             continue
         biases = [(wn, a) for wn, a in arrays if isinstance(a, h5py.Dataset) and a.ndim == 1]
         if len(kernels) != 1 or len(biases) != 1 or len(arrays) != 2:
-            raise error(path, f"has conv layer {lname} with weights {wnames}, not one kernel and one bias", arch)
+            raise error(
+                path,
+                f"has conv layer {lname} with weights {wnames}, not one kernel and one bias",
+                arch,
+            )
         (kname, kernel), (_, bias) = kernels[0], biases[0]
         naming = naming or _keras_naming(kname)
         # Theano-ordered Keras 1 files store (out, in, H, W); Keras 2+ always (H, W, in, out).
@@ -217,19 +264,33 @@ def _read_keras0(path, f, arch) -> Raw:
     for k in range(int(f.attrs["nb_layers"])):
         name = f"layer_{k}"
         if name not in f:
-            raise error(path, f"is corrupt: nb_layers says {int(f.attrs['nb_layers'])} but {name} is missing", arch)
+            raise error(
+                path,
+                f"is corrupt: nb_layers says {int(f.attrs['nb_layers'])} but {name} is missing",
+                arch,
+            )
         group = f[name]
         if not isinstance(group, h5py.Group):
             raise error(path, f"is corrupt: {name} is not a group", arch)
         n = int(group.attrs.get("nb_params", 0))
         if not 0 <= n <= len(group):  # a damaged count must not make a list of 2**62 lookups
-            raise error(path, f"is corrupt: {name} says nb_params={n} but holds {len(group)} objects", arch)
+            raise error(
+                path, f"is corrupt: {name} says nb_params={n} but holds {len(group)} objects", arch
+            )
         params = [group.get(f"param_{p}") for p in range(n)]
         if any(not isinstance(p, h5py.Dataset) for p in params):
-            raise error(path, f"is corrupt: {name} says nb_params={n} but some param_p datasets are missing", arch)
+            raise error(
+                path,
+                f"is corrupt: {name} says nb_params={n} but some param_p datasets are missing",
+                arch,
+            )
         if n and params[0].ndim == 4:
             if n != 2 or params[1].ndim != 1:
-                raise error(path, f"has conv layer {name} with {n} params, not one kernel and one bias", arch)
+                raise error(
+                    path,
+                    f"has conv layer {name} with {n} params, not one kernel and one bias",
+                    arch,
+                )
             layers.append((name, params[0], params[1], "OIHW"))
     return Raw("keras0-theano", layers, True, _root_provenance(f))
 
@@ -243,14 +304,26 @@ def _read_keras3(path, objects, arch) -> Raw:
         if m and isinstance(obj, h5py.Group) and isinstance(obj.get("vars"), h5py.Group):
             parents.setdefault(parent or "/", []).append((int(m.group(1) or 0), name, obj["vars"]))
     if len(parents) != 1:
-        raise error(path, f"has Keras 3 conv layers under {len(parents)} different groups "
-                          f"({', '.join(sorted(parents)) or 'none'}), so their order is ambiguous", arch)
-    (parent, convs), = parents.items()
+        raise error(
+            path,
+            f"has Keras 3 conv layers under {len(parents)} different groups "
+            f"({', '.join(sorted(parents)) or 'none'}), so their order is ambiguous",
+            arch,
+        )
+    ((parent, convs),) = parents.items()
     layers = []
     for _, name, vars_ in sorted(convs):
         kernel, bias = vars_.get("0"), vars_.get("1")
-        if not isinstance(kernel, h5py.Dataset) or not isinstance(bias, h5py.Dataset) or len(vars_) != 2:
-            raise error(path, f"has conv layer {name} with vars {sorted(vars_)}, not a kernel (0) and a bias (1)", arch)
+        if (
+            not isinstance(kernel, h5py.Dataset)
+            or not isinstance(bias, h5py.Dataset)
+            or len(vars_) != 2
+        ):
+            raise error(
+                path,
+                f"has conv layer {name} with vars {sorted(vars_)}, not a kernel (0) and a bias (1)",
+                arch,
+            )
         layers.append((name.lstrip("/"), kernel, bias, "HWIO"))
     return Raw("keras3-weights", layers, False, {"container": parent})
 
@@ -261,7 +334,9 @@ def _open_error(path, exc, arch) -> WeightsError:
     m = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text)
     if m:
         have, want = int(m.group(1)), int(m.group(2))
-        return error(path, f"is truncated ({have:,} of {want:,} bytes; an interrupted download?)", arch)
+        return error(
+            path, f"is truncated ({have:,} of {want:,} bytes; an interrupted download?)", arch
+        )
     if "truncated" in text:
         return error(path, "is truncated (an interrupted download?)", arch)
     return error(path, f"is a corrupt HDF5 file ({first_line(exc)})", arch)

@@ -2,6 +2,7 @@
 it gives into a ``WeightSet`` (layer count and arch, shapes, dtypes, finite values, kernel
 orientation, verification against the manifest).
 """
+
 from __future__ import annotations
 
 import io
@@ -10,15 +11,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..arch import BLOCKS, conv_layer_table
 from ...errors import WeightsError
+from ..arch import BLOCKS, conv_layer_table
 from . import verification
 from .base import Raw, WeightSet, check_arch_name, error, first_line
 from .hdf5 import hdf5_layers, keras_zip_member, sniff
 from .onnx import read_onnx
 
 
-def load_weights(path, arch: str | None = None, flip_kernels=None, verify: bool | None = None) -> WeightSet:
+def load_weights(
+    path, arch: str | None = None, flip_kernels=None, verify: bool | None = None
+) -> WeightSet:
     """Load the conv weights of a VGG16/VGG19 file in any known layout (detected from its content).
 
     ``arch`` None infers vgg16/vgg19 from the number of conv layers (13/16). ``flip_kernels`` (True/'yes',
@@ -61,7 +64,10 @@ def finish(path, raw: Raw, arch, flip, verify_mode, digests=None) -> WeightSet:
         k = _read_array(path, arch, name, label, "kernel", kernel, want_k)
         b = _read_array(path, arch, name, label, "bias", bias, (cout,))
         w = k if order == "OIHW" else k.transpose(3, 2, 0, 1)
-        params[name] = (np.array(w, dtype=np.float32, order="C"), np.array(b, dtype=np.float32, order="C"))
+        params[name] = (
+            np.array(w, dtype=np.float32, order="C"),
+            np.array(b, dtype=np.float32, order="C"),
+        )
     digests = verification.manifest_digests(arch) if digests is None else digests
     orientation, how = _resolve_orientation(path, arch, params, flip, raw.maybe_flipped, digests)
     if orientation == "flipped":
@@ -83,7 +89,9 @@ def _parse_flip(value):
         return True
     if value in (False, "no"):
         return False
-    raise WeightsError(f"flip_kernels must be yes, no or auto (True, False or None), not {value!r}.")
+    raise WeightsError(
+        f"flip_kernels must be yes, no or auto (True, False or None), not {value!r}."
+    )
 
 
 def _resolve_arch(path, n: int, arch):
@@ -95,8 +103,14 @@ def _resolve_arch(path, n: int, arch):
         raise error(path, f"has {n} conv layers, but VGG16 has 13 and VGG19 16", None)
     want = len(conv_layer_table(arch))
     if n != want:
-        other = (f" (it looks like {counts[n]}: pass arch='{counts[n]}' or --arch {counts[n]}, or to `minivgg transfer` "
-                 f"a --preset that runs on {counts[n]}, listed by `minivgg presets`)") if n in counts else ""
+        other = (
+            (
+                f" (it looks like {counts[n]}: pass arch='{counts[n]}' or --arch {counts[n]}, or to `minivgg transfer` "
+                f"a --preset that runs on {counts[n]}, listed by `minivgg presets`)"
+            )
+            if n in counts
+            else ""
+        )
         raise error(path, f"has {n} conv layers but {arch} has {want}{other}", arch, hint=not other)
     return arch
 
@@ -106,18 +120,33 @@ def _read_array(path, arch, name, label, what, src, want_shape) -> np.ndarray:
     where = name if label == name else f"{name} (stored as {label})"
     try:
         shape, dtype = tuple(src.shape), np.dtype(src.dtype)
-    except (OSError, RuntimeError, ValueError, TypeError) as exc:  # h5py on a damaged datatype message
-        raise error(path, f"is corrupt: layer {where} {what} has an unreadable shape or data type "
-                          f"({first_line(exc)})", arch) from None
+    except (
+        OSError,
+        RuntimeError,
+        ValueError,
+        TypeError,
+    ) as exc:  # h5py on a damaged datatype message
+        raise error(
+            path,
+            f"is corrupt: layer {where} {what} has an unreadable shape or data type "
+            f"({first_line(exc)})",
+            arch,
+        ) from None
     if shape != tuple(want_shape):
-        raise error(path, f"has the wrong shape for layer {where} {what}: {shape}, but {arch} needs {tuple(want_shape)}", arch)
+        raise error(
+            path,
+            f"has the wrong shape for layer {where} {what}: {shape}, but {arch} needs {tuple(want_shape)}",
+            arch,
+        )
     if dtype.kind != "f":
         raise error(path, f"stores layer {where} {what} as {dtype}, not floating point", arch)
     if isinstance(src, h5py.Dataset):
         try:
             src = src[()]
         except (OSError, RuntimeError, ValueError, TypeError) as exc:
-            raise error(path, f"is corrupt: layer {where} {what} cannot be read ({first_line(exc)})", arch) from None
+            raise error(
+                path, f"is corrupt: layer {where} {what} cannot be read ({first_line(exc)})", arch
+            ) from None
     arr = np.asarray(src).astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
         raise error(path, f"has non-finite values (NaN or Inf) in layer {where} {what}", arch)
@@ -134,20 +163,32 @@ def _resolve_orientation(path, arch, params, flip, maybe_flipped, digests):
         asis = sum(verification.kernel_sha256(params[k][0]) == digests[k]["kernel"] for k in names)
         flipped = 0
         if asis == 0 and (maybe_flipped or flip):
-            flipped = sum(verification.kernel_sha256(params[k][0][:, :, ::-1, ::-1]) == digests[k]["kernel"]
-                          for k in names)
+            flipped = sum(
+                verification.kernel_sha256(params[k][0][:, :, ::-1, ::-1]) == digests[k]["kernel"]
+                for k in names
+            )
         if asis or flipped:
             detected = flipped > asis
     if detected is not None:
         if flip is not None and flip != detected:
             said, found = ("yes", "as stored") if flip else ("no", "flipped")
-            raise error(path, f"matches the ImageNet {arch} digests with its kernels {found}, contradicting "
-                              f"--flip-kernels {said}; drop the flag or pass --flip-kernels auto", arch, hint=False)
+            raise error(
+                path,
+                f"matches the ImageNet {arch} digests with its kernels {found}, contradicting "
+                f"--flip-kernels {said}; drop the flag or pass --flip-kernels auto",
+                arch,
+                hint=False,
+            )
         return ("flipped" if detected else "as-is"), "manifest digests"
     if flip is not None:
         return ("flipped" if flip else "as-is"), "--flip-kernels"
     if maybe_flipped:
-        raise error(path, "is a Theano-era file whose kernel orientation cannot be told from the manifest "
-                          "digests; pass --flip-kernels yes (Theano-flipped kernels) or --flip-kernels no "
-                          "(flip_kernels=True/False)", arch, hint=False)
+        raise error(
+            path,
+            "is a Theano-era file whose kernel orientation cannot be told from the manifest "
+            "digests; pass --flip-kernels yes (Theano-flipped kernels) or --flip-kernels no "
+            "(flip_kernels=True/False)",
+            arch,
+            hint=False,
+        )
     return "as-is", "layout"

@@ -2,6 +2,7 @@
 and bias from initializers or ``Constant`` nodes, through ``Identity`` aliases). Needs the optional
 ``onnx`` package (``pip install 'minivgg[onnx]'``).
 """
+
 from __future__ import annotations
 
 from ...errors import WeightsError
@@ -27,14 +28,22 @@ def read_onnx(path, data: bytes, arch) -> Raw:
     """
     mods = _import_onnx()
     if mods is None:
-        raise error(path, "is an ONNX model, and reading ONNX needs the onnx package: pip install 'minivgg[onnx]'",
-                    arch, hint=False)
+        raise error(
+            path,
+            "is an ONNX model, and reading ONNX needs the onnx package: pip install 'minivgg[onnx]'",
+            arch,
+            hint=False,
+        )
     try:
         nodes, tensors, prov = _onnx_graph(data, mods)
     except WeightsError:
         raise
     except Exception as exc:  # protobuf DecodeError and friends
-        raise error(path, f"is a truncated or corrupt ONNX model ({type(exc).__name__}: {first_line(exc)})", arch) from None
+        raise error(
+            path,
+            f"is a truncated or corrupt ONNX model ({type(exc).__name__}: {first_line(exc)})",
+            arch,
+        ) from None
     alias = {out: ins[0] for op, ins, outs in nodes if op == "Identity" and ins for out in outs[:1]}
 
     def tensor(name, role, node_no):
@@ -43,18 +52,28 @@ def read_onnx(path, data: bytes, arch) -> Raw:
             seen.add(name)
             name = alias[name]
         if name not in tensors:
-            raise error(path, f"has Conv node {node_no} whose {role} {name!r} is not a constant initializer", arch)
+            raise error(
+                path,
+                f"has Conv node {node_no} whose {role} {name!r} is not a constant initializer",
+                arch,
+            )
         return tensors[name](path, arch)
 
     layers, conv_no = [], 0
-    for op, ins, outs in nodes:
+    for op, ins, _outs in nodes:
         if op != "Conv":
             continue
         conv_no += 1
         if len(ins) < 3 or not ins[2]:
             raise error(path, f"has Conv node {conv_no} without a bias input", arch)
-        layers.append((f"Conv #{conv_no} ({ins[1]})", tensor(ins[1], "weight", conv_no),
-                       tensor(ins[2], "bias", conv_no), "OIHW"))
+        layers.append(
+            (
+                f"Conv #{conv_no} ({ins[1]})",
+                tensor(ins[1], "weight", conv_no),
+                tensor(ins[2], "bias", conv_no),
+                "OIHW",
+            )
+        )
     prov["reader"] = "onnx"
     return Raw("onnx", layers, False, prov)
 
@@ -68,13 +87,22 @@ def _onnx_graph(data: bytes, mods):
     def make(t):
         def get(path, arch):
             if t.data_location == onnx.TensorProto.EXTERNAL:
-                raise error(path, f"stores tensor {t.name!r} as external data outside the file, and minivgg "
-                                  "reads only self-contained models", arch)
+                raise error(
+                    path,
+                    f"stores tensor {t.name!r} as external data outside the file, and minivgg "
+                    "reads only self-contained models",
+                    arch,
+                )
             try:
                 return numpy_helper.to_array(t)
             except Exception as exc:  # data that does not fit its dims or dtype: a damaged model
-                raise error(path, f"is a truncated or corrupt ONNX model: tensor {t.name!r} cannot be decoded "
-                                  f"({type(exc).__name__}: {first_line(exc)})", arch) from None
+                raise error(
+                    path,
+                    f"is a truncated or corrupt ONNX model: tensor {t.name!r} cannot be decoded "
+                    f"({type(exc).__name__}: {first_line(exc)})",
+                    arch,
+                ) from None
+
         return get
 
     for t in model.graph.initializer:

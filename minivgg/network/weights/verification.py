@@ -1,6 +1,7 @@
 """Verification against the manifest of known weights (package data ``minivgg._weights``): per-layer
 SHA-256 digests, ``verify``, the verified / damaged / fails-verification decision, and file digests.
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,9 +23,15 @@ def manifest() -> dict:
     ``weights/manifest.json`` when minivgg runs from a source tree that is not pip-installed.
     """
     try:
-        text = importlib.resources.files("minivgg._weights").joinpath("manifest.json").read_text("utf-8")
+        text = (
+            importlib.resources.files("minivgg._weights")
+            .joinpath("manifest.json")
+            .read_text("utf-8")
+        )
     except ModuleNotFoundError:  # running from a source checkout that is not pip-installed
-        text = (Path(__file__).resolve().parents[2] / "weights" / "manifest.json").read_text("utf-8")
+        text = (Path(__file__).resolve().parents[2] / "weights" / "manifest.json").read_text(
+            "utf-8"
+        )
     return json.loads(text)
 
 
@@ -82,7 +89,10 @@ def layer_digests(params: dict) -> dict:
     Digests are of little-endian float32 C-order arrays, the kernel in Keras order ``(H, W, in, out)``
     (``w.transpose(2, 3, 1, 0)`` of the OIHW kernel) and the bias as is: the manifest's convention.
     """
-    return {name: {"kernel": kernel_sha256(w), "bias": sha256_array(b)} for name, (w, b) in params.items()}
+    return {
+        name: {"kernel": kernel_sha256(w), "bias": sha256_array(b)}
+        for name, (w, b) in params.items()
+    }
 
 
 def verify(wset: WeightSet, digests: dict | None = None) -> dict:
@@ -95,11 +105,20 @@ def verify(wset: WeightSet, digests: dict | None = None) -> dict:
     if not digests:
         return {}
     got = layer_digests(wset.params)
-    return {name: got.get(name) == {"kernel": want["kernel"], "bias": want["bias"]} for name, want in digests.items()}
+    return {
+        name: got.get(name) == {"kernel": want["kernel"], "bias": want["bias"]}
+        for name, want in digests.items()
+    }
 
 
-def check_verified(path, wset: WeightSet, digests: dict, strict: bool, what: str = "the manifest",
-                   result: dict | None = None) -> None:
+def check_verified(
+    path,
+    wset: WeightSet,
+    digests: dict,
+    strict: bool,
+    what: str = "the manifest",
+    result: dict | None = None,
+) -> None:
     """Record in ``wset.provenance['verified']`` how ``wset`` compares with ``digests``, or raise.
 
     All layers match: recorded. Some but not all: WeightsError 'is damaged'. None: WeightsError
@@ -113,11 +132,19 @@ def check_verified(path, wset: WeightSet, digests: dict, strict: bool, what: str
         wset.provenance["verified"] = f"all {n} layers match {what}"
         return
     if len(bad) < n:
-        raise error(path, f"is damaged: {len(bad)} of its {n} layers (first {bad[0]}) differ from {what} "
-                          f"of the ImageNet {wset.arch} weights while the others match", wset.arch)
+        raise error(
+            path,
+            f"is damaged: {len(bad)} of its {n} layers (first {bad[0]}) differ from {what} "
+            f"of the ImageNet {wset.arch} weights while the others match",
+            wset.arch,
+        )
     if strict:
-        raise error(path, f"fails verification: none of its {n} layers match {what} of the ImageNet "
-                          f"{wset.arch} weights", wset.arch)
+        raise error(
+            path,
+            f"fails verification: none of its {n} layers match {what} of the ImageNet "
+            f"{wset.arch} weights",
+            wset.arch,
+        )
     wset.provenance["verified"] = f"no layer matches {what} (not the ImageNet {wset.arch} weights)"
 
 

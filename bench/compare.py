@@ -1,195 +1,36 @@
-"""``python -m bench.compare``: minivgg's objective evaluation against the same objective in PyTorch.
+"""``python -m bench.compare``: minivgg's objective evaluation against the same one in PyTorch.
 
 For each size: both objectives on the same weights, images and start point; one warm-up evaluation
 per side (whose outputs are compared: loss, gradient, each term); then interleaved timed
-evaluations (A B, B A, …), each engine in a worker process of its own (``bench.workers``), and their medians; then peak RSS over ``PEAK_EVALS`` evaluations per engine in a
-fresh process (``--size-only``). Threads are pinned equal on both sides. Writes ``bench/results.md``
-and ``bench/results.png``. ``--size-only N --engine E`` measures just one evaluation at one size.
+evaluations (A B, B A, …), each engine in a worker process of its own (``bench.workers``), and
+their medians; then peak RSS over ``evaluation.PEAK_EVALS`` evaluations per engine in a fresh
+process (``--size-only``). Threads are pinned equal on both sides. Writes
+``bench/results/compare.md``, ``compare.json`` and ``compare.png``; the peer rows (``--peers``,
+``--peers-only``) go to ``bench/results/peers.md`` and ``peers.json``; then ``bench/results.md``
+is regenerated (``bench.index``). ``--size-only N --engine E`` measures just one evaluation at one
+size.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import json
 import os
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from . import environment
-from .timing import interleaved, peak_rss_mib, reset_peak_rss, rss_mib
+from . import environment, report
+from . import ops as bench_ops
+from .evaluation import (CONTENT_IMAGE, LOCAL_DIFF, PRESET, RESULT_TAG, STYLE_IMAGE, TOL_GRAD,
+                         TOL_LOSS, TOL_PIXELS, agreement, default_images_dir, load_images,
+                         load_network, log, measure_one, run_child, start_point)
+from .index import RESULTS_DIR, save_page
+from .peers import peer_page, peer_rows
+from .timing import interleaved
 from .workers import Worker
-
-REPO = Path(__file__).resolve().parents[1]
-RESULT_TAG = "BENCH_RESULT "
-CONTENT_IMAGE, STYLE_IMAGE = "tubingen.jpg", "starry_night.jpg"
-PRESET = "gatys"
-# Float32 rounding through 13 conv layers stays far below these; above them one side has a bug.
-# A pixel "differs" when its gradient differs by more than LOCAL_DIFF of the largest gradient: a
-# ReLU whose pre-activation is within rounding of 0 flips in one side only and moves a patch the
-# size of its receptive field; a wrong formula or a border bug moves far more pixels.
-TOL_LOSS, TOL_GRAD, LOCAL_DIFF, TOL_PIXELS = 1e-4, 1e-3, 1e-3, 1e-3
-
-
-def default_images_dir() -> Path:
-    """``$MINIVGG_BENCH_IMAGES``, else ``../shared/images`` beside the checkout, else ``shared/images`` in it."""
-    if os.environ.get("MINIVGG_BENCH_IMAGES"):
-        return Path(os.environ["MINIVGG_BENCH_IMAGES"])
-    for cand in (REPO.parent / "shared" / "images", REPO / "shared" / "images"):
-        if cand.is_dir():
-            return cand
-    return REPO.parent / "shared" / "images"
-
-
-def load_images(size: int, images_dir: Path):
-    """Content and style as (size, size, 3) uint8 RGB, resized with Pillow (aspect not kept)."""
-    from PIL import Image
-    out = []
-    for name in (CONTENT_IMAGE, STYLE_IMAGE):
-        with Image.open(images_dir / name) as im:
-            out.append(np.asarray(im.convert("RGB").resize((size, size), Image.LANCZOS), dtype=np.uint8))
-    return tuple(out)
-
-
-def start_point(content, noise: float, seed: int):
-    """The evaluation point: content pixels plus uniform noise (so every loss term is non-zero)."""
-    rng = np.random.default_rng(seed)
-    return np.clip(content.astype(np.float64) + rng.uniform(-noise, noise, content.shape), 0, 255)
-
-
-def load_network(choice: str):
-    """``(net, description, resolved choice)``: 'cached' = verified VGG16 from the cache, 'random' = He-random
-    weights (seed 0, identical shapes), 'auto' = cached when available, a path = that weights file."""
-    from minivgg.vgg import load_vgg, random_vgg
-    if choice == "random":
-        return random_vgg("vgg16", seed=0), "random He-initialised VGG16 (random_vgg seed 0)", "random"
-    if choice not in ("auto", "cached"):
-        net = load_vgg("vgg16", weights=choice)
-        return net, f"VGG16 from {choice} ({net.provenance})", choice
-    try:
-        net = load_vgg("vgg16")
-        prov = net.provenance
-        facts = [f"{k} {prov[k]}" for k in ("verified", "source", "path") if prov.get(k)]
-        return net, "cached VGG16 (" + ("; ".join(facts) or str(prov)) + ")", "cached"
-    except Exception as exc:
-        if choice == "cached":
-            raise
-        reason = str(exc).splitlines()[0]
-        return (random_vgg("vgg16", seed=0), f"random He-initialised VGG16 (random_vgg seed 0): the cached "
-                f"weights are not available ({type(exc).__name__}: {reason})", "random")
-
-
-def build(engine: str, net, content, style):
-    """The objective of ``engine`` on one network and image pair: 'minivgg' (its default convs),
-    'minivgg:ALGORITHM' (every conv with ``ops.conv2d_forward(algorithm=ALGORITHM)``), 'minivgg:numpy-first'
-    (the default objective; the process imported numpy before minivgg, see ``bench/__init__``), 'torch'
-    (eager NCHW) or 'torch:CONFIG' (``torch_objective.CONFIGS``: channels_last, compile)."""
-    name, _, variant = engine.partition(":")
-    if name == "minivgg":
-        from minivgg.objective import Objective
-        conv = variant if variant and variant != "numpy-first" else None
-        return Objective(dataclasses.replace(net, conv=conv) if conv else net, content, style, preset=PRESET)
-    from .torch_objective import TorchObjective
-    return TorchObjective(net, content, style, preset=PRESET, config=variant or "eager")
-
-
-def agreement(a, b, terms_a, terms_b, reference=None) -> dict:
-    """Relative differences between minivgg's ``a = (loss, grad)`` and torch's ``b`` (torch is the
-    reference), and, given ``reference`` (a float64 minivgg evaluation), each side's distance to it."""
-    (la, ga), (lb, gb) = a, b
-    diff = ga - gb
-    local = np.abs(diff).max(axis=-1) > LOCAL_DIFF * np.abs(gb).max()
-    out = {"loss_minivgg": la, "loss_torch": lb, "loss_rel": abs(la - lb) / max(abs(lb), 1e-300),
-           "grad_rel_l2": float(np.linalg.norm(diff) / max(np.linalg.norm(gb), 1e-300)),
-           "grad_rel_max": float(np.abs(diff).max() / max(np.abs(gb).max(), 1e-300)),
-           "pixels_differing": float(local.mean()),
-           "cosine": float(np.vdot(ga, gb) / max(np.linalg.norm(ga) * np.linalg.norm(gb), 1e-300)),
-           "terms": {k: abs(terms_a[k] - terms_b[k]) / abs(terms_b[k]) if terms_b[k] else abs(terms_a[k])
-                     for k in ("content", "style", "tv")}}
-    if reference is not None:
-        l64, g64 = reference
-        out["vs_float64"] = {eng: (abs(l - l64) / abs(l64), float(np.linalg.norm(g - g64) / np.linalg.norm(g64)))
-                             for eng, (l, g) in (("minivgg", a), ("torch", b))}
-    ok = out["loss_rel"] <= TOL_LOSS and out["grad_rel_l2"] <= TOL_GRAD and out["pixels_differing"] <= TOL_PIXELS
-    out["verdict"] = "agree" if ok else "**DISAGREE**"
-    return out
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# ------------------------------------------------------------------------- one size, one process
-
-# Evaluations behind each fresh-process peak RSS: minivgg's first records its arrays and its second is
-# the first served from the planned buffer (minivgg/arena.py), so one evaluation would not show that peak.
-PEAK_EVALS = 3
-
-
-def measure_one(size: int, engine: str, weights: str, images_dir: Path, evals: int, noise: float, seed: int) -> dict:
-    """The first evaluation's time and peak RSS in this (fresh) process; more evaluations add a steady-state
-    time, and ``process_peak_mib`` is the peak over setup and all of them."""
-    net, weights_desc, _ = load_network(weights)
-    content, style = load_images(size, images_dir)
-    x = start_point(content, noise, seed)
-    t0 = time.perf_counter()
-    objective = build(engine, net, content, style)
-    setup_s = time.perf_counter() - t0
-    del content, style
-    gc.collect()
-    out = {"size": size, "engine": engine, "weights": weights_desc, "setup_s": setup_s,
-           "setup_peak_mib": peak_rss_mib(), "rss_after_setup_mib": rss_mib()}
-    out["peak_reset"] = reset_peak_rss()
-    t0 = time.perf_counter()
-    loss, grad = objective.value_and_grad(x)
-    out["eval_s"] = time.perf_counter() - t0
-    out["eval_peak_mib"] = peak_rss_mib()
-    out["process_peak_mib"] = max(out["setup_peak_mib"], out["eval_peak_mib"])
-    out["loss"] = loss
-    del grad
-    steady = []
-    for _ in range(evals - 1):
-        t0 = time.perf_counter()
-        objective.value_and_grad(x)
-        steady.append(time.perf_counter() - t0)
-    if steady:
-        out["steady_eval_s"] = float(np.median(steady))
-        out["peak_after_all_evals_mib"] = peak_rss_mib()
-        out["process_peak_mib"] = max(out["process_peak_mib"], out["peak_after_all_evals_mib"])
-    out["threads"] = environment.thread_report()
-    return out
-
-
-def run_child(size: int, engine: str, args, weights: str, timeout: float, evals: int = PEAK_EVALS) -> dict:
-    """``measure_one`` of ``evals`` evaluations in a fresh interpreter with the same thread settings; errors
-    come back as ``{"error"}``. ``engine`` may name a conv algorithm (``minivgg:im2col``)."""
-    name, _, variant = engine.partition(":")
-    cmd = [sys.executable, "-m", "bench.compare", "--size-only", str(size), "--engine", name,
-           "--threads", str(args.threads), "--weights", weights, "--images", str(args.images),
-           "--repeats", str(evals), "--noise", str(args.noise), "--seed", str(args.seed), "--json"]
-    if variant in ("channels_last", "compile"):
-        cmd += ["--torch-config", variant]
-    elif variant and variant != "numpy-first":
-        cmd += ["--conv", variant]
-    env = environment.thread_env(args.threads)
-    if variant == "numpy-first":
-        env["MINIVGG_BENCH_NUMPY_FIRST"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    try:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"size": size, "engine": engine, "error": f"timed out after {timeout:.0f} s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
-    why = "killed by SIGKILL (out of memory?)" if proc.returncode == -9 else f"exit status {proc.returncode}"
-    tail = (proc.stderr.strip().splitlines() or [""])[-1][:200]
-    return {"size": size, "engine": engine, "error": f"{why}: {tail}"}
 
 
 def size_only(args) -> int:
@@ -214,24 +55,23 @@ def size_only(args) -> int:
     if "steady_eval_s" in res:
         print(f"steady-state evaluation (median of {args.repeats - 1}): {res['steady_eval_s']:.2f} s")
     if args.out:
-        Path(args.out).write_text(
-            f"# one evaluation at {args.size_only}² ({args.engine})\n\n- command: `python -m bench.compare "
-            f"{shlex.join(sys.argv[1:])}`\n- date: {environment.now()}\n- machine: {environment.machine_report()}\n"
-            f"- versions: {environment.versions(torch_too=args.engine == 'torch')}\n\n"
-            f"```json\n{json.dumps(res, indent=1)}\n```\n")
+        versions = environment.versions(torch_too=args.engine == "torch")
+        save_page(Path(args.out), (
+            f"# one evaluation at {args.size_only}² ({args.engine})\n\n"
+            f"- command: `python -m bench.compare {shlex.join(sys.argv[1:])}`\n"
+            f"- date: {environment.now()}\n- machine: {environment.machine_report()}\n"
+            f"- versions: {versions}\n\n```json\n{json.dumps(res, indent=1)}\n```\n"))
     return 0
 
 
 # ------------------------------------------------------------------------------------ the comparison
 
 def compare(args) -> int:
-    """The full A/B run over ``--sizes``; writes the markdown table and the plot."""
+    """The full A/B run over ``--sizes`` (and the peer rows); writes each page and its raw JSON."""
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # fail before measuring, not after
     env_at_start = environment.env_settings()
     machine = environment.machine_report()  # load average at the start
     environment.pin_threads(args.threads, torch_too=True)
-    from . import ops as bench_ops
-    from . import report
     net, weights_desc, weights_choice = load_network(args.weights)
     log(f"weights: {weights_desc}; threads {environment.thread_report()}")
     repeats = args.repeats or 5
@@ -246,7 +86,7 @@ def compare(args) -> int:
             outputs = {eng: w.call("outputs") for eng, w in workers.items()}
             reference = None
             if args.reference64:
-                from minivgg.objective import Objective
+                from minivgg.style.objective import Objective
                 reference = Objective(net.astype(np.float64), content, style, preset=PRESET).value_and_grad(x)
             agree = agreement(outputs["minivgg"][:2], outputs["torch"][:2], outputs["minivgg"][2],
                               outputs["torch"][2], reference)
@@ -281,7 +121,6 @@ def compare(args) -> int:
     conv = conv_rows(args, weights_choice, repeats) if args.conv else None
     peers = None
     if args.peers or args.peers_only:
-        from .peers import peer_rows
         peers = peer_rows(args, weights_choice, repeats)
     ops_rows = []
     if args.ops:
@@ -304,16 +143,25 @@ def compare(args) -> int:
             "cooldown": args.cooldown,
             "tol_loss": TOL_LOSS, "tol_grad": TOL_GRAD, "local_diff": LOCAL_DIFF, "tol_pixels": TOL_PIXELS,
             "load_end": " / ".join(f"{v:.2f}" for v in os.getloadavg())}
-    raw = {"meta": meta, "rows": {str(k): v for k, v in rows.items()}, "large": large, "ops": ops_rows,
-           "breakdown": breakdown, "conv": conv, "peers": peers}
-    Path(args.out).with_suffix(".json").write_text(json.dumps(raw, indent=1))
-    return render(raw, Path(args.out))
+    out, code = Path(args.out), 0
+    if not args.peers_only:
+        raw = {"meta": meta, "rows": {str(k): v for k, v in rows.items()}, "large": large,
+               "ops": ops_rows, "breakdown": breakdown, "conv": conv}
+        out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
+        code = render_compare(raw, out)
+    if peers is not None:
+        peers_out = out if args.peers_only else out.with_name("peers.md")
+        raw = {"meta": meta, "rows": {}, "peers": peers}
+        peers_out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
+        code = max(code, render_peers(raw, peers_out))
+    return code
 
 
 def conv_rows(args, weights_choice: str, repeats: int) -> dict:
-    """A row per ``--conv`` algorithm at ``--conv-size``, against torch, in one run: the minivgg objective
-    with every conv forced to that algorithm and torch's, each in its own worker, interleaved; the
-    agreement of each with torch; peak RSS over ``PEAK_EVALS`` evaluations in a fresh process per engine."""
+    """A row per ``--conv`` algorithm at ``--conv-size``, against torch, in one run: the minivgg
+    objective with every conv forced to that algorithm and torch's, each in its own worker,
+    interleaved; the agreement of each with torch; peak RSS over ``evaluation.PEAK_EVALS``
+    evaluations in a fresh process per engine."""
     size = args.conv_size
     engines = [f"minivgg:{a}" for a in args.conv] + ["torch"]
     log(f"conv algorithms at {size}²: {', '.join(engines)} …")
@@ -338,35 +186,41 @@ def conv_rows(args, weights_choice: str, repeats: int) -> dict:
 
 
 def render(raw: dict, out: Path) -> int:
-    """Write the markdown page and the plot from the raw results (also ``--render results.json``)."""
-    from . import report
-    from .peers import peer_table
+    """Rewrite the pages of an earlier run from its raw results (``--render FILE.json``): the
+    two-engine page at ``out`` (its plot beside it) when there are rows, the peers page when there
+    are peer rows (at ``out`` for a ``--peers-only`` run, else beside it as ``peers.md``)."""
+    if not raw["rows"]:  # --peers-only
+        return render_peers(raw, out)
+    code = render_compare(raw, out)
+    if raw.get("peers"):  # a run from before the peers had a page of their own
+        code = max(code, render_peers(raw, out.with_name("peers.md")))
+    return code
+
+
+def render_compare(raw: dict, out: Path) -> int:
+    """The two-engine page and its plot; 1 when the engines disagree at some size."""
     rows = {int(k): v for k, v in raw["rows"].items()}
-    if not rows:  # --peers-only
-        meta = raw["meta"]
-        text = "\n".join([f"# minivgg vs PyTorch configurations ({meta['date']})", "",
-                           f"- command: `{meta['command']}`", f"- machine: {meta['machine']}",
-                           f"- versions: {meta['versions']}", f"- weights: {meta['weights']}; threads {meta['threads']}",
-                           f"- load average at the end: {meta['load_end']}", ""] + peer_table(raw.get("peers"))) + "\n"
-        out.write_text(text)
-        print(text)
-        return 0 if all(r["agreement"]["verdict"] == "agree" for p in raw["peers"].values()
-                        for r in p["rows"].values() if r.get("agreement")) else 1
     exponents = report.scaling_exponents(rows)
-    transfer_json = out.parent / "transfer_4096.json"  # python -m bench.transfer --size 4096
+    transfer_json = RESULTS_DIR / "transfer_4096.json"  # python -m bench.transfer --size 4096
     transfer = json.loads(transfer_json.read_text()) if transfer_json.is_file() else None
-    text = report.markdown(raw["meta"], rows, raw["large"], raw["ops"], raw["breakdown"], exponents, transfer,
-                           conv=raw.get("conv"))
-    if raw.get("peers"):
-        text = text.rstrip("\n") + "\n\n" + "\n".join(peer_table(raw["peers"])) + "\n"
-    tiled_json = out.parent / "tiling.json"  # python -m bench.tiling: the "Tiled evaluation" section
-    if tiled_json.is_file():
-        text = text.rstrip("\n") + "\n\n" + "\n".join(report.tiling_section(json.loads(tiled_json.read_text()))) + "\n"
-    out.write_text(text)
-    report.plot(rows, raw["large"], exponents, out.with_suffix(".png"))
+    png = out.with_suffix(".png")
+    text = report.markdown(raw["meta"], rows, raw["large"], raw["ops"], raw["breakdown"],
+                           exponents, transfer, conv=raw.get("conv"), plot_name=png.name)
+    report.plot(rows, raw["large"], exponents, png)
+    save_page(out, text)
     print(text)
-    log(f"wrote {out}, {out.with_suffix('.png')} and {out.with_suffix('.json')}")
+    log(f"wrote {out}, {png} and {out.with_suffix('.json')}")
     return 0 if all(r["agreement"]["verdict"] == "agree" for r in rows.values()) else 1
+
+
+def render_peers(raw: dict, out: Path) -> int:
+    """The peers page (``peers.peer_page``); 1 when a configuration disagrees with eager PyTorch."""
+    text = peer_page(raw["meta"], raw["peers"])
+    save_page(out, text)
+    print(text)
+    log(f"wrote {out}")
+    return 0 if all(r["agreement"]["verdict"] == "agree" for p in raw["peers"].values()
+                    for r in p["rows"].values() if r.get("agreement")) else 1
 
 
 def parse_args(argv=None):
@@ -383,7 +237,9 @@ def parse_args(argv=None):
                    help="auto (cached if available, else random), cached, random, or a file")
     p.add_argument("--images", type=Path, default=default_images_dir(),
                    help="folder with tubingen.jpg and starry_night.jpg")
-    p.add_argument("--out", default=None, help="markdown output (default bench/results.md; the PNG goes beside it)")
+    p.add_argument("--out", default=None,
+                   help="the page to write (default bench/results/compare.md, with --peers-only "
+                        "bench/results/peers.md; the JSON, the PNG and peers.md go beside it)")
     p.add_argument("--ops", action="store_true", help="also per-op timings and a per-op breakdown of one evaluation")
     p.add_argument("--op-shapes", nargs="+", default=["64x256", "256x128", "512x64"], help="CHANNELSxSIDE for --ops")
     p.add_argument("--breakdown-size", type=int, default=None,
@@ -412,7 +268,8 @@ def parse_args(argv=None):
     p.add_argument("--conv-size", type=int, default=512, help="image side of the --conv rows (default 512)")
     p.add_argument("--noise", type=float, default=16.0, help="± uniform noise added to the content for x")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--note", default=None, help="a line shown at the top of results.md (e.g. 'preliminary')")
+    p.add_argument("--note", default=None,
+                   help="a line shown at the top of the compare page (e.g. 'preliminary')")
     args = p.parse_args(argv)
     if args.warmup < 1:
         p.error("--warmup must be at least 1 (the first evaluation is also the agreement check)")
@@ -423,15 +280,21 @@ def parse_args(argv=None):
             p.error(f"--op-shapes wants CHANNELSxSIDE like 64x256, got {s!r}")
     if not (args.images / CONTENT_IMAGE).is_file() or not (args.images / STYLE_IMAGE).is_file():
         p.error(f"{args.images} lacks {CONTENT_IMAGE} or {STYLE_IMAGE}; pass --images or set MINIVGG_BENCH_IMAGES")
-    if args.out is None and args.size_only is None:
-        args.out = str(REPO / "bench" / "results.md")
+    if args.out is None and args.size_only is None and args.render is None:
+        args.out = str(default_out(args.peers_only))
     return args
+
+
+def default_out(peers_only: bool) -> Path:
+    """Where a run's page goes unless ``--out`` says otherwise."""
+    return RESULTS_DIR / ("peers.md" if peers_only else "compare.md")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.render is not None:
-        return render(json.loads(args.render.read_text()), Path(args.out))
+        raw = json.loads(args.render.read_text())
+        return render(raw, Path(args.out) if args.out else default_out(not raw["rows"]))
     return size_only(args) if args.size_only is not None else compare(args)
 
 

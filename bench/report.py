@@ -1,4 +1,4 @@
-"""The benchmark's outputs: the markdown of ``bench/results.md`` and the PNG plot beside it."""
+"""The two-engine page of ``bench.compare`` (``bench/results/compare.md``) and its plot."""
 from __future__ import annotations
 
 import numpy as np
@@ -89,7 +89,8 @@ def targets(rows: dict, large: list, exponents: dict, transfer: dict | None = No
         out.append(("3. a full `minivgg transfer` at 4096² within 24 GB",
                     f"peak RSS {transfer['peak_rss_gib']:.2f} GiB, {transfer['iters']} L-BFGS iterations in "
                     f"{transfer['wall_s']:.0f} s, exit {transfer['exit_status']} (`{transfer['command']}`, "
-                    f"{transfer.get('date', '')}: `bench/transfer_4096.md`)", "met" if ok else "not met"))
+                    f"{transfer.get('date', '')}: `bench/results/transfer_4096.md`)",
+                    "met" if ok else "not met"))
     else:
         out.append(("3. a full `minivgg transfer` at 4096² within 24 GB", "—",
                     "not measured (`python -m bench.transfer --size 4096`)"))
@@ -130,7 +131,8 @@ def conv_table(conv: dict) -> list[str]:
 
 
 def markdown(meta: dict, rows: dict, large: list, ops_rows: list, breakdown: dict, exponents: dict,
-             transfer: dict | None = None, conv: dict | None = None) -> str:
+             transfer: dict | None = None, conv: dict | None = None,
+             plot_name: str = "compare.png") -> str:
     """The full results page: provenance, the main table, agreement, memory, scaling, targets, ops."""
     L = ["# minivgg vs PyTorch: one objective evaluation (`gatys`, CPU)", ""]
     if meta.get("note"):
@@ -165,7 +167,8 @@ def markdown(meta: dict, rows: dict, large: list, ops_rows: list, breakdown: dic
              + ("each engine in a spawned worker process of its own, timed inside it, "
                 if meta.get("workers") else "") + "each after gc and a "
              f"{meta['cooldown']:g} s pause outside the timer; median; "
-             "peak RSS over the evaluations of a fresh process per engine and size (`compare.PEAK_EVALS`).")
+             "peak RSS over the evaluations of a fresh process per engine and size "
+             "(`evaluation.PEAK_EVALS`).")
     L += ["", "## Time and memory per evaluation", "",
           "| size | minivgg s (min–max) | torch s (min–max) | ratio minivgg/torch (medians) | ratio of minima | "
           "minivgg peak RSS GiB | torch peak RSS GiB | RSS ratio |",
@@ -272,81 +275,8 @@ def markdown(meta: dict, rows: dict, large: list, ops_rows: list, breakdown: dic
             for name, (sec, calls) in parts.items():
                 L.append(f"| {name} | {sec:.3f} | {100 * sec / total:.0f}% | {calls or ''} |")
             L.append("")
-    L += ["", "![time and peak memory against image size](results.png)", ""]
+    L += ["", f"![time and peak memory against image size]({plot_name})", ""]
     return "\n".join(L)
-
-
-TILING_SECTION = "## Tiled evaluation"
-
-
-def _gib_or_dash(mib):
-    return "—" if mib is None else f"{mib / 1024:.2f} GiB"
-
-
-def tiling_section(data: dict) -> list[str]:
-    """The "Tiled evaluation" section of ``bench/results.md`` from ``bench/tiling.json``."""
-    L = [TILING_SECTION, "", "Exact tiled evaluation (`Objective(…, tile_size=T)`, `transfer --tile-size T`, issue 15): "
-         "the `gatys` objective on T×T tiles with a 64-pixel halo (VGG16 to block5_conv1), the untiled "
-         "loss and gradient to float32 rounding. Each row is one fresh process "
-         f"(`{data.get('command', 'python -m bench.tiling')}`, {data.get('date', '?')}; "
-         f"{data.get('machine', '')}).", ""]
-    mem = data.get("memory")
-    if mem:
-        L += ["### Peak memory of one evaluation", "",
-              "| size | tiles | peak RSS, whole process | peak RSS during the evaluation | RSS after setup | setup s | evaluation s | load average (1/5/15 min) |",
-              "|---|---|---:|---:|---:|---:|---:|---|"]
-        for r in mem:
-            if "error" in r:
-                L.append(f"| {r.get('size', '?')}² | {r.get('tile') or 'untiled'} | error: {r['error'][:80]} | | | | |")
-                continue
-            L.append(f"| {r['size']}² | {str(r['tile']) + ' (' + str(r['tiles']) + ' tiles)' if r['tile'] else 'untiled'} | "
-                     f"**{_gib_or_dash(r['process_peak_mib'])}** | {_gib_or_dash(r['eval_peak_mib'])} | {_gib_or_dash(r['rss_after_setup_mib'])} | "
-                     f"{r['setup_s']:.0f} | {r['eval_s'][0]:.0f} | {r.get('load_start', '')} → {r.get('load_end', '')} |")
-        L.append("")
-    over = data.get("overhead")
-    if over:
-        L += ["### Time overhead", "",
-              f"Seconds per evaluation (the last of each child's {data.get('evals', '?')}; a child's first one also "
-              "builds the backward kernels' transforms), against the untiled evaluation at the same size, beside "
-              "(1 + 2h/T)² and the grid's exact window area over the image's. Pass 1 is one more forward pass per "
-              "tile, so the ratio over the area ratio should be about 1 + the forward's share of an evaluation "
-              "(~⅓).", "",
-              "| size | tile | tiles | s per evaluation | time ratio | (1 + 2h/T)² | window area ratio | ratio / area ratio | load average |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-        base = {r["size"]: r["eval_s"][-1] for r in over if not r.get("tile") and "error" not in r}
-        for r in over:
-            if "error" in r:
-                L.append(f"| {r.get('size', '?')}² | {r.get('tile') or '—'} | | error: {r['error'][:80]} | | | | |")
-                continue
-            t = r["eval_s"][-1]
-            ratio = t / base[r["size"]] if r["size"] in base else None
-            if not r["tile"]:
-                L.append(f"| {r['size']}² | untiled | 1 | {t:.1f} | 1 | | | | {r.get('load_end', '')} |")
-            else:
-                L.append(f"| {r['size']}² | {r['tile']} | {r['tiles']} | {t:.1f} | {ratio:.2f} | {r['halo_ratio']:.2f} | "
-                         f"{r['area_ratio']:.2f} | {ratio / r['area_ratio']:.2f} | {r.get('load_end', '')} |")
-        L.append("")
-    for note in data.get("notes", ()):
-        L += [f"> {note}", ""]
-    tr = data.get("transfer")
-    if tr:
-        L += ["### A whole transfer", "", f"`{tr['shown']}`:", ""]
-        if "error" in tr:
-            L.append(f"- error: {tr['error']}")
-        else:
-            ev = tr["eval_s"]
-            L += [f"- exit status {tr['exit_status']}; wall time {tr['wall_s']:.0f} s, of which {len(ev)} evaluations "
-                  f"({len(ev) - 1} during {tr['iters']} L-BFGS iterations, the last one the final loss): "
-                  + ", ".join(f"{t:.0f}" for t in ev) + " s",
-                  f"- **peak RSS {_gib_or_dash(tr['peak_mib'])}** (the process's VmHWM; sampled VmRSS peak "
-                  f"{tr['sampled_rss_gib']:.2f} GiB); lowest MemAvailable on the machine during the run "
-                  f"{tr['min_available_gib']:.2f} GiB" if tr.get("min_available_gib") else
-                  f"- **peak RSS {_gib_or_dash(tr['peak_mib'])}**",
-                  f"- estimate (`memory.estimate_bytes`): {tr['estimate_gib']:.2f} GiB; load average "
-                  f"{tr.get('load_start', '?')} at the start, {tr.get('load_end', '?')} at the end"]
-        L.append("")
-    return L
-
 
 
 def plot(rows: dict, large: list, exponents: dict, path) -> None:

@@ -4,9 +4,10 @@ against the same jobs run one after another with ``minivgg transfer`` (issue 16)
 Both sides run the user's commands in fresh processes on ``tubingen.jpg`` + ``starry_night.jpg`` at
 ``--size`` with ``--iters`` L-BFGS iterations (``--all-iters``: every job does the same work), over
 the 2x2 grid style_weight × tv_weight: first the four transfers in turn (each with all the cores),
-then one sweep (its cluster sized by ``minivgg.cluster.local_size``). Prints a markdown section and
-writes it into ``bench/results.md`` (replacing an earlier one), and with ``--sheet-jpg`` saves the
-sweep's contact sheet as a small JPEG (512 px wide) for the README.
+then one sweep (its cluster sized by ``minivgg.tools.cluster.local_size``). Prints its page and
+writes it to ``bench/results/sweep_throughput.md`` (the raw numbers to ``sweep_throughput.json``),
+regenerates ``bench/results.md`` (``bench.index``), and with ``--sheet-jpg`` saves the sweep's
+contact sheet as a small JPEG (512 px wide) for the README.
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import environment
-from .compare import CONTENT_IMAGE, REPO, STYLE_IMAGE, default_images_dir
+from . import REPO, environment
+from .evaluation import CONTENT_IMAGE, STYLE_IMAGE, default_images_dir
+from .index import RESULTS_DIR, save_page
 
-HEADING = "## Sweep throughput: `minivgg sweep` on Dask against one `minivgg transfer` after another"
+HEADING = "# Sweep throughput: `minivgg sweep` on Dask against one `minivgg transfer` after another"
 GRID = {"style_weight": ["1e3", "1e4"], "tv_weight": ["0", "1e-3"]}
 
 
@@ -71,18 +73,6 @@ def _section(args, sequential, sweep_wall, summary, load) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_section(path: Path, section: str) -> None:
-    """Put ``section`` into ``path`` in place of an earlier one with the same heading, else at the end."""
-    text = path.read_text() if path.exists() else ""
-    if HEADING in text:
-        head, _, rest = text.partition(HEADING)
-        nxt = rest.find("\n## ")
-        text = head + section + (rest[nxt + 1:] if nxt >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def _sheet_jpeg(sheet: Path, out: Path, width: int = 512) -> None:
     from PIL import Image
     with Image.open(sheet) as im:
@@ -97,8 +87,9 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--iters", type=int, default=100)
     p.add_argument("--images", type=Path, default=default_images_dir())
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results.md",
-                   help="the markdown page to put the section into (default bench/results.md); '-' prints only")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / "sweep_throughput.md",
+                   help="the page to write (default bench/results/sweep_throughput.md, the JSON "
+                        "beside it); '-' prints only")
     p.add_argument("--sheet-jpg", type=Path, help="also save the sweep's contact sheet here, 512 px wide")
     args = p.parse_args(argv)
     content, style = str(args.images / CONTENT_IMAGE), str(args.images / STYLE_IMAGE)
@@ -119,10 +110,16 @@ def main(argv=None) -> int:
         summary = json.loads((tmp / "sweep" / "sweep.json").read_text())
         if args.sheet_jpg:
             _sheet_jpeg(tmp / "sweep" / "sheet.png", args.sheet_jpg)
-    section = _section(args, sequential, sweep_wall, summary, load)
-    print(section)
+    page = _section(args, sequential, sweep_wall, summary, load)
+    print(page)
     if str(args.out) != "-":
-        _write_section(args.out, section)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps({
+            "command": f"python -m bench.sweep_throughput --size {args.size} --iters {args.iters}",
+            "date": environment.now(), "grid": GRID, "sequential_s": sequential,
+            "sweep_wall_s": sweep_wall, "sweep_jobs_s": [j["seconds"] for j in summary["jobs"]],
+            "cluster": summary["cluster"], "load_1min": load}, indent=1))
+        save_page(args.out, page)
     return 0
 
 

@@ -14,9 +14,9 @@ costs, each measurement in a fresh process of its own.
   the transfer's own process, which otherwise runs the CLI unchanged).
 
 Peak RSS is each child's own ``VmHWM`` (``/proc/self/status``; for one evaluation the mark is reset
-after building the objective and both peaks are kept). Results are merged into ``bench/tiling.json``
-and the "Tiled evaluation" section of ``bench/results.md`` is rewritten from it (``bench.compare``
-appends the same section whenever it renders the page).
+after building the objective and both peaks are kept). Results are merged into
+``bench/results/tiling.json``, the page ``bench/results/tiling.md`` is rewritten from it, and
+``bench/results.md`` is regenerated (``bench.index``).
 """
 from __future__ import annotations
 
@@ -31,13 +31,14 @@ import threading
 import time
 from pathlib import Path
 
-from . import environment
-from .compare import REPO, STYLE_IMAGE, default_images_dir
-from .report import TILING_SECTION as SECTION, tiling_section as section
+from . import REPO, environment
+from .evaluation import (STYLE_IMAGE, default_images_dir, load_images, square_content,
+                         start_point)
+from .index import RESULTS_DIR, save_page
 from .timing import peak_rss_mib, proc_kib, reset_peak_rss, rss_mib
 
-JSON_PATH = REPO / "bench" / "tiling.json"
-RESULTS_MD = REPO / "bench" / "results.md"
+JSON_PATH = RESULTS_DIR / "tiling.json"
+PAGE = RESULTS_DIR / "tiling.md"
 
 
 # ------------------------------------------------------------------------------ children
@@ -45,10 +46,8 @@ RESULTS_MD = REPO / "bench" / "results.md"
 def child_eval(size: int, tile: int, evals: int, images: Path) -> dict:
     """One process: build the gatys objective at size² (tiled when ``tile``), time ``evals`` evaluations."""
     import minivgg  # noqa: F401  first: its thread defaults
-    from minivgg.objective import Objective
-    from minivgg.vgg import load_vgg
-
-    from .compare import load_images, start_point
+    from minivgg.style.objective import Objective
+    from minivgg.network.vgg import load_vgg
     net = load_vgg("vgg16")
     content, style = load_images(size, images)
     x = start_point(content, 30.0, 0)
@@ -78,7 +77,7 @@ def child_transfer(argv: list) -> dict:
     """One process: ``minivgg transfer ARGV`` through the CLI, every evaluation timed."""
     import minivgg  # noqa: F401
     from minivgg.cli import main
-    from minivgg.objective import Objective
+    from minivgg.style.objective import Objective
     evals = []
     inner = Objective.value_and_grad
 
@@ -128,26 +127,98 @@ def run_child(args: list, timeout: float) -> dict:
     return {"error": f"exit {proc.returncode}: {stderr.strip()[-400:]}"}
 
 
-# -------------------------------------------------------------------------------- report
+# -------------------------------------------------------------------------------- page
 
-def write_results_section(data: dict, path: Path | None = None) -> None:
-    """Replace (or append) the "Tiled evaluation" section of ``bench/results.md``."""
-    path = path or RESULTS_MD
-    text = path.read_text() if path.is_file() else ""
-    block = "\n".join(section(data)).rstrip("\n") + "\n"
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        nxt = rest.find("\n## ")
-        tail = rest[nxt + 1:] if nxt >= 0 else ""
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
+TITLE = "# Tiled evaluation"
 
 
-def _square_content(images: Path, size: int, folder: Path) -> Path:
-    from .transfer import square_content
-    return square_content(images, size, folder)
+def _gib(mib):
+    return "—" if mib is None else f"{mib / 1024:.2f} GiB"
+
+
+def _memory_rows(mem: list) -> list[str]:
+    L = ["## Peak memory of one evaluation", "",
+         "| size | tiles | peak RSS, whole process | peak RSS during the evaluation "
+         "| RSS after setup | setup s | evaluation s | load average (1/5/15 min) |",
+         "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in mem:
+        if "error" in r:
+            L.append(f"| {r.get('size', '?')}² | {r.get('tile') or 'untiled'} "
+                     f"| error: {r['error'][:80]} | | | | |")
+            continue
+        tiles = f"{r['tile']} ({r['tiles']} tiles)" if r["tile"] else "untiled"
+        L.append(f"| {r['size']}² | {tiles} | **{_gib(r['process_peak_mib'])}** "
+                 f"| {_gib(r['eval_peak_mib'])} | {_gib(r['rss_after_setup_mib'])} "
+                 f"| {r['setup_s']:.0f} | {r['eval_s'][0]:.0f} "
+                 f"| {r.get('load_start', '')} → {r.get('load_end', '')} |")
+    return L + [""]
+
+
+def _overhead_rows(over: list, evals) -> list[str]:
+    L = ["## Time overhead", "",
+         f"Seconds per evaluation (the last of each child's {evals}; a child's first one also "
+         "builds the backward kernels' transforms), against the untiled evaluation at the same "
+         "size, beside (1 + 2h/T)² and the grid's exact window area over the image's. Pass 1 is "
+         "one more forward pass per tile, so the ratio over the area ratio should be about 1 + "
+         "the forward's share of an evaluation (~⅓).", "",
+         "| size | tile | tiles | s per evaluation | time ratio | (1 + 2h/T)² | window area ratio "
+         "| ratio / area ratio | load average |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    base = {r["size"]: r["eval_s"][-1] for r in over if not r.get("tile") and "error" not in r}
+    for r in over:
+        if "error" in r:
+            L.append(f"| {r.get('size', '?')}² | {r.get('tile') or '—'} | "
+                     f"| error: {r['error'][:80]} | | | | |")
+            continue
+        t = r["eval_s"][-1]
+        ratio = t / base[r["size"]] if r["size"] in base else None
+        if not r["tile"]:
+            L.append(f"| {r['size']}² | untiled | 1 | {t:.1f} | 1 | | | "
+                     f"| {r.get('load_end', '')} |")
+        else:
+            L.append(f"| {r['size']}² | {r['tile']} | {r['tiles']} | {t:.1f} | {ratio:.2f} "
+                     f"| {r['halo_ratio']:.2f} | {r['area_ratio']:.2f} "
+                     f"| {ratio / r['area_ratio']:.2f} | {r.get('load_end', '')} |")
+    return L + [""]
+
+
+def _transfer_lines(tr: dict) -> list[str]:
+    L = ["## A whole transfer", "", f"`{tr['shown']}`:", ""]
+    if "error" in tr:
+        return L + [f"- error: {tr['error']}", ""]
+    ev = tr["eval_s"]
+    peak = f"- **peak RSS {_gib(tr['peak_mib'])}**"
+    if tr.get("min_available_gib"):
+        peak += (f" (the process's VmHWM; sampled VmRSS peak {tr['sampled_rss_gib']:.2f} GiB); "
+                 f"lowest MemAvailable on the machine during the run "
+                 f"{tr['min_available_gib']:.2f} GiB")
+    return L + [
+        f"- exit status {tr['exit_status']}; wall time {tr['wall_s']:.0f} s, of which {len(ev)} "
+        f"evaluations ({len(ev) - 1} during {tr['iters']} L-BFGS iterations, the last one the "
+        "final loss): " + ", ".join(f"{t:.0f}" for t in ev) + " s",
+        peak,
+        f"- estimate (`memory.estimate_bytes`): {tr['estimate_gib']:.2f} GiB; load average "
+        f"{tr.get('load_start', '?')} at the start, {tr.get('load_end', '?')} at the end", ""]
+
+
+def tiling_page(data: dict) -> str:
+    """The page ``bench/results/tiling.md`` from ``tiling.json``."""
+    L = [TITLE, "",
+         "Exact tiled evaluation (`Objective(…, tile_size=T)`, `transfer --tile-size T`, "
+         "issue 15): the `gatys` objective on T×T tiles with a 64-pixel halo (VGG16 to "
+         "block5_conv1), the untiled loss and gradient to float32 rounding. Each row is one "
+         "fresh process "
+         f"(`{data.get('command', 'python -m bench.tiling')}`, {data.get('date', '?')}; "
+         f"{data.get('machine', '')}).", ""]
+    if data.get("memory"):
+        L += _memory_rows(data["memory"])
+    if data.get("overhead"):
+        L += _overhead_rows(data["overhead"], data.get("evals", "?"))
+    for note in data.get("notes", ()):
+        L += [f"> {note}", ""]
+    if data.get("transfer"):
+        L += _transfer_lines(data["transfer"])
+    return "\n".join(L)
 
 
 def main(argv=None) -> int:
@@ -192,11 +263,11 @@ def main(argv=None) -> int:
                 data["overhead"].append(r)
                 print(f"{size}² tile {tile or 'untiled'}: {r.get('eval_s', r.get('error'))}", flush=True)
     if "transfer" in args.what:
-        from minivgg.memory import estimate_bytes
-        from minivgg.presets import resolve_settings
+        from minivgg.style.memory import estimate_bytes
+        from minivgg.style.presets import resolve_settings
         n, tile = args.transfer_size, args.transfer_tile
         with tempfile.TemporaryDirectory(prefix="minivgg-tiling-") as tmp:
-            content = _square_content(args.images, n, Path(tmp))
+            content = square_content(args.images, n, Path(tmp))
             cli = ["transfer", str(content), str(args.images / STYLE_IMAGE), "-o", str(Path(tmp) / "out.jpg"),
                    "--size", str(n), "--iters", str(args.iters), "--tile-size", str(tile), "--quiet"]
             r = run_child(["--child-transfer", *cli], args.timeout)
@@ -207,9 +278,11 @@ def main(argv=None) -> int:
                                              "lbfgs", tile, s["content_layers"]) / 2**30)
         data["transfer"] = r
         print(json.dumps(r, indent=1))
+    JSON_PATH.parent.mkdir(parents=True, exist_ok=True)
     JSON_PATH.write_text(json.dumps(data, indent=1))
-    write_results_section(data)
-    print("\n".join(section(data)))
+    text = tiling_page(data)
+    save_page(PAGE, text)
+    print(text)
     return 0
 
 

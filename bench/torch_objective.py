@@ -1,10 +1,10 @@
 """The style-transfer objective of minivgg written in PyTorch: the benchmark's reference peer.
 
-Same work as ``minivgg.objective.Objective``: the same weights (copied from ``net.params``), the
+Same work as ``minivgg.style.objective.Objective``: the same weights (copied from ``net.params``), the
 same images, the same Caffe preprocessing (RGB→BGR, minus the BGR mean), float32 activations,
 the network truncated after the deepest tap, and the gradient w.r.t. the pixels from
 ``torch.autograd`` (the weights do not require grad, so no weight gradients are computed).
-Settings are read from ``minivgg.presets.resolve_settings`` so both sides run one preset;
+Settings are read from ``minivgg.style.presets.resolve_settings`` so both sides run one preset;
 only the formulas of the ``gatys`` preset are written here (any pooling, any taps).
 
 Three configurations, as a PyTorch user on a CPU would pick (``CONFIGS``): ``eager`` (NCHW, what the
@@ -23,8 +23,8 @@ from .environment import import_torch
 torch = import_torch()
 import torch.nn.functional as F  # noqa: E402
 
-from minivgg.presets import resolve_settings
-from minivgg.arch import canonical_tap, layer_sequence
+from minivgg.style.presets import resolve_settings
+from minivgg.network.arch import canonical_tap, layer_sequence
 
 # The settings this peer implements; anything else raises instead of silently differing.
 SUPPORTED = {"content_norm": ("half_sum", "sum", "mean"), "gram": ("plain",),

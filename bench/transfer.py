@@ -6,8 +6,9 @@ so the run really has size² pixels). It is written to a temporary folder, toget
 The command is the user's: ``minivgg transfer CONTENT starry_night.jpg -o OUT --size N --iters K``
 with the ``gatys`` defaults, in a fresh process. Peak RSS is that child's ``ru_maxrss``
 (``RUSAGE_CHILDREN``; the driver forks it while small). It is also sampled from ``/proc`` once a
-second, and the machine's lowest ``MemAvailable`` is recorded. Writes ``bench/transfer_SIZE.md`` and
-``.json`` (``bench.report`` quotes the JSON under target 3).
+second, and the machine's lowest ``MemAvailable`` is recorded. Writes
+``bench/results/transfer_SIZE.md`` and ``.json`` (``bench.report`` quotes the JSON under target 3)
+and regenerates ``bench/results.md`` (``bench.index``).
 """
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ import threading
 import time
 from pathlib import Path
 
-from . import environment
-from .compare import CONTENT_IMAGE, REPO, STYLE_IMAGE, default_images_dir
+from . import REPO, environment
+from .evaluation import STYLE_IMAGE, default_images_dir, square_content
+from .index import RESULTS_DIR, save_page
 from .timing import proc_kib
 
 
@@ -35,27 +37,15 @@ def _rss_kib(pid: int):
     return proc_kib(f"/proc/{pid}/status", "VmRSS")
 
 
-def square_content(images: Path, size: int, folder: Path) -> Path:
-    """tubingen.jpg, centre-cropped to a square and resized to size×size (Pillow LANCZOS), as PNG."""
-    from PIL import Image
-    with Image.open(images / CONTENT_IMAGE) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        s = min(w, h)
-        im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-        path = folder / f"content_{size}.png"
-        im.resize((size, size), Image.LANCZOS).save(path)
-    return path
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.transfer", description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--images", type=Path, default=default_images_dir())
-    p.add_argument("--out", type=Path, default=None, help="markdown output (default bench/transfer_SIZE.md)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="markdown output (default bench/results/transfer_SIZE.md; JSON beside it)")
     args = p.parse_args(argv)
-    out_md = args.out or REPO / "bench" / f"transfer_{args.size}.md"
+    out_md = args.out or RESULTS_DIR / f"transfer_{args.size}.md"
     with tempfile.TemporaryDirectory(prefix="minivgg-transfer-") as tmp:
         tmp = Path(tmp)
         content = square_content(args.images, args.size, tmp)
@@ -103,12 +93,13 @@ def main(argv=None) -> int:
                      f"{it['tv']:.4g} | {it['seconds']:.0f} |")
     if log.get("final_loss") is not None:
         lines += ["", f"Final loss {log['final_loss']:.4g}; the run's own time {log.get('seconds', 0):.0f} s."]
-    out_md.write_text("\n".join(lines) + "\n")
+    out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.with_suffix(".json").write_text(json.dumps({
         "size": args.size, "iters": args.iters, "exit_status": proc.returncode, "wall_s": wall,
         "peak_rss_gib": peak_kib / 2**20, "sampled_rss_gib": samples["rss_kib"] / 2**20,
         "final_loss": log.get("final_loss"), "iterations": iters, "date": environment.now(),
         "command": f"python -m bench.transfer --size {args.size} --iters {args.iters}"}, indent=1))
+    save_page(out_md, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return proc.returncode
 

@@ -15,18 +15,19 @@ import multiprocessing as mp
 import os
 import time
 
-from . import USER_ENV
+from . import USER_ENV, environment
+from . import ops as bench_ops
+from .evaluation import build, load_images, load_network, start_point
 
 
 def _serve(conn, engine, size, weights, images, noise, seed, threads):
-    from . import compare, environment
     environment.pin_threads(threads, torch_too=engine.startswith("torch"))
     objective = None
     if size is not None:
-        net, _, _ = compare.load_network(weights)
-        content, style = compare.load_images(size, images)
-        x = compare.start_point(content, noise, seed)
-        objective = compare.build(engine, net, content, style)
+        net, _, _ = load_network(weights)
+        content, style = load_images(size, images)
+        x = start_point(content, noise, seed)
+        objective = build(engine, net, content, style)
         del content, style
     op_fns = {}
     conn.send("ready")
@@ -35,8 +36,7 @@ def _serve(conn, engine, size, weights, images, noise, seed, threads):
         if cmd == "stop":
             break
         try:
-            if isinstance(cmd, tuple) and cmd[0] == "op":  # ("op", channels, side, op kind): one timed call
-                from . import ops as bench_ops
+            if isinstance(cmd, tuple) and cmd[0] == "op":  # ("op", channels, side, op kind)
                 _, c, h, op = cmd
                 if (c, h) not in op_fns:
                     op_fns.clear()
@@ -57,8 +57,8 @@ def _serve(conn, engine, size, weights, images, noise, seed, threads):
                 objective.value_and_grad(x)
                 conn.send(time.perf_counter() - t0)
             elif cmd == "breakdown":
-                from . import ops as bench_ops
-                fn = bench_ops.minivgg_breakdown if engine == "minivgg" else bench_ops.torch_breakdown
+                fn = (bench_ops.minivgg_breakdown if engine == "minivgg"
+                      else bench_ops.torch_breakdown)
                 conn.send(fn(objective, x))
             elif cmd == "threads":
                 conn.send(environment.thread_report())

@@ -371,7 +371,11 @@ def test_a_2x2_sweep_on_a_local_cluster_then_a_rerun_does_no_work(
     capsys.readouterr()
     # The re-run finds every job done: it does not even reach a scheduler (nothing listens on port 9).
     assert main([*argv, "--scheduler", "tcp://127.0.0.1:9"]) == 0
-    assert "4 of 4 jobs ok (4 done before)" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "4 of 4 jobs ok (4 done before)" in text and len(text.splitlines()) == 1  # --quiet: the summary
+    loud = [a for a in argv if a != "--quiet"]
+    assert main([*loud, "--scheduler", "tcp://127.0.0.1:9"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 5  # one line per job, then the summary
     assert {p: p.stat().st_mtime_ns for p in out.glob("0*")} == mtimes
     assert _summary(out)["counts"]["skipped"] == 4
 

@@ -12,6 +12,7 @@ import importlib
 import sys
 import warnings
 
+from .. import __version__
 from ..errors import UserError
 
 # Modules that contribute subcommands, in the order ``minivgg --help`` lists them.
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="minivgg", description="Neural style transfer on a from-scratch NumPy/CuPy engine."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    parser.add_argument("--version", action="version", version=f"minivgg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for modname in _COMMAND_MODULES:
         importlib.import_module(modname).add_cli(sub)

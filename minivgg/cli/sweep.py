@@ -169,7 +169,7 @@ def _add_common(p) -> None:
         metavar="N",
         help="worker processes of the local cluster (default: as many as cores, jobs and memory allow)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no per-job messages")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no dashboard line, no lines for jobs that succeeded: the summary line only")
 
 
 def add_cli(sub) -> None:
@@ -299,7 +299,7 @@ def _cmd_batch(args) -> int:
 
 
 def _run(kind, jobs, args, outdir: Path, header, axes=None) -> int:
-    """Run the jobs, print one line per job and the totals; a failed job makes the exit code 2 (an internal
+    """Run the jobs, print one line per job (``--quiet``: only those that did not succeed) and the totals; a failed job makes the exit code 2 (an internal
     error in a job: 1)."""
     with output_folder(outdir):
         summary = run_jobs(
@@ -317,6 +317,8 @@ def _run(kind, jobs, args, outdir: Path, header, axes=None) -> int:
         terms = r.get("terms") or {}
         if r["status"] != "ok":
             print(f"{r['name']}: {r['status']} ({r['message']})")
+            continue
+        if args.quiet:  # --quiet: the summary and the jobs that did not succeed only
             continue
         how = f"loss {terms['total']:.6g}" if terms.get("total") is not None else "no loss recorded"
         how += f", {r['seconds']:.1f} s" if r.get("seconds") is not None else ""

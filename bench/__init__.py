@@ -17,13 +17,16 @@ side runs under its own library's defaults. Child processes also start from ``US
 only imported when asked for. ``MINIVGG_BENCH_NUMPY_FIRST=1`` imports numpy before minivgg instead (the
 bench's import-order rows: what a script that starts with ``import numpy`` gets).
 """
+
 import os as _os
 from pathlib import Path as _Path
 
 USER_ENV = dict(_os.environ)
 REPO = _Path(__file__).resolve().parents[1]
-if _os.environ.get("MINIVGG_BENCH_NUMPY_FIRST") == "1":  # the import-order rows: numpy first, as most scripts
+if (
+    _os.environ.get("MINIVGG_BENCH_NUMPY_FIRST") == "1"
+):  # the import-order rows: numpy first, as most scripts
     import numpy  # noqa: F401
-import minivgg  # noqa: E402,F401  (before numpy: see above)
+import minivgg
 
 assert minivgg.THREAD_DEFAULTS  # the import is for its side effect on the environment

@@ -1,4 +1,5 @@
 """Thread pinning and the facts a benchmark result must carry: machine, versions, BLAS, env settings."""
+
 from __future__ import annotations
 
 import datetime
@@ -9,10 +10,21 @@ import sys
 from pathlib import Path
 
 # Environment settings that change BLAS/OpenMP behaviour; reported whenever they are set.
-REPORTED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
-                "KMP_BLOCKTIME", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "MINIVGG_HOME",
-                "OPENBLAS_THREAD_TIMEOUT")
+REPORTED_ENV = (
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+    "KMP_BLOCKTIME",
+    "DNNL_MAX_CPU_ISA",
+    "ONEDNN_MAX_CPU_ISA",
+    "MINIVGG_HOME",
+    "OPENBLAS_THREAD_TIMEOUT",
+)
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 _LIMITER = []  # keeps the threadpoolctl limits alive for the life of the process
@@ -30,6 +42,7 @@ def thread_env(threads: int) -> dict:
     """The user's environment (``bench.USER_ENV``, without minivgg's thread defaults, which the child's own
     ``import minivgg`` sets) with every thread-count variable set to ``threads`` (for child processes)."""
     from . import USER_ENV
+
     env = dict(USER_ENV)
     env.update({k: str(threads) for k in THREAD_ENV})
     return env
@@ -41,8 +54,14 @@ def import_torch():
     if "torch" in sys.modules:
         return sys.modules["torch"]
     import minivgg
+
     from . import USER_ENV
-    ours = {k: os.environ.pop(k) for k in minivgg.THREAD_DEFAULTS if k in os.environ and k not in USER_ENV}
+
+    ours = {
+        k: os.environ.pop(k)
+        for k in minivgg.THREAD_DEFAULTS
+        if k in os.environ and k not in USER_ENV
+    }
     try:
         import torch
     finally:
@@ -58,6 +77,7 @@ def pin_threads(threads: int, torch_too: bool = True) -> None:
     for k in THREAD_ENV:
         os.environ[k] = str(threads)
     from threadpoolctl import threadpool_limits
+
     if torch_too:
         import_torch().set_num_threads(threads)
     _LIMITER.append(threadpool_limits(limits=threads))
@@ -69,6 +89,7 @@ def pin_threads(threads: int, torch_too: bool = True) -> None:
 def thread_report() -> dict:
     """Threads in effect now, per pool (threadpoolctl, torch if imported, numba if imported)."""
     from threadpoolctl import threadpool_info
+
     out = {}
     for lib in threadpool_info():
         out[f"{lib['internal_api']} ({Path(lib['filepath']).name})"] = lib["num_threads"]
@@ -83,22 +104,36 @@ def thread_report() -> dict:
 def blas_report() -> list[str]:
     """One line per BLAS library loaded in this process (which one numpy uses, its version and kernel arch)."""
     from threadpoolctl import threadpool_info
+
     lines = []
     for lib in threadpool_info():
         if lib["user_api"] != "blas":
             continue
-        owner = "numpy" if "numpy" in lib["filepath"] else "scipy" if "scipy" in lib["filepath"] else "other"
-        lines.append(f"{owner}: {lib['internal_api']} {lib.get('version')} ({Path(lib['filepath']).name}), "
-                     f"arch {lib.get('architecture')}, threading {lib.get('threading_layer')}, "
-                     f"{lib['num_threads']} threads")
+        owner = (
+            "numpy"
+            if "numpy" in lib["filepath"]
+            else "scipy"
+            if "scipy" in lib["filepath"]
+            else "other"
+        )
+        lines.append(
+            f"{owner}: {lib['internal_api']} {lib.get('version')} ({Path(lib['filepath']).name}), "
+            f"arch {lib.get('architecture')}, threading {lib.get('threading_layer')}, "
+            f"{lib['num_threads']} threads"
+        )
     return lines
 
 
 def torch_backend_report() -> list[str]:
     """torch's math libraries (MKL, oneDNN) and parallel backend, from ``torch.__config__``."""
     import torch
+
     keep = ("Math Kernel Library", "MKL-DNN", "oneDNN", "ATen parallel backend", "OpenMP")
-    lines = [ln.strip() for ln in torch.__config__.parallel_info().splitlines() if any(k in ln for k in keep)]
+    lines = [
+        ln.strip()
+        for ln in torch.__config__.parallel_info().splitlines()
+        if any(k in ln for k in keep)
+    ]
     lines.append(f"torch.backends.mkldnn.is_available() = {torch.backends.mkldnn.is_available()}")
     return lines
 
@@ -131,6 +166,7 @@ def cpu_flags() -> str:
 def machine_report() -> dict:
     """CPU model, cores, memory, OS and load average."""
     import psutil
+
     return {
         "cpu": cpu_model(),
         "simd": cpu_flags(),
@@ -144,10 +180,20 @@ def machine_report() -> dict:
 def git_revision(repo: Path) -> str:
     """``<short hash>`` of the checkout, with ``+ uncommitted changes in minivgg/`` when the engine differs from it."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "minivgg", "kernels"], cwd=repo,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "minivgg", "kernels"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return rev + (" + uncommitted changes in minivgg/ or kernels/" if dirty else "")
@@ -156,17 +202,24 @@ def git_revision(repo: Path) -> str:
 def versions(torch_too: bool = True) -> dict:
     """Versions of Python and every library on either side of the comparison."""
     import numpy
+
     import minivgg
+
     checkout = Path(minivgg.__file__).resolve().parents[1]
-    out = {"python": platform.python_version(), "numpy": numpy.__version__,
-           "minivgg": f"{getattr(minivgg, '__version__', '?')} @ {git_revision(checkout)}"}
+    out = {
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "minivgg": f"{getattr(minivgg, '__version__', '?')} @ {git_revision(checkout)}",
+    }
     try:
         import numba
+
         out["numba"] = numba.__version__
     except ImportError:
         pass
     if torch_too:
         import torch
+
         out["torch"] = torch.__version__
     return out
 
@@ -175,13 +228,16 @@ def env_settings() -> dict:
     """The BLAS/OpenMP-related environment variables the user set (unset ones are omitted; minivgg's
     own defaults are reported by ``minivgg_thread_defaults``)."""
     from . import USER_ENV
+
     return {k: USER_ENV[k] for k in REPORTED_ENV if k in USER_ENV}
 
 
 def minivgg_thread_defaults() -> dict:
     """The thread settings minivgg put in its environment because the user had not set them."""
     import minivgg
+
     from . import USER_ENV
+
     return {k: v for k, v in minivgg.THREAD_DEFAULTS.items() if k not in USER_ENV}
 
 

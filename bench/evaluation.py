@@ -6,6 +6,7 @@ and one evaluation's time and peak RSS in this process (``measure_one``) or in a
 (``run_child``: ``python -m bench.compare --size-only``). Everything here sits below ``compare``,
 ``peers`` and ``workers``, so those import it and it imports none of them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,6 +51,7 @@ def default_images_dir() -> Path:
 def load_images(size: int, images_dir: Path):
     """Content and style as (size, size, 3) uint8 RGB, resized with Pillow (aspect not kept)."""
     from PIL import Image
+
     out = []
     for name in (CONTENT_IMAGE, STYLE_IMAGE):
         with Image.open(images_dir / name) as im:
@@ -62,6 +64,7 @@ def square_content(images: Path, size: int, folder: Path) -> Path:
     """tubingen.jpg, centre-cropped to a square and resized to size×size (Pillow LANCZOS), as PNG
     in ``folder`` (the content of the whole-transfer studies)."""
     from PIL import Image
+
     with Image.open(images / CONTENT_IMAGE) as im:
         im = im.convert("RGB")
         w, h = im.size
@@ -83,6 +86,7 @@ def load_network(choice: str):
     He-random weights (seed 0, identical shapes), 'auto' = cached when available, a path = that
     weights file."""
     from minivgg.network.vgg import load_vgg, random_vgg
+
     random_desc = "random He-initialised VGG16 (random_vgg seed 0)"
     if choice == "random":
         return random_vgg("vgg16", seed=0), random_desc, "random"
@@ -98,8 +102,11 @@ def load_network(choice: str):
         if choice == "cached":
             raise
         reason = str(exc).splitlines()[0]
-        return (random_vgg("vgg16", seed=0), f"{random_desc}: the cached weights are not available "
-                f"({type(exc).__name__}: {reason})", "random")
+        return (
+            random_vgg("vgg16", seed=0),
+            f"{random_desc}: the cached weights are not available ({type(exc).__name__}: {reason})",
+            "random",
+        )
 
 
 def build(engine: str, net, content, style):
@@ -111,10 +118,12 @@ def build(engine: str, net, content, style):
     name, _, variant = engine.partition(":")
     if name == "minivgg":
         from minivgg.style.objective import Objective
+
         conv = variant if variant and variant != "numpy-first" else None
         net = dataclasses.replace(net, conv=conv) if conv else net
         return Objective(net, content, style, preset=PRESET)
     from .torch_objective import TorchObjective
+
     return TorchObjective(net, content, style, preset=PRESET, config=variant or "eager")
 
 
@@ -129,20 +138,30 @@ def agreement(a, b, terms_a, terms_b, reference=None) -> dict:
     (la, ga), (lb, gb) = a, b
     diff = ga - gb
     local = np.abs(diff).max(axis=-1) > LOCAL_DIFF * np.abs(gb).max()
-    out = {"loss_minivgg": la, "loss_torch": lb, "loss_rel": abs(la - lb) / max(abs(lb), 1e-300),
-           "grad_rel_l2": _rel(np.linalg.norm(diff), np.linalg.norm(gb)),
-           "grad_rel_max": _rel(np.abs(diff).max(), np.abs(gb).max()),
-           "pixels_differing": float(local.mean()),
-           "cosine": _rel(np.vdot(ga, gb), np.linalg.norm(ga) * np.linalg.norm(gb)),
-           "terms": {k: abs(terms_a[k] - terms_b[k]) / abs(terms_b[k]) if terms_b[k]
-                     else abs(terms_a[k]) for k in ("content", "style", "tv")}}
+    out = {
+        "loss_minivgg": la,
+        "loss_torch": lb,
+        "loss_rel": abs(la - lb) / max(abs(lb), 1e-300),
+        "grad_rel_l2": _rel(np.linalg.norm(diff), np.linalg.norm(gb)),
+        "grad_rel_max": _rel(np.abs(diff).max(), np.abs(gb).max()),
+        "pixels_differing": float(local.mean()),
+        "cosine": _rel(np.vdot(ga, gb), np.linalg.norm(ga) * np.linalg.norm(gb)),
+        "terms": {
+            k: abs(terms_a[k] - terms_b[k]) / abs(terms_b[k]) if terms_b[k] else abs(terms_a[k])
+            for k in ("content", "style", "tv")
+        },
+    }
     if reference is not None:
         l64, g64 = reference
         out["vs_float64"] = {
             eng: (abs(loss - l64) / abs(l64), float(np.linalg.norm(g - g64) / np.linalg.norm(g64)))
-            for eng, (loss, g) in (("minivgg", a), ("torch", b))}
-    ok = (out["loss_rel"] <= TOL_LOSS and out["grad_rel_l2"] <= TOL_GRAD
-          and out["pixels_differing"] <= TOL_PIXELS)
+            for eng, (loss, g) in (("minivgg", a), ("torch", b))
+        }
+    ok = (
+        out["loss_rel"] <= TOL_LOSS
+        and out["grad_rel_l2"] <= TOL_GRAD
+        and out["pixels_differing"] <= TOL_PIXELS
+    )
     out["verdict"] = "agree" if ok else "**DISAGREE**"
     return out
 
@@ -153,8 +172,10 @@ def log(msg: str) -> None:
 
 # ------------------------------------------------------------------------- one size, one process
 
-def measure_one(size: int, engine: str, weights: str, images_dir: Path, evals: int, noise: float,
-                seed: int) -> dict:
+
+def measure_one(
+    size: int, engine: str, weights: str, images_dir: Path, evals: int, noise: float, seed: int
+) -> dict:
     """The first evaluation's time and peak RSS in this (fresh) process; more evaluations add a
     steady-state time, and ``process_peak_mib`` is the peak over setup and all of them."""
     net, weights_desc, _ = load_network(weights)
@@ -165,8 +186,14 @@ def measure_one(size: int, engine: str, weights: str, images_dir: Path, evals: i
     setup_s = time.perf_counter() - t0
     del content, style
     gc.collect()
-    out = {"size": size, "engine": engine, "weights": weights_desc, "setup_s": setup_s,
-           "setup_peak_mib": peak_rss_mib(), "rss_after_setup_mib": rss_mib()}
+    out = {
+        "size": size,
+        "engine": engine,
+        "weights": weights_desc,
+        "setup_s": setup_s,
+        "setup_peak_mib": peak_rss_mib(),
+        "rss_after_setup_mib": rss_mib(),
+    }
     out["peak_reset"] = reset_peak_rss()
     t0 = time.perf_counter()
     loss, grad = objective.value_and_grad(x)
@@ -188,15 +215,35 @@ def measure_one(size: int, engine: str, weights: str, images_dir: Path, evals: i
     return out
 
 
-def run_child(size: int, engine: str, args, weights: str, timeout: float,
-              evals: int = PEAK_EVALS) -> dict:
+def run_child(
+    size: int, engine: str, args, weights: str, timeout: float, evals: int = PEAK_EVALS
+) -> dict:
     """``measure_one`` of ``evals`` evaluations in a fresh interpreter (``python -m bench.compare
     --size-only``) with the same thread settings; errors come back as ``{"error"}``. ``engine``
     may name a conv algorithm (``minivgg:im2col``)."""
     name, _, variant = engine.partition(":")
-    cmd = [sys.executable, "-m", "bench.compare", "--size-only", str(size), "--engine", name,
-           "--threads", str(args.threads), "--weights", weights, "--images", str(args.images),
-           "--repeats", str(evals), "--noise", str(args.noise), "--seed", str(args.seed), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.compare",
+        "--size-only",
+        str(size),
+        "--engine",
+        name,
+        "--threads",
+        str(args.threads),
+        "--weights",
+        weights,
+        "--images",
+        str(args.images),
+        "--repeats",
+        str(evals),
+        "--noise",
+        str(args.noise),
+        "--seed",
+        str(args.seed),
+        "--json",
+    ]
     if variant in ("channels_last", "compile"):
         cmd += ["--torch-config", variant]
     elif variant and variant != "numpy-first":
@@ -204,17 +251,22 @@ def run_child(size: int, engine: str, args, weights: str, timeout: float,
     env = environment.thread_env(args.threads)
     if variant == "numpy-first":
         env["MINIVGG_BENCH_NUMPY_FIRST"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]]
-                                                       if env.get("PYTHONPATH") else []))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
     try:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return {"size": size, "engine": engine, "error": f"timed out after {timeout:.0f} s"}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
-    why = ("killed by SIGKILL (out of memory?)" if proc.returncode == -9
-           else f"exit status {proc.returncode}")
+            return json.loads(line[len(RESULT_TAG) :])
+    why = (
+        "killed by SIGKILL (out of memory?)"
+        if proc.returncode == -9
+        else f"exit status {proc.returncode}"
+    )
     tail = (proc.stderr.strip().splitlines() or [""])[-1][:200]
     return {"size": size, "engine": engine, "error": f"{why}: {tail}"}

@@ -1,5 +1,6 @@
 """Where the time goes: per-op timings of minivgg beside torch's equivalents, and a breakdown of one
 full objective evaluation by op (minivgg: timers wrapped around ``minivgg.ops``; torch: its profiler)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,16 @@ import numpy as np
 from .timing import interleaved
 
 # The ops timed on both sides, in table order.
-OP_KINDS = ("conv fwd", "conv bwd-data", "relu fwd", "relu bwd", "avg pool fwd", "avg pool bwd",
-            "max pool fwd", "max pool bwd")
+OP_KINDS = (
+    "conv fwd",
+    "conv bwd-data",
+    "relu fwd",
+    "relu bwd",
+    "avg pool fwd",
+    "avg pool bwd",
+    "max pool fwd",
+    "max pool bwd",
+)
 
 
 def conv_flops(c: int, o: int, h: int, w: int) -> float:
@@ -25,6 +34,7 @@ def conv_flops(c: int, o: int, h: int, w: int) -> float:
 def _minivgg_op_fns(c, h, rng):
     """Closures running each minivgg op once on fixed inputs (float32, NCHW, C→C 3x3 conv)."""
     from minivgg import ops
+
     x = rng.standard_normal((1, c, h, h)).astype(np.float32)
     w = (rng.standard_normal((c, c, 3, 3)) * np.sqrt(2.0 / (9 * c))).astype(np.float32)
     b = (rng.standard_normal(c) * 0.01).astype(np.float32)
@@ -45,7 +55,10 @@ def _minivgg_op_fns(c, h, rng):
         fns["relu fwd"] = fns["relu bwd"] = exc
     for kind in ("avg", "max"):
         try:
-            fwd, bwd = getattr(ops, f"{kind}_pool2d_forward"), getattr(ops, f"{kind}_pool2d_backward")
+            fwd, bwd = (
+                getattr(ops, f"{kind}_pool2d_forward"),
+                getattr(ops, f"{kind}_pool2d_backward"),
+            )
             _, pcache = fwd(x)
             fns[f"{kind} pool fwd"] = functools.partial(fwd, x)
             fns[f"{kind} pool bwd"] = functools.partial(bwd, gp, pcache)
@@ -59,8 +72,11 @@ def _torch_op_fns(c, h, rng, channels_last: bool = False):
     ``channels_last``: every tensor NHWC, oneDNN's own layout (what ``torch:channels_last`` runs)."""
     import torch
     import torch.nn.functional as F
+
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    t = lambda a: torch.from_numpy(a).contiguous(memory_format=layout if a.ndim == 4 else torch.contiguous_format)  # noqa: E731
+    t = lambda a: torch.from_numpy(a).contiguous(
+        memory_format=layout if a.ndim == 4 else torch.contiguous_format
+    )
     x = t(rng.standard_normal((1, c, h, h)).astype(np.float32))
     w = t((rng.standard_normal((c, c, 3, 3)) * np.sqrt(2.0 / (9 * c))).astype(np.float32))
     b = t((rng.standard_normal(c) * 0.01).astype(np.float32))
@@ -71,15 +87,19 @@ def _torch_op_fns(c, h, rng, channels_last: bool = False):
     _, idx = F.max_pool2d(x, 2, 2, return_indices=True)
     return {
         "conv fwd": lambda: F.conv2d(x, w, b, padding=1),
-        "conv bwd-data": lambda: aten.convolution_backward(gy, x, w, [c], [1, 1], [1, 1], [1, 1], False,
-                                                           [0, 0], 1, [True, False, False]),
+        "conv bwd-data": lambda: aten.convolution_backward(
+            gy, x, w, [c], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False]
+        ),
         "relu fwd": lambda: torch.relu(x),
         "relu bwd": lambda: aten.threshold_backward(gy, y, 0.0),
         "avg pool fwd": lambda: F.avg_pool2d(x, 2, 2),
-        "avg pool bwd": lambda: aten.avg_pool2d_backward(gp, x, [2, 2], [2, 2], [0, 0], False, True, None),
+        "avg pool bwd": lambda: aten.avg_pool2d_backward(
+            gp, x, [2, 2], [2, 2], [0, 0], False, True, None
+        ),
         "max pool fwd": lambda: F.max_pool2d(x, 2, 2, return_indices=True),
-        "max pool bwd": lambda: aten.max_pool2d_with_indices_backward(gp, x, [2, 2], [2, 2], [0, 0], [1, 1],
-                                                                      False, idx),
+        "max pool bwd": lambda: aten.max_pool2d_with_indices_backward(
+            gp, x, [2, 2], [2, 2], [0, 0], [1, 1], False, idx
+        ),
     }
 
 
@@ -97,6 +117,7 @@ def time_call(engine: str, fn) -> float:
     ctx = contextlib.nullcontext()
     if engine.startswith("torch"):
         import torch
+
         ctx = torch.no_grad()
     with ctx:
         t0 = time.perf_counter()
@@ -104,7 +125,9 @@ def time_call(engine: str, fn) -> float:
         return time.perf_counter() - t0
 
 
-def op_timings(shapes, repeats: int, workers: dict, warmup: int = 1, cooldown: float = 0.0) -> list[dict]:
+def op_timings(
+    shapes, repeats: int, workers: dict, warmup: int = 1, cooldown: float = 0.0
+) -> list[dict]:
     """Median seconds per op for each ``(channels, side)`` shape, both engines interleaved, each in its
     own worker process (``workers[engine]``, a ``bench.workers.Worker`` without an objective).
 
@@ -114,8 +137,16 @@ def op_timings(shapes, repeats: int, workers: dict, warmup: int = 1, cooldown: f
     rows = []
     for c, h in shapes:
         for op in OP_KINDS:
-            row = {"shape": f"{c}ch {h}x{h}", "op": op, "minivgg": None, "torch": None, "ratio": None,
-                   "gflops_minivgg": None, "gflops_torch": None, "error": None}
+            row = {
+                "shape": f"{c}ch {h}x{h}",
+                "op": op,
+                "minivgg": None,
+                "torch": None,
+                "ratio": None,
+                "gflops_minivgg": None,
+                "gflops_torch": None,
+                "error": None,
+            }
             if "torch:channels_last" in workers:
                 row.update({"torch:channels_last": None, "ratio_channels_last": None})
             fns = {eng: (lambda w=w: w.call(("op", c, h, op))) for eng, w in workers.items()}
@@ -142,11 +173,13 @@ def op_timings(shapes, repeats: int, workers: dict, warmup: int = 1, cooldown: f
 
 # ---------------------------------------------------------------------------------- breakdowns
 
+
 @contextlib.contextmanager
 def minivgg_op_timers():
     """Wrap every public function of ``minivgg.ops`` (wherever a minivgg module imported it) with a
     timer; nested calls count once, in the outermost op. Yields ``{name: [seconds, calls]}``."""
     from minivgg import ops
+
     names = [n for n in getattr(ops, "__all__", []) if callable(getattr(ops, n, None))]
     originals = {n: getattr(ops, n) for n in names}
     totals = defaultdict(lambda: [0.0, 0])
@@ -164,11 +197,14 @@ def minivgg_op_timers():
                 if depth[0] == 0:
                     totals[name][0] += time.perf_counter() - t0
                     totals[name][1] += 1
+
         return timed
 
     wrappers = {n: wrap(n, f) for n, f in originals.items()}
     patched = []
-    for mod in [m for k, m in list(sys.modules.items()) if k == "minivgg" or k.startswith("minivgg.")]:
+    for mod in [
+        m for k, m in list(sys.modules.items()) if k == "minivgg" or k.startswith("minivgg.")
+    ]:
         for n, f in originals.items():
             if getattr(mod, n, None) is f:
                 setattr(mod, n, wrappers[n])
@@ -193,16 +229,23 @@ def minivgg_breakdown(objective, x) -> tuple[float, dict]:
 
 
 # torch profiler op names -> the categories of the minivgg breakdown
-_TORCH_CATEGORIES = (("convolution_backward", "conv backward"), ("conv", "conv forward"),
-                     ("threshold_backward", "relu backward"), ("relu", "relu forward"), ("clamp_min", "relu forward"),
-                     ("pool2d_backward", "pool backward"), ("pool", "pool forward"),
-                     ("mm", "matmul (Grams)"))
+_TORCH_CATEGORIES = (
+    ("convolution_backward", "conv backward"),
+    ("conv", "conv forward"),
+    ("threshold_backward", "relu backward"),
+    ("relu", "relu forward"),
+    ("clamp_min", "relu forward"),
+    ("pool2d_backward", "pool backward"),
+    ("pool", "pool forward"),
+    ("mm", "matmul (Grams)"),
+)
 
 
 def torch_breakdown(objective, x) -> tuple[float, dict]:
     """One evaluation under ``torch.profiler``: ``(total seconds, {category: (self seconds, calls)})``."""
     import torch
     from torch.profiler import ProfilerActivity, profile
+
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         t0 = time.perf_counter()
         objective.value_and_grad(x)
@@ -211,7 +254,7 @@ def torch_breakdown(objective, x) -> tuple[float, dict]:
     for evt in prof.key_averages():
         if not evt.key.startswith("aten::"):
             continue
-        name = evt.key[len("aten::"):]
+        name = evt.key[len("aten::") :]
         cat = next((c for pat, c in _TORCH_CATEGORIES if pat in name), None)
         if cat is None:
             continue

@@ -1,4 +1,5 @@
 """Timing and memory primitives: interleaved A/B runs, peak RSS of one evaluation in this process."""
+
 from __future__ import annotations
 
 import gc
@@ -7,7 +8,9 @@ import time
 from pathlib import Path
 
 
-def interleaved(fns: dict, repeats: int, warmup: int = 1, cooldown: float = 0.0, self_timed: bool = False) -> dict:
+def interleaved(
+    fns: dict, repeats: int, warmup: int = 1, cooldown: float = 0.0, self_timed: bool = False
+) -> dict:
     """Seconds per call of each function in ``fns``, run in alternating order (A B, B A, …) so drift
     and a busy neighbour hit every side alike. ``warmup`` untimed rounds first; before each timed
     call, outside the timer, ``gc.collect()`` and a ``cooldown`` sleep (so the other library's
@@ -19,7 +22,7 @@ def interleaved(fns: dict, repeats: int, warmup: int = 1, cooldown: float = 0.0,
             fns[name]()
     times = {name: [] for name in names}
     for r in range(repeats):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             gc.collect()
             if cooldown:
                 time.sleep(cooldown)

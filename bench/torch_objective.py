@@ -12,6 +12,7 @@ peers ship), ``channels_last`` (NHWC activations and weights: oneDNN's native la
 Gram reads the NHWC rows directly) and ``compile`` (``torch.compile`` of the loss, Inductor, NCHW; its
 compile time is the first evaluation's, which the bench reports apart).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -21,21 +22,27 @@ import numpy as np
 from .environment import import_torch
 
 torch = import_torch()
-import torch.nn.functional as F  # noqa: E402
+import torch.nn.functional as F
 
-from minivgg.style.presets import resolve_settings
 from minivgg.network.arch import canonical_tap, layer_sequence
+from minivgg.style.presets import resolve_settings
 
 # The settings this peer implements; anything else raises instead of silently differing.
-SUPPORTED = {"content_norm": ("half_sum", "sum", "mean"), "gram": ("plain",),
-             "style_norm": ("gatys",), "tv": ("squared",), "pooling": ("avg", "max")}
+SUPPORTED = {
+    "content_norm": ("half_sum", "sum", "mean"),
+    "gram": ("plain",),
+    "style_norm": ("gatys",),
+    "tv": ("squared",),
+    "pooling": ("avg", "max"),
+}
 
 
 def _check_supported(settings: dict) -> None:
     for key, allowed in SUPPORTED.items():
         if settings[key] not in allowed:
-            raise NotImplementedError(f"bench.torch_objective implements {key} in {allowed}, "
-                                      f"got {settings[key]!r}")
+            raise NotImplementedError(
+                f"bench.torch_objective implements {key} in {allowed}, got {settings[key]!r}"
+            )
 
 
 def _pixels(a) -> torch.Tensor:
@@ -53,26 +60,37 @@ class TorchObjective:
     ``last_terms`` keeps the weighted parts. Scalar sums are taken in float64, as minivgg does.
     """
 
-    def __init__(self, net, content, style, preset: str = "gatys", config: str = "eager", **overrides):
+    def __init__(
+        self, net, content, style, preset: str = "gatys", config: str = "eager", **overrides
+    ):
         if config not in CONFIGS:
             raise ValueError(f"config must be one of {CONFIGS}, got {config!r}")
         self.config = config
         self.settings = s = resolve_settings(preset, overrides)
         _check_supported(s)
-        with warnings.catch_warnings():  # the cached weights are read-only; torch shares them and never writes
+        with (
+            warnings.catch_warnings()
+        ):  # the cached weights are read-only; torch shares them and never writes
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            self.params = {name: (torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)),
-                                  torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)))
-                           for name, (w, b) in net.params.items()}
+            self.params = {
+                name: (
+                    torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)),
+                    torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)),
+                )
+                for name, (w, b) in net.params.items()
+            }
         if config == "channels_last":
-            self.params = {k: (w.contiguous(memory_format=torch.channels_last), b) for k, (w, b) in self.params.items()}
+            self.params = {
+                k: (w.contiguous(memory_format=torch.channels_last), b)
+                for k, (w, b) in self.params.items()
+            }
         self.mean_bgr = torch.tensor(net.mean_bgr, dtype=torch.float32)
         self.content_taps = [canonical_tap(net.arch, t) for t in s["content_layers"]]
         self.style_taps = [canonical_tap(net.arch, t) for t in s["style_layers"]]
         seq = layer_sequence(net.arch)
         wanted = set(self.content_taps + self.style_taps) - {"input"}
         last = max((i for i, (_, name) in enumerate(seq) if name in wanted), default=-1)
-        self.sequence = seq[:last + 1]
+        self.sequence = seq[: last + 1]
         self.shape = tuple(np.shape(content))
         with torch.no_grad():
             c_feats = self.features(self.preprocess(_pixels(content)))
@@ -90,7 +108,11 @@ class TorchObjective:
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """(H, W, 3) RGB pixels -> (1, 3, H, W) network input: BGR, minus the BGR mean."""
         y = (x.flip(-1) - self.mean_bgr).permute(2, 0, 1).unsqueeze(0)
-        return y.contiguous(memory_format=torch.channels_last if self.config == "channels_last" else torch.contiguous_format)
+        return y.contiguous(
+            memory_format=torch.channels_last
+            if self.config == "channels_last"
+            else torch.contiguous_format
+        )
 
     def features(self, y: torch.Tensor) -> dict:
         """The activation at every tap, running the truncated conv stack once (other layers are not kept)."""

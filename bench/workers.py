@@ -7,6 +7,7 @@ process, so the bench doesn't either: a ``Worker`` is a spawned process holding 
 objective at one size, and the parent drives both sides in the interleaved order over a pipe. Times are
 measured inside the worker, around ``value_and_grad`` only, after a ``gc.collect()``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,8 +58,11 @@ def _serve(conn, engine, size, weights, images, noise, seed, threads):
                 objective.value_and_grad(x)
                 conn.send(time.perf_counter() - t0)
             elif cmd == "breakdown":
-                fn = (bench_ops.minivgg_breakdown if engine == "minivgg"
-                      else bench_ops.torch_breakdown)
+                fn = (
+                    bench_ops.minivgg_breakdown
+                    if engine == "minivgg"
+                    else bench_ops.torch_breakdown
+                )
                 conn.send(fn(objective, x))
             elif cmd == "threads":
                 conn.send(environment.thread_report())
@@ -76,6 +80,7 @@ def _numpy_first(on: bool):
         yield
         return
     import minivgg
+
     saved = dict(os.environ)
     for k in minivgg.THREAD_DEFAULTS:
         if k not in USER_ENV:
@@ -95,8 +100,11 @@ class Worker:
     def __init__(self, engine: str, size, args, weights: str = "random"):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, engine, size, weights, args.images, args.noise,
-                                                     args.seed, args.threads), daemon=True)
+        self.proc = ctx.Process(
+            target=_serve,
+            args=(child, engine, size, weights, args.images, args.noise, args.seed, args.threads),
+            daemon=True,
+        )
         with _numpy_first(engine.endswith(":numpy-first")):
             self.proc.start()
         child.close()
@@ -107,7 +115,9 @@ class Worker:
         try:
             got = self.conn.recv()
         except EOFError:
-            raise RuntimeError(f"the {self.engine} worker died (exit status {self.proc.exitcode})") from None
+            raise RuntimeError(
+                f"the {self.engine} worker died (exit status {self.proc.exitcode})"
+            ) from None
         if isinstance(got, Exception):
             raise got
         if what is not None and got != what:

@@ -4,7 +4,7 @@ arena) or a PyTorch configuration, in this one process.
 
 On a machine that hands out fresh pages slowly (this project's VM, at times), an engine that
 allocates its large arrays afresh each evaluation spends seconds in the kernel faulting them in; the
-system time and fault count show it. ``--no-arena`` runs minivgg as it was before ``minivgg/arena.py``
+system time and fault count show it. ``--no-arena`` runs minivgg as it was before ``minivgg/engine/arena.py``
 (every plan over ``arena.MAX_BYTES = 0``). Each line is one evaluation after ``--warmup`` untimed ones.
 The run replaces the earlier one of the same configuration (engine, size, tile, arena) in
 ``bench/results/faults.json``; ``bench/results/faults.md`` shows the latest run of each, and

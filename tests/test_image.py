@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
 from minivgg.errors import UserError
-from minivgg.run import fsutil
+from minivgg.run import decode, fsutil
 from minivgg.run import image as mi
 from minivgg.run.image import (
     ImageNote,
@@ -119,7 +119,7 @@ def test_unreadable_file(tmp_path, monkeypatch):
         def denied(*args, **kwargs):
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(mi, "open", denied, raising=False)
+        monkeypatch.setattr(decode, "open", denied, raising=False)
     else:
         path.chmod(0)
     try:
@@ -241,7 +241,7 @@ def test_pa_composited_on_white():
     pa = pal.convert("PA")
     pa.putpixel((0, 0), (0, 0))
     notes = []
-    arr = mi._to_rgb(pa, "content image 'x'", notes)
+    arr = decode.to_rgb(pa, "content image 'x'", notes)
     assert arr.tolist() == [[[255, 255, 255], [40, 50, 60]]] and notes
 
 

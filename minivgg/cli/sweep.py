@@ -85,7 +85,8 @@ def apply_settings(args, cells: dict, where: str, base: Path):
     """``args`` with a job's settings (``{setting: text}``) applied through transfer's flags: a switch
     takes yes/no, ``match_color_histogram`` also off or a mode, list settings take ``+`` between items."""
     parser, _ = _settings()
-    tokens, updates = [], {}
+    tokens = []
+    updates: dict[str, object] = {}  # dest -> value, for switches and optional values
     for key, text in cells.items():
         action = _action(key, where)
         flag, low = action.option_strings[-1], text.lower()
@@ -169,7 +170,11 @@ def _add_common(p) -> None:
         metavar="N",
         help="worker processes of the local cluster (default: as many as cores, jobs and memory allow)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no dashboard line, no lines for jobs that succeeded: the summary line only")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar, no dashboard line, no lines for jobs that succeeded: the summary line only",
+    )
 
 
 def add_cli(sub) -> None:
@@ -260,7 +265,8 @@ def _cmd_batch(args) -> int:
             _action(c, f"batch file '{args.jobs}' column {c!r}")
     base, folder = _base_args(args), Path(args.jobs).absolute().parent
     outdir = Path(args.outdir).absolute()
-    jobs, seen = [], {}
+    jobs = []
+    seen: dict[str, int] = {}  # output stem -> the line that names it
     for k, (line, cells) in enumerate(rows):
         where = f"{args.jobs} line {line}"
         content = cells["content"]

@@ -41,6 +41,8 @@ MAX_BYTES = 2 << 30  # largest plan held between evaluations (2 GiB: untiled ima
 _ALIGN = 4096  # every block starts on a page
 _MAX_PLANS = 64  # plans kept per arena, the oldest going first (a tile grid has ~9 per pass)
 _local = threading.local()
+# (request sizes, per request (offset or None, earlier requests sharing bytes), bytes spanned)
+_Plan = tuple[list[int], list[tuple[int | None, tuple[int, ...]]], int]
 
 
 class _Block:
@@ -107,10 +109,10 @@ class Arena:
         self.key = None  # key of the last session
         self.nbytes = 0  # size of the held buffer (0: none)
         self.replays = 0  # sessions served from a plan
-        self._plans = {}  # key -> (request sizes, per request (offset or None, earlier requests sharing
-        # bytes), bytes spanned)
+        self._plans: dict[object, _Plan] = {}  # key -> its plan
         self._buffer = None
-        self._blocks = []  # weak references to this session's blocks, by request index
+        # weak references to this session's blocks, by request index (None: served fresh)
+        self._blocks: list[weakref.ref[_Block] | None] = []
         self._i = 0
         self._clock = [0]
         self._fresh = False  # this session left its plan: drop the plan, record again next time
@@ -162,10 +164,8 @@ class Arena:
                         s[0],
                         tuple(
                             j
-                            for j in range(k)
-                            if spans[j] is not None
-                            and spans[j][0] < s[0] + s[1]
-                            and s[0] < spans[j][0] + spans[j][1]
+                            for j, t in enumerate(spans[:k])
+                            if t is not None and t[0] < s[0] + s[1] and s[0] < t[0] + t[1]
                         ),
                     )
                     for k, s in enumerate(spans)

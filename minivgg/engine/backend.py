@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import UserError
 
 try:  # a CPU-only install must import cleanly
-    import cupy as _cupy  # type: ignore
+    import cupy as _cupy
 except Exception:  # ImportError, or a CUDA runtime that fails to load
     _cupy = None
 

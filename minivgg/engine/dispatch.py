@@ -10,39 +10,43 @@ and ``MINIVGG_CUDA_KERNELS=0`` switch a backend off; ``reference_only()`` does s
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import threading
 import warnings
+from types import ModuleType
 
 import numpy as np
 
-from .._kernels import reference
+# the package dir maps minivgg._kernels to the top-level kernels/, which mypy cannot follow
+from .._kernels import reference  # type: ignore[import-not-found]
 from .backend import get_array_module, gpu_available, to_device
 
-_loaded: dict = {}  # "cpu" / "cuda" -> the kernel module, or None when unavailable
-_errors: dict = {}  # why a backend is unavailable
+_loaded: dict[str, ModuleType | None] = {}  # "cpu" / "cuda" -> the kernel module, or None
+_errors: dict[str, str] = {}  # why a backend is unavailable
 _local = threading.local()
 
 
-def _load(kind: str):
+def _load(kind: str) -> ModuleType | None:
     """The kernel module of ``kind``, loaded once; None when switched off or unavailable."""
     if kind in _loaded:
         return _loaded[kind]
-    module = None
+    module: ModuleType | None = None
     if os.environ.get(f"MINIVGG_{kind.upper()}_KERNELS", "1") == "0":
         _errors[kind] = f"disabled by MINIVGG_{kind.upper()}_KERNELS=0"
     elif kind == "cpu":
         try:
-            from .._kernels import cpu as module
+            module = importlib.import_module(".._kernels.cpu", __package__)
         except Exception as exc:  # numba missing or broken
             _errors[kind] = f"{type(exc).__name__}: {exc}"
     else:
         try:
             from numba.core import config
 
-            if config.ENABLE_CUDASIM:  # simulator kernels cannot read device memory
+            # simulator kernels cannot read device memory; numba sets the flag from the environment
+            if config.ENABLE_CUDASIM:  # type: ignore[attr-defined]
                 raise RuntimeError("NUMBA_ENABLE_CUDASIM=1 is set")
-            from .._kernels import cuda_ops as module
+            module = importlib.import_module(".._kernels.cuda_ops", __package__)
 
             xp = get_array_module(_device_probe())
             module.relu_forward(xp.ones(1, dtype=xp.float32))  # compiles: fails here without NVVM

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 from .backend import get_array_module
 
@@ -13,7 +14,7 @@ class PackedMask:
     """The mask ``x > 0`` of an array of ``shape`` as ``bits = xp.packbits(mask.ravel())`` (uint8,
     ``ceil(size / 8)`` bytes, the first element in the most significant bit): 1/8 of a bool mask."""
 
-    bits: object
+    bits: Any  # a NumPy or CuPy uint8 array
     shape: tuple
 
     @classmethod

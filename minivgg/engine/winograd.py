@@ -8,7 +8,7 @@ bands of tile rows so the 4x-expanded ``V`` never exceeds a fixed size at any im
 
 On the Numba path (C-contiguous float32/float64 NumPy arrays) the same conv runs as F(4x4, 3x3):
 6x6 input tiles and 36 GEMMs over a quarter as many tiles, 2.25 multiplications per output instead
-of 4, with the transforms fused in ``kernels/cpu.py`` (``winograd4_input``, ``winograd4_output``;
+of 4, with the transforms fused in ``kernels/cpu_winograd.py`` (``winograd4_input``, ``winograd4_output``;
 their Bᵀ and Aᵀ, for the points 0, ±1, ±2, ∞, are written out there, G is ``_G4``). Its
 backward-data (from ``_TRANSPOSED_ADJOINT_FROM``: every layer by default) is the forward map
 transposed, step by step (``winograd4_output_adjoint``: A gy Aᵀ per 4x4 block; the 36 GEMMs with
@@ -90,7 +90,7 @@ def kernel_transform(w, adjoint: bool = False, m: int = 2):
         return hit[1]
     U = transform(_oriented(w, adjoint))
     try:
-        ref = weakref.ref(w, lambda _, key=key: _U_MEMO.pop(key, None))
+        ref = weakref.ref(w, lambda _: _U_MEMO.pop(key, None))
         _U_MEMO[key] = (ref, U)
     except TypeError:  # arrays that cannot be weakly referenced are simply not memoised
         pass

@@ -82,10 +82,11 @@ def lbfgs(
 
     def on_iter(xk) -> bool:
         state["it"] += 1
-        state["stop"] = bool(
+        stop = bool(
             callback is not None and callback(state["it"], xk.reshape(shape), obj.last_terms)
         )
-        return state["stop"]
+        state["stop"] = stop
+        return stop
 
     history_dtype = lbfgs_history_dtype(pixels) if in_house else "float64"
 

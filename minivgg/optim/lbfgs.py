@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 
@@ -156,7 +157,8 @@ def minimize_lbfgs(
     maxfun = maxfun if maxfun is not None else max(2 * maxiter, maxiter + 20)
     x = _clip_into(xp.array(x0, dtype=xp.float64, copy=True), bounds)
     f, g = fun(x)
-    nfev, nit, pairs, gamma = 1, 0, [], 1.0
+    nfev, nit, gamma = 1, 0, 1.0
+    pairs: list[tuple[Any, Any, float]] = []  # (s, y, 1/sᵀy), oldest first
     if _projected_grad_norm(x, g, bounds) <= gtol:
         return Result(x, f, 0, nfev, "projected gradient below gtol")
     message = "maxiter reached"

@@ -134,8 +134,9 @@ class ConvergenceStop:
     """``update(loss) -> True`` once the loss fell by less than ``tol`` (relative) over ``window`` iterations."""
 
     def __init__(self, tol: float | None, window: int = STOP_WINDOW):
-        self.tol, self.window, self.losses = tol, window, []
-        self.stopped_at = None
+        self.tol, self.window = tol, window
+        self.losses: list[float] = []
+        self.stopped_at: int | None = None  # the iteration that stopped the run
 
     def update(self, iteration: int, loss: float) -> bool:
         self.losses.append(loss)

@@ -107,7 +107,9 @@ def contact_sheet(path, tiles, columns: int = 6, min_side: int = 128) -> None:
         im = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8))
         scale = max(1, -(-min_side // max(im.size)))
         images.append(
-            im.resize((im.width * scale, im.height * scale), Image.NEAREST) if scale > 1 else im
+            im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+            if scale > 1
+            else im
         )
     pad, line = 6, 15
     cell_w = max(im.width for im in images)

@@ -211,7 +211,7 @@ def largest_fitting_tile(
 
 def check_fits(
     settings: dict,
-    hw,
+    hw: tuple[int, int],
     optimizer: str,
     suggest,
     what: str = "run",

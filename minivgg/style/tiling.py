@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -137,8 +138,12 @@ class GramSums:
     and the element count, with the shift c the first tile's mean."""
 
     def __init__(self, n_masks: int, center: bool):
-        self.center, self.c, self.total, self.count = center, None, 0.0, 0
-        self.Q, self.q, self.w = [0.0] * n_masks, [0.0] * n_masks, [0.0] * n_masks
+        self.center, self.total, self.count = center, 0.0, 0
+        self.c: float | None = None  # the shift, set by the first tile
+        # per mask: 0.0 until the first tile, then (C, C) and (C,) float64 arrays; Σ m² stays a float
+        self.Q: list[Any] = [0.0] * n_masks
+        self.q: list[Any] = [0.0] * n_masks
+        self.w = [0.0] * n_masks
 
     def add(self, X, masks) -> None:
         """Add owned features X (C, m), which are consumed, with one (1, m) mask or None per mask."""
@@ -161,6 +166,7 @@ class GramSums:
         if not self.center:
             return self.Q[k], 0.0, None
         mu = self.total / self.count
+        assert self.c is not None  # set by the first tile, and count > 0
         d = mu - self.c
         q = self.q[k]
         return self.Q[k] - d * (q[:, None] + q[None, :]) + d * d * self.w[k], mu, q - d * self.w[k]

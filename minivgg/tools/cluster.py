@@ -16,8 +16,12 @@ import os
 import re
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from distributed import Client, LocalCluster
 
 # The thread pools of one worker's engine: OpenBLAS/MKL GEMMs and Numba's (OpenMP) transforms.
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -72,8 +76,8 @@ def local_size(
 class Session:
     """A connected client: ``cluster`` is the LocalCluster started here (None for ``--scheduler``)."""
 
-    client: object
-    cluster: object
+    client: Client
+    cluster: LocalCluster | None
     address: str
     workers: int
     threads: (
@@ -85,6 +89,7 @@ class Session:
         """One phrase: where the jobs ran."""
         if self.cluster is None:
             return f"the Dask cluster at {self.address} ({self.workers} workers)"
+        assert self.threads is not None  # a local cluster sets it
         return (
             f"a local Dask cluster of {self.workers} worker process{'es' if self.workers > 1 else ''}, "
             f"{self.threads} thread{'s' if self.threads > 1 else ''} each"

@@ -33,16 +33,16 @@ def _thumbnail(path, tile: int):
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as opened:
+            im = opened.convert("RGB")
     except (OSError, ValueError, TypeError):
         return None
     side = max(im.size)
     if side > tile:
-        im.thumbnail((tile, tile), Image.LANCZOS)
+        im.thumbnail((tile, tile), Image.Resampling.LANCZOS)
     elif 2 * side <= tile:
         k = tile // side
-        im = im.resize((im.width * k, im.height * k), Image.NEAREST)
+        im = im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST)
     return im
 
 
@@ -157,7 +157,7 @@ def sweep_sheets(outdir, axes, records, tile: int = TILE) -> list:
             title.append(fixed)
         cells = []
         for rv in row_axis[1]:
-            row = []
+            row: list[tuple[dict | None, list[str]]] = []  # (record, extra caption lines)
             for cv in col_axis[1]:
                 point = dict(
                     zip(

@@ -53,6 +53,7 @@ class Job:
 
     @property
     def log(self) -> str:
+        assert self.opts.output is not None  # a job always names its image
         return str(Path(self.opts.output).with_suffix(".json"))
 
     def spec(self) -> dict:
@@ -79,7 +80,7 @@ def parse_grid(texts) -> list:
     """``["style_weight=1e2,1e3", "tv_weight=0,1e-3"]`` → ``[("style_weight", ["1e2", "1e3"]), …]``
     (``-`` and ``_`` alike in names). UserError for bad syntax, an empty value, a setting given twice
     or a value repeated."""
-    axes = []
+    axes: list[tuple[str, list[str]]] = []
     for text in texts:
         key, sep, rest = text.partition("=")
         key = key.strip().lstrip("-").replace("-", "_")
@@ -132,7 +133,7 @@ def check_name(name: str, where: str) -> str:
     return name
 
 
-def read_batch(path) -> list:
+def read_batch(path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """A batch CSV as ``(columns, [(line, {column: cell})])``: columns lower-cased with ``-`` as ``_``,
     cells stripped, blank rows skipped. UserError when it cannot be read or parsed."""
     try:
@@ -313,6 +314,7 @@ def finished_record(job: Job) -> dict | None:
     try:
         with open(job.log, encoding="utf-8") as fh:
             log = json.load(fh)
+        assert job.opts.output is not None  # job.log has checked it
         done = (
             log.get("status") == "ok"
             and log.get("spec") == job.spec()
@@ -412,7 +414,7 @@ def run_jobs(
             if records[k] is None:
                 records[k] = job_record(jobs[k], "cancelled", "interrupted before it finished")
         save(final=True)
-        done = sum(1 for r in records if r["status"] != "cancelled")
+        done = sum(1 for r in records if r and r["status"] != "cancelled")
         print(
             f"minivgg: cancelled {len(jobs) - done} unfinished of {len(jobs)} jobs; the finished ones stay in "
             f"{outdir} (see {summary_path.name}), and the same command runs only the rest",

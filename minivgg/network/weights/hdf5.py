@@ -297,7 +297,7 @@ def _read_keras0(path, f, arch) -> Raw:
 
 def _read_keras3(path, objects, arch) -> Raw:
     """Keras 3 ``.weights.h5``: ``…/conv2d[_N]/vars/{0,1}``, matched in the order N (natural sort)."""
-    parents = {}
+    parents: dict[str, list[tuple[int, str, h5py.Group]]] = {}  # group -> its (N, name, vars)
     for name, obj in objects:
         parent, _, base = name.rpartition("/")
         m = _KERAS3_CONV.fullmatch(base)

@@ -81,6 +81,7 @@ def report(
         )
     problem = None  # the verdict as the one-sentence error `weights info` ends with (exit 2)
     if result and not all(result.values()):
+        assert digests is not None  # a result comes only from digests
         try:
             verification.check_verified(path, wset, digests, strict=True, what=what, result=result)
         except WeightsError as exc:

@@ -72,7 +72,8 @@ def sha256_array(a) -> str:
 
     The manifest's convention for every digest; ``a`` of any float dtype is converted first.
     """
-    return hashlib.sha256(np.ascontiguousarray(a, dtype="<f4")).hexdigest()
+    # .data: a memoryview, which the stubs take as a buffer (an ndarray only from Python 3.12)
+    return hashlib.sha256(np.ascontiguousarray(a, dtype="<f4").data).hexdigest()
 
 
 def kernel_sha256(w) -> str:

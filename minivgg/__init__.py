@@ -1,7 +1,35 @@
 """minivgg: neural style transfer (Gatys, Ecker, Bethge) on a from-scratch NumPy/CuPy engine.
 
-Public surface: ``minivgg.ops`` (forward/backward pairs), ``minivgg.gradcheck``, ``load_vgg``,
-``Objective`` and the optimisers. Every gradient is hand-written and checked by finite differences.
+Every gradient is hand-written and checked by finite differences. The public surface:
+
+``stylize(content, style, ...)``
+    A whole style transfer on arrays, PIL images or paths, returning the (H, W, 3) uint8
+    picture: ``minivgg transfer`` from Python (``minivgg.api``).
+``Objective(net, content, style, preset, ...)``
+    The loss of one preset on one network; ``value_and_grad(x)`` feeds any optimiser.
+``PRESETS``
+    The six reference formulations by name (``minivgg.style.presets.Preset`` records).
+``VGG``, ``load_vgg(arch, weights=None, ...)``
+    The frozen feature network and its loader (a weights file or the verified cache);
+    ``minivgg.network.vgg.random_vgg`` builds one with random weights.
+``ops``
+    The engine's forward/backward pairs: conv2d, relu, avg and max pooling.
+``gradcheck``
+    Finite-difference gradient checks (``check_vjp``, ``check_grad``, ``assert_*``).
+``THREAD_DEFAULTS``, ``NUMPY_FIRST``, ``SCIPY_BLAS_FIRST``, ``__version__``
+    The idle-thread settings applied on import, and whether numpy or scipy.linalg was loaded
+    before them (``minivgg doctor`` reports it).
+
+``Objective``, ``PRESETS`` and ``stylize`` load on first use, which keeps ``import minivgg`` light.
+
+Examples
+--------
+>>> import numpy as np
+>>> import minivgg
+>>> minivgg.PRESETS["gatys"].arch, minivgg.THREAD_DEFAULTS["OMP_WAIT_POLICY"]
+('vgg16', 'passive')
+>>> minivgg.ops.relu_forward(np.array([-1.0, 2.0]))[0]
+array([0., 2.])
 """
 
 import os as _os
@@ -41,20 +69,29 @@ def _serve_checkout_kernels() -> None:
         _os.path.join(folder, "__init__.py"),
         submodule_search_locations=[folder],
     )
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load minivgg's kernels from {folder}")
     module = importlib.util.module_from_spec(spec)
     _sys.modules["minivgg._kernels"] = module
     spec.loader.exec_module(module)
 
 
 _serve_checkout_kernels()
+from typing import TYPE_CHECKING, Any
+
 from . import gradcheck
 from .engine import ops
 from .network.vgg import VGG, load_vgg
 
+if TYPE_CHECKING:  # the lazy names, for type checkers
+    from .api import stylize
+    from .style.objective import Objective
+    from .style.presets import PRESETS
+
 __version__ = "0.1.0"
 
 
-def __getattr__(name):  # lazy: keep ``import minivgg`` light
+def __getattr__(name: str) -> Any:  # lazy: keep ``import minivgg`` light
     if name == "Objective":
         from .style.objective import Objective
 

@@ -10,14 +10,17 @@ to the deepest tap and once backward to the pixels. With ``tile_size`` both run 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..engine import arena
 from ..engine.backend import get_array_module, to_host
 from ..errors import UserError
 from ..network.arch import min_input_size, tap_pixels
-from ..network.vgg import DeferredGrad
+from ..network.vgg import VGG, DeferredGrad
 from . import losses
 from .presets import resolve_settings, style_norm
 from .regions import check_coverage, guided_gram, guided_style_loss, tap_masks
@@ -36,25 +39,63 @@ def _as_image(a, what):
 class Objective:
     """The style-transfer objective of one preset on one network, with targets precomputed.
 
-    ``content``: (H, W, 3) uint8 RGB; ``style``: one such array or a list (blend with
-    ``style_blend_weights``, normalised to sum 1). ``value_and_grad(x)`` takes (H, W, 3) float64 RGB
-    0..255 and returns ``(float, float64 gradient shaped like x)``; ``terms(x)`` the weighted parts.
-    ``tile_size`` (pixels) evaluates targets and objective on tiles of that side (``tiling.py``).
+    ``L(x) = content_weight · Σ c_l · Lc_l + style_weight · Σ w_l · E_l + tv_weight · L_tv``,
+    every choice fixed by ``preset`` unless overridden. Calling the objective is ``value_and_grad``.
+
+    Parameters
+    ----------
+    net : VGG
+        Its ``arch`` must be the preset's (``load_vgg``, or ``random_vgg`` for tests).
+    content : array_like, shape (H, W, 3), uint8 (or float) RGB, 0..255
+    style : ndarray (Hs, Ws, 3), or a list of array_like (Hs, Ws, 3)
+        Style images of any size; several are blended by ``style_blend_weights`` (normalised to
+        sum 1).
+    preset : str
+        A name in ``PRESETS`` ("gatys", "keras", "cntk", "harvard", "d2l", "ee8601").
+    content_masks : sequence of array_like (H, W) in 0..1, optional
+        One per style image: where in the content it applies (regions; must cover the image).
+    style_masks : sequence of array_like (Hs, Ws) in 0..1 or None, optional
+        One per style image: where its statistics are taken (None: everywhere).
+    mask_mode : {"simple", "inside", "all"}
+        How masks are brought to each tap (``regions.tap_masks``).
+    tile_size : int, optional
+        Evaluate targets and objective on tiles of this side: the same numbers in bounded memory.
+    **overrides
+        Any ``Preset`` field (``content_weight``, ``style_layers``, ...) or ``style_blend_weights``.
+
+    Raises
+    ------
+    UserError
+        An unknown preset or setting, a network of the wrong architecture, an image too small
+        for the deepest layer, or masks and blend weights that do not match the style images.
+
+    Examples
+    --------
+    >>> from minivgg.network.vgg import random_vgg
+    >>> content, style = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), np.uint8)
+    >>> net = random_vgg()
+    >>> obj = Objective(net, content, style, "gatys", content_layers="relu2_2",
+    ...                 style_layers=("relu1_1", "relu2_1"))
+    >>> obj.shape, obj.taps, obj.settings["style_weight"]
+    ((16, 16, 3), ['relu2_2', 'relu1_1', 'relu2_1'], 10000.0)
+    >>> Objective(net, content[:8], style)  # block5_conv1 needs 16 px
+    Traceback (most recent call last):
+    minivgg.errors.UserError: the content image is 16x8 pixels; preset 'gatys' needs at least 16 ...
     """
 
     def __init__(
         self,
-        net,
-        content,
-        style,
+        net: VGG,
+        content: npt.ArrayLike,
+        style: np.ndarray | Sequence[npt.ArrayLike],
         preset: str = "gatys",
         *,
-        content_masks=None,
-        style_masks=None,
+        content_masks: Sequence[npt.ArrayLike] | None = None,
+        style_masks: Sequence[npt.ArrayLike | None] | None = None,
         mask_mode: str = "simple",
-        tile_size=None,
-        **overrides,
-    ):
+        tile_size: int | None = None,
+        **overrides: Any,
+    ) -> None:
         self.settings = s = resolve_settings(preset, overrides)
         if net.arch != s["arch"]:
             raise UserError(
@@ -102,7 +143,10 @@ class Objective:
                     self.style_targets[t] = self.style_targets[t] + self._to_content_scale(
                         t, st, A
                     ) * A.dtype.type(b)
-        self.last_terms = None
+        self.last_terms: dict[str, float] | None = None
+        # Further terms of x alone, each ``term(x) -> (weighted value, weighted gradient)`` with a
+        # ``name`` (the video's temporal loss, ``temporal.py``); their values join ``last_terms``.
+        self.extra_terms: list = []
         self.arena = (
             arena.Arena()
         )  # the untiled evaluation's large arrays, planned once per image size
@@ -183,30 +227,76 @@ class Objective:
             raise ValueError(f"x has shape {tuple(x.shape)}, the objective expects {self.shape}")
         return x, xp
 
-    def value_and_grad(self, x):
-        """``(L(x), dL/dx)`` for x (H, W, 3) float64 RGB pixels; ``self.last_terms`` keeps the parts.
+    def value_and_grad(self, x: npt.ArrayLike) -> tuple[float, np.ndarray]:
+        """``(L(x), dL/dx)``: one forward and one backward pass; ``last_terms`` keeps the parts.
 
-        ``x`` may be a host array or, for a GPU network, a device array: the gradient comes back
-        where ``x`` lives, so an on-device optimiser moves nothing per evaluation.
+        Parameters
+        ----------
+        x : array_like, shape (H, W, 3), RGB pixels, 0..255
+            Cast to float64. A device array for a GPU network: the gradient stays on the device.
+
+        Returns
+        -------
+        value : float
+        grad : ndarray, shape (H, W, 3), float64, where ``x`` lives
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not shaped like the content image.
+
+        Examples
+        --------
+        >>> from minivgg.network.vgg import random_vgg
+        >>> content, style = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), np.uint8)
+        >>> net = random_vgg()
+        >>> obj = Objective(net, content, style, content_layers="relu2_2", style_layers="relu1_1")
+        >>> x = content.astype(np.float64)
+        >>> value, g = obj.value_and_grad(x)
+        >>> g.shape, g.dtype, obj.last_terms["content"]  # x is the content: no content loss
+        ((16, 16, 3), dtype('float64'), 0.0)
+        >>> bool(obj.value_and_grad(x - g / np.abs(g).max())[0] < value)  # -g descends
+        True
         """
         x, xp = self._check_x(x)
         if self.tiling is not None and self.tiling.splits(*self.shape[:2]):
             parts, grad = self.tiling.value_and_grad(self, x)
         else:
             parts, grad = self._untiled(x, xp)
-        total = parts["content"] + parts["style"] + parts["tv"]
+        extra = {}
+        for term in self.extra_terms:
+            extra[term.name], g = term(x)
+            grad += g
+        total = parts["content"] + parts["style"] + parts["tv"] + sum(extra.values())
         self.last_terms = {
             "content": parts["content"],
             "style": parts["style"],
             "tv": parts["tv"],
+            **extra,
             "total": total,
         }
         return total, grad
 
-    def tap_weights(self):
-        """``(content weight per tap, style weight per tap)``: the global weight times the layer's, summed over repeats."""
+    def tap_weights(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Each tap's global weight times its layer weight, summed over repeated taps.
+
+        Returns
+        -------
+        content_weights, style_weights : dict
+            ``{tap: float}`` for the content taps and for the style taps.
+
+        Examples
+        --------
+        >>> from minivgg.network.vgg import random_vgg
+        >>> img = np.zeros((16, 16, 3), np.uint8)
+        >>> obj = Objective(random_vgg(), img, img, "gatys", content_layers="relu2_2",
+        ...                 style_layers="relu1_1,relu2_1")
+        >>> obj.tap_weights()  # content_weight 1 x 1; style_weight 1e4 x 1/2 each
+        ({'relu2_2': 1.0}, {'relu1_1': 5000.0, 'relu2_1': 5000.0})
+        """
         s = self.settings
-        content_w, style_w = {}, {}
+        content_w: dict[str, float] = {}
+        style_w: dict[str, float] = {}
         for tap, w in zip(self.content_taps, s["content_layer_weights"]):
             content_w[tap] = content_w.get(tap, 0.0) + s["content_weight"] * w
         for tap, w in zip(self.style_taps, s["style_layer_weights"]):
@@ -287,10 +377,30 @@ class Objective:
                 del g
         return parts, (xp.zeros_like(x) if grad is None else grad)
 
-    def terms(self, x) -> dict:
-        """The weighted parts ``{"content", "style", "tv", "total"}`` of ``L(x)``; they sum to ``total``."""
-        self.value_and_grad(x)
-        return dict(self.last_terms)
+    def terms(self, x: npt.ArrayLike) -> dict[str, float]:
+        """The weighted parts of ``L(x)``, which sum to ``total`` (one ``value_and_grad``).
 
-    def __call__(self, x):
+        Parameters
+        ----------
+        x : array_like, shape (H, W, 3), RGB pixels, 0..255
+
+        Returns
+        -------
+        dict
+            ``{"content", "style", "tv", "total"}`` as floats, plus one per ``extra_terms`` entry.
+
+        Examples
+        --------
+        >>> from minivgg.network.vgg import random_vgg
+        >>> img = np.full((16, 16, 3), 128, np.uint8)
+        >>> net = random_vgg()
+        >>> obj = Objective(net, img, img, content_layers="relu2_2", style_layers="relu1_1")
+        >>> obj.terms(img)  # x is content and style alike, flat: every part is 0
+        {'content': 0.0, 'style': 0.0, 'tv': 0.0, 'total': 0.0}
+        """
+        self.value_and_grad(x)
+        return dict(self.last_terms or {})
+
+    def __call__(self, x: npt.ArrayLike) -> tuple[float, np.ndarray]:
+        """The same as ``value_and_grad(x)`` (optimisers call the objective)."""
         return self.value_and_grad(x)

@@ -1,22 +1,65 @@
 """The six presets of ``../shared/spec/objective.md``: every setting of one reference formulation
 (layers, per-layer weights, Gram variant, normalisations, TV kind, pooling, optimiser), and
 ``resolve_settings``, which applies and validates a user's overrides. ``minivgg presets`` prints them.
+
+Examples
+--------
+>>> from minivgg.style.presets import PRESETS
+>>> list(PRESETS)
+['gatys', 'keras', 'cntk', 'harvard', 'd2l', 'ee8601']
+>>> PRESETS["d2l"].arch, PRESETS["d2l"].optimizer
+('vgg19', 'adam')
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import UserError
 from ..network.arch import canonical_tap, layer_names
 
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+"""ImageNet's per-channel standard deviation (RGB, 0..1), the ``lr_unit="imagenet_std"``."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Preset:
-    """Every setting of one reference formulation; field names are the ``Objective`` overrides."""
+    """Every setting of one reference formulation; field names are the ``Objective`` overrides.
+
+    Parameters
+    ----------
+    name, source : str
+        The preset's name and the reference it reproduces.
+    arch, pooling : {"vgg16", "vgg19"}; {"avg", "max"}
+    content_layers, style_layers : tuple of str
+        Tap names (empty for ``cntk``: ``cntk_layers`` fills them from ``decay``).
+    content_layer_weights, style_layer_weights : tuple of float >= 0
+        One per layer (content None: equal weights summing to 1).
+    content_norm, gram, style_norm, tv : str
+        The content loss normalisation (``losses.CONTENT_NORMS``), the Gram variant
+        (``losses.GRAMS``), the style factor (``style_norm``) and the TV kind (``losses.TV_KINDS``).
+    content_weight, style_weight, tv_weight : float >= 0
+    decay : float >= 0, optional
+        ``cntk`` only: the all-layer weight decay (``cntk_layers``).
+    optimizer, iters, round_evals, bounds, init, stop_tol
+        "lbfgs" or "adam"; iterations; L-BFGS rounds of at most this many evaluations (None: one
+        run); box constraints 0..255; start (``run.transfer.INITS``); convergence tolerance.
+    lr, lr_unit, betas, adam_eps, lr_decay_every, lr_decay_gamma, clip
+        Adam's settings; ``lr_unit`` ("pixel", "unit01", "imagenet_std") is the unit of lr and eps.
+    size, square_crop : int; bool
+        The default longest side and whether the content is centre-cropped square first.
+
+    Examples
+    --------
+    >>> p = PRESETS["gatys"]
+    >>> p.arch, p.pooling, p.content_layers, p.style_weight
+    ('vgg16', 'avg', ('block4_conv2',), 10000.0)
+    >>> dataclasses.replace(p, style_weight=1e3).style_weight, p.style_weight  # frozen
+    (1000.0, 10000.0)
+    """
 
     name: str
     source: str
@@ -189,14 +232,39 @@ PRESETS = {
         init="content",
     ),
 }
+"""The six presets by name, as ``Preset`` records (``minivgg presets`` prints them)."""
 
 # Overrides the objective itself understands (the optimiser ones are read by optim/transfer).
 OVERRIDES = tuple(f.name for f in dataclasses.fields(Preset) if f.name not in ("name", "source"))
 
 
-def cntk_layers(arch: str, decay: float):
-    """The CNTK all-layer schedule: content taps ``input`` + every ReLU, style taps ``block5_pool`` + every
-    ReLU, with weights ``1/T, d^(i+1)/T`` and ``1/T, d^(n−i)/T``, ``T = (1 − d^(n+1)) / (1 − d)``."""
+def cntk_layers(
+    arch: str, decay: float
+) -> tuple[tuple[str, ...], tuple[float, ...], tuple[str, ...], tuple[float, ...]]:
+    """The CNTK all-layer schedule: every ReLU plus ``input`` (content) or ``block5_pool`` (style).
+
+    Content weights ``1/T, d^(i+1)/T``, style weights ``1/T, d^(n−i)/T`` over the n ReLUs, with
+    ``T = (1 − d^(n+1)) / (1 − d)``: each list sums to 1.
+
+    Parameters
+    ----------
+    arch : {"vgg16", "vgg19"}
+    decay : float >= 0
+        d; 1 gives equal weights.
+
+    Returns
+    -------
+    content_layers, content_weights, style_layers, style_weights : tuple
+        Tap names and their float weights, n + 1 of each.
+
+    Examples
+    --------
+    >>> content, content_w, style, style_w = cntk_layers("vgg16", 0.5)
+    >>> content[:2], style[:2], len(style)
+    (('input', 'block1_conv1'), ('block5_pool', 'block1_conv1'), 14)
+    >>> round(sum(content_w), 12), round(sum(style_w), 12), content_w[1] / content_w[2]
+    (1.0, 1.0, 2.0)
+    """
     relus = [n for n in layer_names(arch) if n.startswith("block") and "_conv" in n]
     n = len(relus)
     T = (1 - decay ** (n + 1)) / (1 - decay) if decay != 1 else n + 1
@@ -207,8 +275,40 @@ def cntk_layers(arch: str, decay: float):
     return content, content_w, style, style_w
 
 
-def resolve_settings(preset: str, overrides: dict) -> dict:
-    """The preset's settings with ``overrides`` applied and validated (UserError on anything wrong)."""
+def resolve_settings(preset: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The preset's settings with ``overrides`` applied and validated.
+
+    Overrides of None are ignored; layer lists may be comma-separated strings; changed layers
+    without weights get equal weights summing to 1.
+
+    Parameters
+    ----------
+    preset : str
+        A name in ``PRESETS``.
+    overrides : mapping
+        ``Preset`` fields (``OVERRIDES``) and ``style_blend_weights``.
+
+    Returns
+    -------
+    dict
+        Every ``Preset`` field plus ``preset`` (and ``style_blend_weights`` if given); layer names
+        and weights as tuples.
+
+    Raises
+    ------
+    UserError
+        An unknown preset, setting or layer, a negative or non-finite weight, a bad pooling, or
+        layer weights that do not match the layers.
+
+    Examples
+    --------
+    >>> s = resolve_settings("gatys", {"style_layers": "relu1_1,relu2_1", "tv_weight": None})
+    >>> s["style_layers"], s["style_layer_weights"], s["tv_weight"], s["preset"]
+    (('relu1_1', 'relu2_1'), (0.5, 0.5), 0.001, 'gatys')
+    >>> resolve_settings("gatys", {"style_weight": -1})
+    Traceback (most recent call last):
+    minivgg.errors.UserError: style_weight must be a finite number >= 0, got -1
+    """
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     unknown = sorted(set(overrides) - set(OVERRIDES) - {"style_blend_weights"})
@@ -270,8 +370,34 @@ def resolve_settings(preset: str, overrides: dict) -> dict:
     return s
 
 
-def style_norm(kind: str, C: int, M: int, image_hw: tuple) -> float:
-    """The per-layer factor multiplying ``Σ (G − A)²`` for each preset's style term."""
+def style_norm(kind: str, C: int, M: int, image_hw: tuple[int, int]) -> float:
+    """The per-layer factor multiplying ``Σ (G − A)²`` in each preset's style term.
+
+    Parameters
+    ----------
+    kind : {"gatys", "keras", "harvard", "cntk", "mean"}
+        ``Preset.style_norm``.
+    C, M : int >= 1
+        The layer's channels and positions (H_l · W_l).
+    image_hw : (int, int)
+        The image's (H, W); only "keras" uses it (the notebook's quirk).
+
+    Returns
+    -------
+    float > 0
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``kind``.
+
+    Examples
+    --------
+    >>> style_norm("gatys", 64, 256, (16, 16)) == 1 / (4 * 64**2 * 256**2)
+    True
+    >>> style_norm("mean", 64, 256, (16, 16))
+    0.000244140625
+    """
     if kind == "gatys":
         return 1.0 / (4.0 * C * C * M * M)
     if kind == "keras":  # the notebook's quirks: channels = 3 and the image's own H·W

@@ -16,8 +16,11 @@ import copy
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..engine.backend import to_host
 from ..errors import UserError
@@ -25,29 +28,78 @@ from ..run.fsutil import atomic_write, output_folder
 from ..run.report import contact_sheet, pyplot, save_figure
 from ..run.transfer import INITS, RunOptions, prepare
 from ..style.losses import gram_variant
+from ..style.objective import Objective
 
 TERMS = ("content", "style", "tv")
 
 
 @dataclasses.dataclass
 class Inspection:
-    """The parts of one evaluation at ``x`` (H, W, 3): ``terms`` (weighted values and ``total``),
-    ``grads[name]`` (H, W, 3) float64 pixel gradients for ``total``, each term and ``style <layer>``,
-    their L2 ``grad_norms``, ``grams[layer] = (target, current)`` (C, C), and ``features[tap]``
-    (k, H_l, W_l), the tap's most active channels (``channels[tap]``, their indices)."""
+    """The parts of one evaluation of an objective at ``x``, as ``inspect_objective`` returns them.
+
+    Parameters
+    ----------
+    x : ndarray, shape (H, W, 3), float64
+        The pixels evaluated.
+    terms : dict
+        The weighted values ``{"content", "style", "tv", "total"}`` (``Objective.terms``).
+    grads : dict
+        (H, W, 3) float64 pixel gradients of ``"total"``, of each term and of each weighted style
+        layer (``"style <layer>"``); the terms' add up to the total, the layers' to ``"style"``.
+    grad_norms : dict
+        Their L2 norms.
+    grams : dict
+        ``grams[layer] = (target, current)``, (C, C) each, per style layer (not with regions).
+    features, channels : dict
+        Per tap: its most active channels' maps (k, H_l, W_l) and their indices (k,).
+
+    Examples
+    --------
+    >>> i = Inspection(np.zeros((1, 1, 3)), {"total": 0.0}, {}, {}, {}, {}, {})
+    >>> i.x.shape, i.terms["total"]
+    ((1, 1, 3), 0.0)
+    """
 
     x: np.ndarray
-    terms: dict
-    grads: dict
-    grad_norms: dict
-    grams: dict
-    features: dict
-    channels: dict
+    terms: dict[str, float]
+    grads: dict[str, np.ndarray]
+    grad_norms: dict[str, float]
+    grams: dict[str, tuple[np.ndarray, np.ndarray]]
+    features: dict[str, np.ndarray]
+    channels: dict[str, np.ndarray]
 
 
-def term_objective(obj, content: bool = True, style=True, tv: bool = True):
-    """A copy of ``obj`` (sharing its targets) whose settings keep only the chosen terms; ``style`` may
-    be a style layer name, which keeps that layer's term alone (with its own weight)."""
+def term_objective(
+    obj: Objective, content: bool = True, style: bool | str = True, tv: bool = True
+) -> Objective:
+    """A copy of ``obj`` (sharing its targets) whose settings keep only the chosen terms.
+
+    Parameters
+    ----------
+    obj : Objective
+    content, tv : bool
+        Keep the content / TV term.
+    style : bool or str
+        Keep the style term; a style layer name keeps that layer's term alone, with its weight.
+
+    Returns
+    -------
+    Objective
+        Its value and gradient are exactly those of the kept terms of ``obj``.
+
+    Examples
+    --------
+    >>> from minivgg.network.vgg import random_vgg
+    >>> content, style = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), np.uint8)
+    >>> obj = Objective(random_vgg(), content, style, style_layers="relu1_1,relu2_1")
+    >>> x = content + 10.0
+    >>> full, tv_only = obj.terms(x), term_objective(obj, content=False, style=False).terms(x)
+    >>> tv_only["total"] == full["tv"], tv_only["style"]
+    (True, 0.0)
+    >>> one = term_objective(obj, False, "relu1_1", False).terms(x)["style"]
+    >>> bool(0 < one < full["style"])
+    True
+    """
     s = dict(obj.settings)
     if not content:
         s["content_weight"] = 0.0
@@ -64,11 +116,42 @@ def term_objective(obj, content: bool = True, style=True, tv: bool = True):
     return part
 
 
-def inspect_objective(obj, x, feature_maps: int = 4) -> Inspection:
-    """Take apart one evaluation of ``obj`` (an ``Objective``) at ``x`` (H, W, 3) pixels; see ``Inspection``."""
+def inspect_objective(obj: Objective, x: npt.ArrayLike, feature_maps: int = 4) -> Inspection:
+    """Take apart one evaluation of ``obj`` at ``x``: every term's value, gradient, Grams, features.
+
+    Each part's gradient is ``obj``'s own ``value_and_grad`` with the other terms off
+    (``term_objective``): what the optimiser receives.
+
+    Parameters
+    ----------
+    obj : Objective
+    x : array_like, shape (H, W, 3), RGB pixels, 0..255
+    feature_maps : int >= 0
+        How many channels per tap to keep (the most active first).
+
+    Returns
+    -------
+    Inspection
+
+    Examples
+    --------
+    >>> from minivgg.network.vgg import random_vgg
+    >>> content, style = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), np.uint8)
+    >>> obj = Objective(random_vgg(), content, style, content_layers="relu2_2",
+    ...                 style_layers="relu1_1,relu2_1")
+    >>> res = inspect_objective(obj, content + 10.0, feature_maps=2)
+    >>> list(res.grads)
+    ['total', 'content', 'style', 'tv', 'style relu1_1', 'style relu2_1']
+    >>> g = res.grads
+    >>> parts = g["content"] + g["style"] + g["tv"]  # float32 net: equal to rounding
+    >>> bool(np.allclose(parts, g["total"], atol=1e-5 * np.abs(g["total"]).max()))
+    True
+    >>> res.grams["relu2_1"][0].shape, res.features["relu2_2"].shape, res.channels["relu2_2"].shape
+    ((128, 128), (2, 8, 8), (2,))
+    """
     x = np.asarray(x, dtype=np.float64)
     grads = {"total": obj.value_and_grad(x)[1]}
-    terms = dict(obj.last_terms)
+    terms = dict(obj.last_terms or {})
     for term in TERMS:
         grads[term] = term_objective(
             obj, term == "content", term == "style", term == "tv"
@@ -199,7 +282,12 @@ def _gram_scale(target, current):
     return (-hi, hi, 1.0) if min(target.min(), current.min()) < 0 else (0.0, hi, 0.5)
 
 
-def draw(result: Inspection, folder, content, styles) -> list:
+def draw(
+    result: Inspection,
+    folder: str | os.PathLike[str],
+    content: np.ndarray,
+    styles: Sequence[np.ndarray],
+) -> list[str]:
     """Write every picture of ``result`` into ``folder`` (``grad_<name>.png``, ``grad_norms.png``,
     ``gram_<layer>.png``, ``features_<tap>.png``, ``summary.png``) and ``inspect.json``; returns the paths.
 
@@ -292,11 +380,9 @@ def _summary(plt, result, folder, content, styles) -> str:
     shown = list(dict.fromkeys([layers[0], layers[-1]])) if layers else []
     for k, layer in enumerate(shown):
         cell = grid[2, 1 + k].subgridspec(1, 2)
+        target, current = result.grams[layer]
         _grams(
-            fig,
-            [fig.add_subplot(cell[0, 0]), fig.add_subplot(cell[0, 1])],
-            *result.grams[layer],
-            layer,
+            fig, [fig.add_subplot(cell[0, 0]), fig.add_subplot(cell[0, 1])], target, current, layer
         )
     if result.features:  # two maps of the first tap in the last free cell
         tap = next(iter(result.features))
@@ -311,11 +397,62 @@ def _summary(plt, result, folder, content, styles) -> str:
 
 
 def inspect_files(
-    content_path, style_paths, outdir, opts: RunOptions, overrides: dict, at=None
+    content_path: str | os.PathLike[str],
+    style_paths: Sequence[str | os.PathLike[str]],
+    outdir: str | os.PathLike[str],
+    opts: RunOptions,
+    overrides: dict[str, Any],
+    at: str | None = None,
 ) -> Inspection:
-    """``minivgg inspect``: one evaluation at ``at`` (an image path; default: the content) of the objective
-    that ``minivgg transfer`` would build from the same flags, drawn into ``outdir``. Every option is
-    checked, and matplotlib is found, before any work."""
+    """``minivgg inspect``: one evaluation of the objective ``minivgg transfer`` would build, drawn.
+
+    Every option is checked, and matplotlib is found, before any work. ``outdir`` gets
+    ``grad_<term>.png``, ``grad_norms.png``, ``gram_<layer>.png``, ``features_<tap>.png``,
+    ``summary.png`` and ``inspect.json`` (``draw``).
+
+    Parameters
+    ----------
+    content_path : str or os.PathLike
+    style_paths : sequence of str or os.PathLike
+    outdir : str or os.PathLike
+        Created if missing.
+    opts : RunOptions
+        As for ``minivgg transfer`` (``size``, ``weights``, masks...).
+    overrides : dict
+        ``Objective`` settings (``style_weight``, ``style_layers``...).
+    at : str, optional
+        The image to evaluate at (a path); default: the content.
+
+    Returns
+    -------
+    Inspection
+
+    Raises
+    ------
+    UserError
+        matplotlib missing, a bad option or path.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from PIL import Image
+    >>> from minivgg.network.vgg import random_vgg
+    >>> opts = RunOptions(output=None, size=16, quiet=True,
+    ...                   load_network=lambda arch, **kw: random_vgg(arch))  # no weights needed
+    >>> inspect_files("c.png", ["s.png"], "out", opts, {}, at="missing.png")
+    Traceback (most recent call last):
+    minivgg.errors.UserError: --at image 'missing.png' does not exist or is not a file
+
+    A full run (about 4 s, most of it matplotlib drawing the pages):
+
+    >>> with tempfile.TemporaryDirectory() as tmp:  # doctest: +SKIP
+    ...     for name in ("c.png", "s.png"):
+    ...         Image.new("RGB", (16, 16), (200, 40, 90)).save(os.path.join(tmp, name))
+    ...     res = inspect_files(os.path.join(tmp, "c.png"), [os.path.join(tmp, "s.png")],
+    ...                         os.path.join(tmp, "out"), opts, {"style_layers": "relu1_1"})
+    ...     "summary.png" in os.listdir(os.path.join(tmp, "out")), list(res.grams)
+    (True, ['relu1_1'])
+    """
     if pyplot() is None:
         raise UserError(
             "minivgg inspect draws with matplotlib; install it with: pip install 'minivgg[report]'"

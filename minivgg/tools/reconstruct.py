@@ -16,11 +16,15 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import UserError
 from ..network.arch import canonical_tap, tap_position
+from ..network.vgg import VGG
 from ..optim.drivers import NonFiniteError, lbfgs
 from ..run.fsutil import check_output_path, output_folder
 from ..run.image import save_image, to_uint8
@@ -31,13 +35,33 @@ from ..style.objective import Objective
 from ..style.presets import PRESETS
 
 MODES = ("content", "style")
+"""What a reconstruction matches: a layer's features, or the Grams of the style layers up to it."""
 PRESET = "gatys"  # VGG16, average pooling, ½Σ(F−P)² content, Σ(G−A)²/(4C²M²) style
 
 
 @dataclasses.dataclass
 class Reconstruction:
-    """One layer's result: the image (H, W, 3) float64 in 0..255, the final loss, the L-BFGS
-    iterations run, the seconds, and (content mode) the PSNR in dB against the input."""
+    """One layer's result, as ``reconstruct`` returns it.
+
+    Parameters
+    ----------
+    layer, mode : str
+        The tap reconstructed from, and "content" or "style".
+    image : ndarray, shape (H, W, 3), float64, 0..255
+    loss : float
+        The final value of the layer's objective.
+    iterations : int
+        The L-BFGS iterations run (fewer than asked when it converged).
+    seconds : float
+    psnr : float, optional
+        Content mode: the PSNR in dB against the input (None in style mode).
+
+    Examples
+    --------
+    >>> r = Reconstruction("conv1_2", "content", np.zeros((2, 2, 3)), 0.5, 3, 0.1, psnr=31.04)
+    >>> caption(r)
+    ['conv1_2', 'loss 0.5, 3 it.', 'PSNR 31.0 dB']
+    """
 
     layer: str
     mode: str
@@ -48,8 +72,27 @@ class Reconstruction:
     psnr: float | None = None
 
 
-def style_layers_up_to(arch: str, layer: str, preset: str = PRESET) -> tuple:
-    """The preset's style layers at or before ``layer`` in the network, plus ``layer`` itself when it is not one."""
+def style_layers_up_to(arch: str, layer: str, preset: str = PRESET) -> tuple[str, ...]:
+    """The preset's style layers at or before ``layer``, plus ``layer`` itself when it is not one.
+
+    Parameters
+    ----------
+    arch, layer : str
+        The architecture and a tap name (``tap_position`` raises ValueError on an unknown one).
+    preset : str
+        A name in ``PRESETS``.
+
+    Returns
+    -------
+    tuple of str
+
+    Examples
+    --------
+    >>> style_layers_up_to("vgg16", "relu2_1")  # relu2_1 is block2_conv1
+    ('block1_conv1', 'block2_conv1')
+    >>> style_layers_up_to("vgg16", "conv2_1")  # before its ReLU: not a gatys style layer
+    ('block1_conv1', 'conv2_1')
+    """
     depth = tap_position(arch, layer)
     taps = [t for t in PRESETS[preset].style_layers if tap_position(arch, t) <= depth]
     if canonical_tap(arch, layer) not in {canonical_tap(arch, t) for t in taps}:
@@ -57,9 +100,34 @@ def style_layers_up_to(arch: str, layer: str, preset: str = PRESET) -> tuple:
     return tuple(taps)
 
 
-def layer_overrides(arch: str, layer: str, mode: str) -> dict:
-    """The ``Objective`` overrides of one reconstruction: only ``layer``'s content term, or only the
-    style terms of ``style_layers_up_to(layer)`` with equal weights; no TV."""
+def layer_overrides(arch: str, layer: str, mode: str) -> dict[str, Any]:
+    """The ``Objective`` overrides of one reconstruction: one term kind, no TV.
+
+    Parameters
+    ----------
+    arch, layer : str
+    mode : {"content", "style"}
+        Only ``layer``'s content term, or only the style terms of ``style_layers_up_to(layer)``
+        with equal weights.
+
+    Returns
+    -------
+    dict
+        Keyword overrides for ``Objective`` (preset ``PRESET``).
+
+    Raises
+    ------
+    UserError
+        On an unknown ``mode``.
+
+    Examples
+    --------
+    >>> o = layer_overrides("vgg16", "relu2_1", "style")
+    >>> o["style_layers"], o["style_layer_weights"], o["content_weight"], o["tv_weight"]
+    (('block1_conv1', 'block2_conv1'), (0.5, 0.5), 0.0, 0.0)
+    >>> layer_overrides("vgg16", "conv4_2", "content")["content_layers"]
+    ('conv4_2',)
+    """
     if mode == "content":
         return {
             "content_layers": (layer,),
@@ -81,28 +149,80 @@ def layer_overrides(arch: str, layer: str, mode: str) -> dict:
     }
 
 
-def psnr(a, b) -> float:
-    """Peak signal-to-noise ratio in dB of two (H, W, 3) images in 0..255 (both rounded to uint8 first)."""
+def psnr(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
+    """Peak signal-to-noise ratio of two images, both rounded to uint8 first.
+
+    Parameters
+    ----------
+    a, b : array_like, shape (H, W, 3), 0..255
+
+    Returns
+    -------
+    float
+        ``10 log10(255² / MSE)`` in dB; ``inf`` for equal images.
+
+    Examples
+    --------
+    >>> psnr(np.zeros((2, 2, 3)), np.full((2, 2, 3), 255.0))
+    0.0
+    >>> psnr(np.ones((1, 1, 3)), np.full((1, 1, 3), 1.2))  # equal once rounded
+    inf
+    """
     mse = float(np.mean((to_uint8(a).astype(np.float64) - to_uint8(b).astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
 def reconstruct(
-    net,
-    image,
-    layers,
+    net: VGG,
+    image: npt.ArrayLike,
+    layers: Iterable[str],
     mode: str = "content",
     iters: int = 200,
-    x0=None,
+    x0: npt.ArrayLike | None = None,
     seed: int = 0,
-    callback=None,
-    on_layer=None,
+    callback: Callable[[str, int, float], object] | None = None,
+    on_layer: Callable[[Reconstruction], object] | None = None,
 ) -> list[Reconstruction]:
-    """Reconstruct ``image`` ((H, W, 3) uint8 RGB) from each of ``layers`` in turn; one ``Reconstruction`` each.
+    """Reconstruct ``image`` from each of ``layers`` in turn, by L-BFGS-B on the pixels.
 
-    Every layer starts from the same ``x0`` ((H, W, 3) pixels; default uniform noise in [0, 255)
-    from ``seed``) and runs ``iters`` L-BFGS-B iterations within [0, 255]. ``callback(layer,
-    iteration, loss)`` follows every iteration, ``on_layer(result)`` every finished layer.
+    Parameters
+    ----------
+    net : VGG
+        A VGG16 (the ``gatys`` preset's network).
+    image : array_like, shape (H, W, 3), uint8 RGB
+    layers : iterable of str
+        Tap names, reconstructed one after the other.
+    mode : {"content", "style"}
+        Match the layer's features, or the Grams of the style layers up to it.
+    iters : int >= 1
+        L-BFGS-B iterations per layer, within [0, 255].
+    x0 : array_like, shape (H, W, 3), optional
+        Every layer's start; default uniform noise in [0, 255) from ``seed``.
+    seed : int >= 0
+    callback : callable, optional
+        ``callback(layer, iteration, loss)`` after every iteration.
+    on_layer : callable, optional
+        ``on_layer(result)`` after every layer.
+
+    Returns
+    -------
+    list of Reconstruction
+        One per layer, in order.
+
+    Raises
+    ------
+    UserError
+        On an unknown mode or layer, or a non-finite loss.
+
+    Examples
+    --------
+    >>> from minivgg.network.vgg import random_vgg
+    >>> image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8)
+    >>> [r] = reconstruct(random_vgg(), image, ["conv1_2"], iters=2)
+    >>> r.layer, r.image.shape, r.image.dtype, bool(r.image.min() >= 0 and r.image.max() <= 255)
+    ('conv1_2', (16, 16, 3), dtype('float64'), True)
+    >>> r.iterations, r.psnr == psnr(r.image, image)
+    (2, True)
     """
     image = np.asarray(image)
     if x0 is None:
@@ -145,8 +265,32 @@ def reconstruct(
     return results
 
 
-def parse_layers(arch: str, text) -> list[str]:
-    """``"conv1_2, block4_conv2"`` (or a list) -> the layer names, each checked, duplicates dropped."""
+def parse_layers(arch: str, text: str | Iterable[str]) -> list[str]:
+    """Layer names from ``--layers``: each checked, duplicates dropped, order kept.
+
+    Parameters
+    ----------
+    arch : {"vgg16", "vgg19"}
+    text : str or iterable of str
+        ``"conv1_2, block4_conv2"`` or a list of names.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    UserError
+        No name at all, or an unknown one.
+
+    Examples
+    --------
+    >>> parse_layers("vgg16", "conv1_2, block4_conv2,conv1_2")
+    ['conv1_2', 'block4_conv2']
+    >>> parse_layers("vgg16", " , ")
+    Traceback (most recent call last):
+    minivgg.errors.UserError: --layers needs at least one layer name, e.g. ...
+    """
     names = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
     if not names:
         raise UserError(
@@ -169,11 +313,53 @@ def caption(r: Reconstruction) -> list[str]:
 
 
 def reconstruct_files(
-    image_path, layers, outdir, opts: RunOptions, mode: str = "content"
+    image_path: str | os.PathLike[str],
+    layers: str | Iterable[str],
+    outdir: str | os.PathLike[str],
+    opts: RunOptions,
+    mode: str = "content",
 ) -> list[Reconstruction]:
-    """``minivgg reconstruct``: reconstructions of the image at ``opts.size`` from each layer, written to
-    ``outdir/<layer>.png`` as they finish, then ``outdir/sheet.png``. ``opts.init`` is ``noise`` (default)
-    or an image path; every other option is checked as ``minivgg transfer`` checks it, before any work."""
+    """``minivgg reconstruct``: reconstructions of an image file, written as they finish.
+
+    Every option is checked as ``minivgg transfer`` checks it, before any work; the image is
+    resized to ``opts.size``; each layer's image goes to ``outdir/<layer>.png``, then all of them
+    to ``outdir/sheet.png``.
+
+    Parameters
+    ----------
+    image_path : str or os.PathLike
+    layers : str or iterable of str
+        As ``parse_layers`` takes them.
+    outdir : str or os.PathLike
+        Created if missing.
+    opts : RunOptions
+        ``size``, ``iters``, ``seed``, ``weights``...; ``init``: "noise" (default) or an image path.
+    mode : {"content", "style"}
+
+    Returns
+    -------
+    list of Reconstruction
+
+    Raises
+    ------
+    UserError
+        A bad mode, layer, init, option or path, or a non-finite loss.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from PIL import Image
+    >>> from minivgg.network.vgg import random_vgg
+    >>> opts = RunOptions(output=None, size=16, iters=2, quiet=True,
+    ...                   load_network=lambda arch, **kw: random_vgg(arch))  # no weights needed
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     Image.new("RGB", (20, 16), (200, 40, 90)).save(os.path.join(tmp, "in.png"))
+    ...     out = os.path.join(tmp, "out")
+    ...     results = reconstruct_files(os.path.join(tmp, "in.png"), "conv1_2", out, opts)
+    ...     written = sorted(os.listdir(out))
+    >>> written, results[0].image.shape
+    (['conv1_2.png', 'sheet.png'], (13, 16, 3))
+    """
     from tqdm import tqdm
 
     if mode not in MODES:

@@ -83,6 +83,9 @@ from . import gradcheck
 from .engine import ops
 from .network.vgg import VGG, load_vgg
 
+# ``minivgg.ops`` is the public name of the engine's op list: ``import minivgg.ops`` works too.
+_sys.modules.setdefault(f"{__name__}.ops", ops)
+
 if TYPE_CHECKING:  # the lazy names, for type checkers
     from .api import stylize
     from .style.objective import Objective

@@ -3,6 +3,7 @@ embeds every study's page. No benchmark runs and torch is not needed.
 
 ``python tests/test_bench_layout.py`` prints the import graph of bench's modules and any circle.
 """
+
 import ast
 import sys
 from pathlib import Path
@@ -65,8 +66,12 @@ def test_the_checker_finds_a_circle(tmp_path):
     (tmp_path / "b.py").write_text("def f():\n    from .c import g\n")
     (tmp_path / "c.py").write_text("from .a import x\nfrom . import USER_ENV\n")
     graph = import_graph(tmp_path)
-    assert graph == {"bench": set(), "bench.a": {"bench.b"}, "bench.b": {"bench.c"},
-                     "bench.c": {"bench", "bench.a"}}
+    assert graph == {
+        "bench": set(),
+        "bench.a": {"bench.b"},
+        "bench.b": {"bench.c"},
+        "bench.c": {"bench", "bench.a"},
+    }
     assert cycles(graph) == [["bench.a", "bench.b", "bench.c"]]
 
 
@@ -80,6 +85,7 @@ def test_no_import_circle_among_bench_modules():
 def index(monkeypatch):
     monkeypatch.syspath_prepend(str(REPO))
     from bench import index
+
     return index
 
 
@@ -107,8 +113,15 @@ def test_the_index_embeds_every_study_page(index, tmp_path):
             else:
                 assert line in text
     assert "compare.json" not in text
-    order = [text.index(t) for t in ("## Two engines", "## Tiled evaluation",
-                                     "## A whole transfer", "## Something new")]
+    order = [
+        text.index(t)
+        for t in (
+            "## Two engines",
+            "## Tiled evaluation",
+            "## A whole transfer",
+            "## Something new",
+        )
+    ]
     assert order == sorted(order)
     assert "\n# not a heading\n" in text  # code stays as it was
 

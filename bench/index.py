@@ -30,6 +30,7 @@ STUDIES = (
     ("transfer_", "python -m bench.transfer --size N"),
     ("sweep_throughput", "python -m bench.sweep_throughput"),
     ("faults", "python -m bench.faults"),
+    ("video_", "python -m bench.video --sizes N"),
     ("creative_control", "by hand (issue 14: replayed from transfer logs, no script here)"),
 )
 NOTES_START, NOTES_END = "<!-- notes -->", "<!-- end notes -->"

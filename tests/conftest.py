@@ -13,13 +13,15 @@
   synthetic images and weights and checks its log; returns the logged iterations.
 """
 
+# isort: off
+import minivgg  # noqa: F401  first, before numpy: its idle-thread defaults only work if set before OpenBLAS loads
+
+# isort: on
 import json
 import zlib
 
 import numpy as np
 import pytest
-
-import minivgg  # noqa: F401  first, before numpy: its idle-thread defaults only work if set before OpenBLAS loads
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -155,6 +156,7 @@ def data(tmp_path_factory):
     np.savez(d / "wrongshape.npz", image=np.zeros((5, 7, 3)), iteration=np.array(1))
     for name, text in BATCH_FILES.items():
         (d / name).write_text(text)
+    _video_files(d, content)
     runs = tmp_path_factory.mktemp("cli-runs")
     return {"data": d, "runs": runs}
 
@@ -427,6 +429,7 @@ def _progress_command(case: Case) -> bool:
         ("reconstruct",),
         ("sweep",),
         ("batch",),
+        ("video",),
     ) or case.argv[:2] == ("weights", "fetch")
 
 
@@ -442,10 +445,10 @@ def _image_problem(path: Path, what: str, longest: int | None = None) -> list:
     return []
 
 
-def _json_problem(path: Path, what: str) -> list:
+def _json_problem(path: Path, what: str, keys=("iterations", "settings")) -> list:
     try:
         log = json.loads(path.read_text())
-        assert isinstance(log, dict) and "iterations" in log and "settings" in log
+        assert isinstance(log, dict) and all(k in log for k in keys)
     except Exception as exc:
         return [f"{what} {path} is not a readable JSON log ({type(exc).__name__}: {exc})"]
     return []
@@ -850,6 +853,47 @@ def demo_cases(draw):
     return Case(("demo", *[t for c in draw(st.permutations(chunks)) for t in c]), home=home)
 
 
+_BUSY: list = []
+
+
+def _busy_port() -> str:
+    """A port this test process listens on for the whole module: ``serve --port`` on it is exit 2."""
+    if not _BUSY:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        _BUSY.append(sock)
+    return str(_BUSY[0].getsockname()[1])
+
+
+@st.composite
+def serve_cases(draw):
+    """``serve`` never serves here (that would block; ``test_studio.py`` serves for real): every case
+    carries a bad value, the busy port when no other was drawn, or asks for --help."""
+    chunks = []
+    for flag, valid, invalid in (
+        (
+            "--host",
+            values("127.0.0.1", "localhost"),
+            values("no.such.host.invalid", "256.1.1.1", "203.0.113.7", ""),
+        ),
+        ("--port", st.just(_busy_port()), values("-1", "65536", "99999", "x", "1.5", "")),
+        (
+            "--runs",
+            st.sampled_from([T("runs"), T("a/b/runs")]),
+            values(C("text.png"), C("content.png", "/sub"), D("text.png")),
+        ),
+    ):
+        if flag == "--port" or draw(maybe(2)):
+            pool = invalid if draw(maybe(2)) else valid
+            chunks.append(option_chunk(draw, flag, draw(pool)))
+    if draw(maybe(3)):
+        chunks.append(["--open"])
+    if draw(maybe(20)):
+        chunks.append([draw(st.sampled_from(HELP))])
+    return Case(("serve", *[t for c in draw(st.permutations(chunks)) for t in c]))
+
+
 # reconstruct: every flag with (valid, invalid) values; shallow taps keep the examples fast.
 _RECON_TAPS = [
     "input",
@@ -1208,6 +1252,124 @@ def _sweep_ok(case, res):
     return problems + ([] if "jobs ok" in res.stdout else ["no 'N of M jobs ok' line on stdout"])
 
 
+# video: a 3-frame clip (mp4 with sound, or a folder of frames) at tiny sizes; every transfer flag but
+# the outputs, plus the video's own. --workers draws only 0 as valid (flows in this process: starting a
+# Dask cluster per example would cost seconds; tests/test_video.py runs one) and --scheduler, as for
+# sweep, only invalid addresses.
+
+
+def _video_files(d: Path, content) -> None:
+    """``clip.mp4`` (3 frames 40x32, 10 fps, with sound), ``frames/`` (3 PNGs), ``mixed/`` (two sizes)."""
+    (d / "frames").mkdir()
+    (d / "mixed").mkdir()
+    for k in range(3):
+        Image.fromarray(np.roll(content, 2 * k, axis=1)).save(d / "frames" / f"f{k}.png")
+    Image.fromarray(content).save(d / "mixed" / "1.png")
+    Image.fromarray(content[:20]).save(d / "mixed" / "2.png")
+    try:
+        import imageio_ffmpeg
+    except ImportError:  # without the video extra every video run is one sentence and exit 2
+        return
+    writer = imageio_ffmpeg.write_frames(str(d / "clip.mp4"), (40, 32), fps=10, macro_block_size=1)
+    writer.send(None)
+    for k in range(3):
+        writer.send(np.ascontiguousarray(np.roll(content, 2 * k, axis=1)))
+    writer.close()
+    (d / "trunc.mp4").write_bytes((d / "clip.mp4").read_bytes()[:600])
+
+
+VIDEO_FLAGS = {
+    **{k: v for k, v in TRANSFER_OPTIONAL.items() if k not in ("--report", "--resume")},
+    "--size": (_SIZES, ["0", "-3", "1000000000", "7", "x"]),
+    "--iters": (st.integers(1, 2).map(str), ["0", "-1", "x"]),
+    "--weights": (st.sampled_from([D("vgg16.h5")] * 4 + [None]), [D("vgg19.h5"), *BAD_WEIGHTS]),
+    "--log": ([T("log.json")], [D("adir"), T("nodir/log.json"), T("out.mp4"), C("content.png")]),
+    "--temporal-weight": (["0", "200", "1e8"], ["-1", "nan", "inf", "x", ""]),
+    "--frames": (["0:2", "1:", ":2", "1:3"], ["x", "3:1", "5:9", "-1:2", "1:2:3", ""]),
+    "--fps": (["5", "10", "12.5"], ["0", "-1", "x", "nan", "inf", "1e9"]),
+    "--flow": (["dis", "farneback"], ["bogus", "", "DIS"]),
+    "--workers": (["0"], ["-1", "x", "1.5"]),
+    "--scheduler": (None, ["bogus", "tcp://", "tcp://127.0.0.1:x"]),
+    "input": (
+        [D("clip.mp4"), D("frames")],
+        [D("missing.mp4"), D("text.png"), D("adir"), D("mixed"), D("trunc.mp4"), D("empty.png")],
+    ),
+    "styles": (GOOD_IMAGES[:3], BAD_IMAGES),
+    "-o": (
+        [T("out.mp4"), T("out.gif"), T("out.webm"), T("outframes")],
+        [T("nodir/out.mp4"), T("out.txt"), C("text.png", "/sub"), D("clip.mp4")],
+    ),
+}
+
+
+@st.composite
+def video_cases(draw):
+    """One factor at a time (see ``_focused_draw``) over the input, the output and every flag; the
+    size, the iterations, the weights and --workers are always given, a few other flags now and then."""
+    flags = {k: v for k, v in VIDEO_FLAGS.items() if k != "--style-blend-weights"}
+    focus = draw(st.sampled_from(sorted(flags)))
+
+    def pick(flag):  # as _focused_draw, and flags without a valid value (None) are left out
+        valid, invalid = (as_strategy(v) for v in flags[flag])
+        if flag == focus:
+            return draw(invalid if valid is None else mix(valid, invalid, 1))
+        return None if valid is None else draw(valid)
+
+    chunks = [[draw(st.sampled_from(["-o", "--output"])), pick("-o")]]
+    for flag in ("--size", "--iters", "--workers"):
+        chunks.append(option_chunk(draw, flag, pick(flag)))
+    weights = pick("--weights")
+    if weights is not None:
+        chunks.append(["--weights", weights])
+    for flag in flags:
+        if flag in ("input", "styles", "-o", "--size", "--iters", "--workers", "--weights"):
+            continue
+        if flag == focus or draw(maybe(8)):
+            value = pick(flag)
+            if value is not None:
+                chunks.append(option_chunk(draw, flag, value))
+    if draw(maybe(20)):  # blend weights: one per style image, or not
+        chunks.append(
+            option_chunk(draw, "--style-blend-weights", draw(values("1", "1,2", "-1", "x")))
+        )
+    chunks += _switch_chunks(draw, TRANSFER_SWITCHES, "mixed")
+    return Case(
+        (
+            "video",
+            pick("input"),
+            pick("styles"),
+            *[t for c in draw(st.permutations(chunks)) for t in c],
+        )
+    )
+
+
+def _video_ok(case, res):
+    out = Path(_option(res, "-o", "--output"))
+    problems = [] if "wrote" in res.stdout else ["no 'wrote …' line on stdout"]
+    if out.is_dir():
+        frames = sorted(out.glob("frame_*.png"))
+        problems += (
+            _image_problem(frames[0], "first frame") if frames else [f"{out} holds no frames"]
+        )
+    else:
+        try:
+            import imageio_ffmpeg
+
+            reader = imageio_ffmpeg.read_frames(str(out))
+            next(reader)
+            if not sum(1 for _ in reader):
+                problems.append(f"{out} has no frames")
+        except Exception as exc:
+            problems.append(f"{out} is not a readable video ({type(exc).__name__}: {exc})")
+    if Path(f"{out}.work").exists():
+        problems.append("the work folder is left after a finished run")
+    if _option(res, "--log"):
+        problems += _json_problem(
+            Path(_option(res, "--log")), "--log", keys=("settings", "records")
+        )
+    return problems
+
+
 # --------------------------------------------------------------------- what a successful run shows
 
 
@@ -1236,6 +1398,18 @@ def _demo_ok(case, res):
         + _image_problem(outdir / "report.png", "demo report")
         + _json_problem(outdir / "log.json", "demo log")
     )
+
+
+def _serve_ok(case, res):
+    return [] if "--help" in res.argv or "-h" in res.argv else ["serve exited 0 without --help"]
+
+
+def _samples_ok(case, res):
+    return [
+        f"sample {name} not listed"
+        for name in ("starry-night", "woman-with-hat")
+        if name not in res.stdout
+    ]
 
 
 def _presets_ok(case, res):
@@ -1346,6 +1520,10 @@ COMMANDS = {
         _demo_ok,
         slow=True,
     ),
+    "serve": Command(
+        serve_cases(), frozenset({"--host", "--port", "--runs", "--open", *HELP}), _serve_ok
+    ),
+    "samples": Command(_no_flag_cases(("samples",)), frozenset(HELP), _samples_ok),
     "reconstruct": Command(
         reconstruct_cases(),
         frozenset({"image", "-o", "--outdir", "--quiet", *HELP, *RECONSTRUCT_FLAGS}),
@@ -1410,6 +1588,23 @@ COMMANDS = {
             }
         ),
         _sweep_ok,
+        slow=True,
+    ),
+    "video": Command(
+        video_cases(),
+        frozenset(
+            {
+                "input",
+                "styles",
+                "-o",
+                "--output",
+                "--quiet",
+                *HELP,
+                *VIDEO_FLAGS,
+                *TRANSFER_SWITCHES,
+            }
+        ),
+        _video_ok,
         slow=True,
     ),
 }
@@ -1822,6 +2017,26 @@ PINNED = [
         {2},
     ),
     ("batch", "bogus-column", (D("jobs_bogus.csv"), "-o", T("out")), {2}),
+    (
+        "video",
+        "plain",
+        (
+            D("clip.mp4"),
+            D("style.jpg"),
+            "-o",
+            T("out.mp4"),
+            "--weights",
+            D("vgg16.h5"),
+            "--size",
+            "32",
+            "--iters",
+            "1",
+            "--workers",
+            "0",
+            "--quiet",
+        ),
+        {0},
+    ),
 ]
 
 

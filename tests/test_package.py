@@ -69,3 +69,22 @@ def test_public_names():
         assert getattr(minivgg, name) is not None
     with pytest.raises(AttributeError):
         minivgg.not_a_name  # noqa: B018
+
+
+def test_every_subpackage_is_declared_for_the_wheel():
+    """pyproject lists the packages explicitly (several top-level folders defeat auto-discovery): a
+    subpackage left out would be missing from the installed wheel while an editable checkout works."""
+    import pathlib
+    import tomllib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    declared = set(
+        tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(root).parts)
+        for p in (root / "minivgg").rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    assert found <= declared, f"not in pyproject's packages: {sorted(found - declared)}"
+    assert {"minivgg._kernels", "minivgg._weights"} <= declared

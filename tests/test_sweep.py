@@ -372,7 +372,9 @@ def test_a_2x2_sweep_on_a_local_cluster_then_a_rerun_does_no_work(
     # The re-run finds every job done: it does not even reach a scheduler (nothing listens on port 9).
     assert main([*argv, "--scheduler", "tcp://127.0.0.1:9"]) == 0
     text = capsys.readouterr().out
-    assert "4 of 4 jobs ok (4 done before)" in text and len(text.splitlines()) == 1  # --quiet: the summary
+    assert (
+        "4 of 4 jobs ok (4 done before)" in text and len(text.splitlines()) == 1
+    )  # --quiet: the summary
     loud = [a for a in argv if a != "--quiet"]
     assert main([*loud, "--scheduler", "tcp://127.0.0.1:9"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 5  # one line per job, then the summary

@@ -13,8 +13,9 @@ from PIL import Image
 from minivgg.engine import backend
 from minivgg.engine.backend import DeviceError
 from minivgg.errors import UserError
-from minivgg.run import checkpoint, transfer
-from minivgg.run.transfer import INITS, OPTIMIZERS, RunOptions, prepare, snapshot_path, stylize
+from minivgg.run import checkpoint, optimize
+from minivgg.run.optimize import snapshot_path
+from minivgg.run.transfer import INITS, OPTIMIZERS, RunOptions, prepare, stylize
 from minivgg.style import memory
 
 
@@ -146,14 +147,14 @@ def test_colour_controls_hand_the_objective_float64_images_and_the_estimate_coun
 def test_interrupt_writes_best_image_and_checkpoint_and_resume_continues(
     transfer_files, tmp_path, monkeypatch, capsys
 ):
-    on_iteration = transfer.Progress.on_iteration
+    on_iteration = optimize.Progress.on_iteration
 
     def interrupted(self, it, x, terms):
         on_iteration(self, it, x, terms)
         if it == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(transfer.Progress, "on_iteration", interrupted)
+    monkeypatch.setattr(optimize.Progress, "on_iteration", interrupted)
     with pytest.raises(KeyboardInterrupt):
         stylize(
             transfer_files / "content.png",
@@ -170,7 +171,7 @@ def test_interrupt_writes_best_image_and_checkpoint_and_resume_continues(
     )
     image, it = checkpoint.load(ck, (36, 48, 3))
     assert it == 2
-    monkeypatch.setattr(transfer.Progress, "on_iteration", on_iteration)
+    monkeypatch.setattr(optimize.Progress, "on_iteration", on_iteration)
     r = prepare(
         transfer_files / "content.png",
         [transfer_files / "style.jpg"],
@@ -179,8 +180,8 @@ def test_interrupt_writes_best_image_and_checkpoint_and_resume_continues(
     )
     assert r.start_iteration == 2
     np.testing.assert_array_equal(r.x0, image)
-    final, seconds = transfer.optimize(r)
-    picture, log = transfer.finish(r, final, seconds)
+    final, seconds = optimize.optimize(r)
+    picture, log = optimize.finish(r, final, seconds)
     assert [row["iteration"] for row in log["iterations"]] == [3, 4]
 
 

@@ -1,5 +1,5 @@
 """The ``minivgg`` command line. Each subcommand's parser and glue live in a module of this package
-(``transfer``, ``sweep`` (sweep and batch), ``reconstruct``, ``inspection``, ``weights``, ``gradcheck``,
+(``transfer``, ``video``, ``sweep`` (sweep and batch), ``reconstruct``, ``inspection``, ``weights``, ``gradcheck``,
 ``doctor``; the demo registers its own from ``minivgg.tools.demo``) with an ``add_cli(subparsers)``
 function; this module only dispatches and turns errors into exit codes: 0 success, 2 bad input (one line on stderr), 130 interrupted, 1 internal
 error (traceback only with ``--debug``).
@@ -18,6 +18,7 @@ from ..errors import UserError
 # Modules that contribute subcommands, in the order ``minivgg --help`` lists them.
 _COMMAND_MODULES = (
     "minivgg.cli.transfer",
+    "minivgg.cli.video",
     "minivgg.cli.sweep",
     "minivgg.cli.reconstruct",
     "minivgg.cli.inspection",
@@ -25,6 +26,7 @@ _COMMAND_MODULES = (
     "minivgg.cli.gradcheck",
     "minivgg.cli.doctor",
     "minivgg.tools.demo",
+    "minivgg.cli.serve",
 )
 
 

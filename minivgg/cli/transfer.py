@@ -185,7 +185,12 @@ def add_run_arguments(p) -> None:
 def add_cli(sub) -> None:
     p = sub.add_parser("transfer", help="stylize CONTENT with one or more STYLE images")
     p.add_argument("content", help="content image")
-    p.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
+    p.add_argument(
+        "styles",
+        nargs="+",
+        metavar="style",
+        help="style image(s), or the name of a sample painting (see 'minivgg samples')",
+    )
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, …)")
     add_objective_arguments(p)
     add_run_arguments(p)

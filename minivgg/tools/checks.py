@@ -28,6 +28,7 @@ from ..style import losses
 from ..style.objective import Objective
 from ..style.presets import PRESETS
 from ..style.regions import MASK_MODES, guided_style_loss
+from ..style.temporal import temporal_loss
 
 DTYPES = ("float64", "float32")
 
@@ -96,13 +97,13 @@ def op_cases() -> list[Case]:
         for op in ("relu", "avg_pool2d", "max_pool2d"):
             fwd, bwd = getattr(ops, f"{op}_forward"), getattr(ops, f"{op}_backward")
 
-            def run(dtype=np.float64, shape=shape, k=k, fwd=fwd, bwd=bwd, op=op):
+            def run_unary(dtype=np.float64, shape=shape, k=k, fwd=fwd, bwd=bwd, op=op):
                 x = np.random.default_rng(100 + k).standard_normal(
                     shape
                 )  # plain normal: kinks are the checker's
                 return check_vjp(fwd, bwd, (x,), name=op, dtype=dtype)
 
-            cases.append(Case(op, f"{shape}", run))
+            cases.append(Case(op, f"{shape}", run_unary))
     return cases
 
 
@@ -174,6 +175,23 @@ def loss_cases() -> list[Case]:
         )
         for kind in losses.TV_KINDS
     ]
+    r = np.random.default_rng(3)  # the video's temporal loss: a warped target and a 0..1 mask
+    target, mask = (
+        r.uniform(0, 255, x_shape),
+        (r.uniform(size=x_shape[:2]) > 0.3) * r.uniform(size=x_shape[:2]),
+    )
+    cases.append(
+        Case(
+            "temporal_loss",
+            str(x_shape),
+            lambda dtype=np.float64: check_grad(
+                lambda x: temporal_loss(x, target.astype(x.dtype), mask),
+                x0,
+                name="temporal",
+                dtype=dtype,
+            ),
+        )
+    )
     return cases
 
 

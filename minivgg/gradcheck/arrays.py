@@ -1,5 +1,7 @@
 """Array helpers of the checker: the array module of an array (CuPy only when the caller already
-imported it), host copies, float casts, and fingerprints that tell whether a call changed its inputs."""
+imported it), host copies, float casts, and fingerprints that tell whether a call changed its
+inputs."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,7 +27,8 @@ def is_float_array(a) -> bool:
 
 
 def cast(a, dtype):
-    """A float array cast to ``dtype`` (a new array, so the caller's is never touched); others as they are."""
+    """A float array cast to ``dtype`` (a new array: the caller's is never touched); others as
+    they are."""
     if not is_float_array(a):
         return a
     return array_module(a).array(a, dtype=dtype, copy=True)
@@ -47,13 +50,19 @@ def norm64(a) -> float:
 
 def fingerprint(obj, depth: int = 0, seen=None):
     """A hashable summary of ``obj``'s contents: arrays by shape, dtype and a digest of their bytes;
-    tuples, lists, dicts, dataclasses and plain objects recursively; anything else by value or type."""
+    tuples, lists, dicts, dataclasses and plain objects recursively; anything else by value or
+    type."""
     seen = set() if seen is None else seen
     if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
         return obj
     if hasattr(obj, "shape") and hasattr(obj, "dtype") and not isinstance(obj, np.generic):
         a = np.ascontiguousarray(host(obj))
-        return ("array", a.shape, str(a.dtype), hashlib.blake2b(a.view(np.uint8).data, digest_size=16).hexdigest())
+        return (
+            "array",
+            a.shape,
+            str(a.dtype),
+            hashlib.blake2b(a.view(np.uint8).data, digest_size=16).hexdigest(),
+        )
     if isinstance(obj, np.generic):
         return ("scalar", str(obj.dtype), obj.item())
     if depth > 8 or id(obj) in seen:
@@ -64,14 +73,22 @@ def fingerprint(obj, depth: int = 0, seen=None):
     if isinstance(obj, dict):
         return ("dict", tuple((repr(k), fingerprint(v, depth + 1, seen)) for k, v in obj.items()))
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return (type(obj).__name__, tuple((f.name, fingerprint(getattr(obj, f.name), depth + 1, seen))
-                                          for f in dataclasses.fields(obj)))
+        return (
+            type(obj).__name__,
+            tuple(
+                (f.name, fingerprint(getattr(obj, f.name), depth + 1, seen))
+                for f in dataclasses.fields(obj)
+            ),
+        )
     if callable(obj):
         return ("callable", id(obj))
     state = getattr(obj, "__dict__", None)
     if state is None and hasattr(obj, "__slots__"):
         state = {s: getattr(obj, s, None) for s in obj.__slots__}
-    return (type(obj).__name__, fingerprint(state, depth + 1, seen) if state is not None else id(obj))
+    return (
+        type(obj).__name__,
+        fingerprint(state, depth + 1, seen) if state is not None else id(obj),
+    )
 
 
 def changed_elements(before: np.ndarray, after) -> np.ndarray:

@@ -9,6 +9,7 @@ when both halves fail the fault is spread and both are kept while fewer than ``m
 open, else the block stays whole along that axis and moves on to the next. A fault in k elements
 costs O(k log n) evaluations; a whole wrong row costs O(log n) plus a few per open block.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,7 +34,7 @@ def border_mask(shape) -> np.ndarray:
     mask = np.zeros(shape, dtype=bool)
     for ax in spatial_axes(shape):
         if shape[ax] >= 3:
-            idx = [slice(None)] * len(shape)
+            idx: list[slice | int] = [slice(None)] * len(shape)
             for edge in (0, shape[ax] - 1):
                 idx[ax] = edge
                 mask[tuple(idx)] = True
@@ -44,6 +45,7 @@ def border_mask(shape) -> np.ndarray:
 class Block:
     """A box ``rect`` (one (lo, hi) per axis) cut to ``region`` (a mask, or None for all), the next
     axis to halve (-1: split border from interior first), and the test's state for it."""
+
     rect: tuple
     region: np.ndarray | None
     axis: int
@@ -57,7 +59,8 @@ class Block:
 
 def bisect(shape, root_state, split, bad, max_blocks: int = 8, max_forwards: int = 400):
     """Blame elements: ``split(parent_state, left_mask, right_mask) -> (left, right, forwards)``
-    tests two halves, ``bad(state)`` says whether one still fails. Returns ``(suspects, forwards)``."""
+    tests two halves, ``bad(state)`` says whether one still fails. Returns
+    ``(suspects, forwards)``."""
     shape = tuple(shape)
     border = border_mask(shape)
     can_cut = border.any() and not border.all()
@@ -76,8 +79,12 @@ def bisect(shape, root_state, split, bad, max_blocks: int = 8, max_forwards: int
                 open_.appendleft(dataclasses.replace(blk, axis=blk.axis + 1))
                 continue
             mid = (lo + hi) // 2
-            halves = [dataclasses.replace(blk, rect=blk.rect[:blk.axis] + ((a, b),) + blk.rect[blk.axis + 1:])
-                      for a, b in ((lo, mid), (mid, hi))]
+            halves = [
+                dataclasses.replace(
+                    blk, rect=blk.rect[: blk.axis] + ((a, b),) + blk.rect[blk.axis + 1 :]
+                )
+                for a, b in ((lo, mid), (mid, hi))
+            ]
         masks = [h.mask(shape) for h in halves]
         if not masks[0].any() or not masks[1].any():  # one half is empty: the other is the parent
             keep = halves[0] if masks[0].any() else halves[1]
@@ -103,28 +110,34 @@ def bisect(shape, root_state, split, bad, max_blocks: int = 8, max_forwards: int
 
 def _runs(values) -> str:
     """Sorted integers as index ranges: ``[0, 1, 2, 7]`` -> ``0:3,7``."""
-    out, start, prev = [], None, None
-    for v in list(values) + [None]:
-        if start is not None and (v is None or v != prev + 1):
-            out.append(str(start) if prev == start else f"{start}:{prev + 1}")
-            start = None
-        if v is not None and start is None:
-            start = v
-        prev = v
+    out: list[str] = []
+    ints = [int(v) for v in values]
+    start = 0
+    for i in range(1, len(ints) + 1):
+        if i == len(ints) or ints[i] != ints[i - 1] + 1:
+            lo, hi = ints[start], ints[i - 1]
+            out.append(str(lo) if lo == hi else f"{lo}:{hi + 1}")
+            start = i
     return ",".join(out)
 
 
 def describe(mask: np.ndarray) -> str:
-    """``mask`` as index ranges per axis, e.g. ``96 of 384 elements, [0:2, 0:3, 7, 0:8] (all of that box)``."""
+    """``mask`` as index ranges per axis, e.g.
+    ``96 of 384 elements, [0:2, 0:3, 7, 0:8] (all of that box)``."""
     count = int(mask.sum())
     if count == 0:
         return "no elements"
     if mask.ndim == 0:
         return "the (scalar) element"
     if count <= 4:
-        where = "; ".join("[" + ", ".join(str(int(i)) for i in idx) + "]" for idx in zip(*np.nonzero(mask)))
+        where = "; ".join(
+            "[" + ", ".join(str(int(i)) for i in idx) + "]" for idx in zip(*np.nonzero(mask))
+        )
         return f"{count} of {mask.size} elements: {where}"
-    axes = [np.nonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))[0] for ax in range(mask.ndim)]
+    axes = [
+        np.nonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))[0]
+        for ax in range(mask.ndim)
+    ]
     box = int(np.prod([len(a) for a in axes]))
     text = f"{count} of {mask.size} elements, [{', '.join(_runs(a) for a in axes)}]"
     text += " (all of that box)" if box == count else f" ({count} of that box's {box})"

@@ -18,8 +18,7 @@ from types import ModuleType
 
 import numpy as np
 
-# the package dir maps minivgg._kernels to the top-level kernels/, which mypy cannot follow
-from .._kernels import reference  # type: ignore[import-not-found]
+from .._kernels import reference
 from .backend import get_array_module, gpu_available, to_device
 
 _loaded: dict[str, ModuleType | None] = {}  # "cpu" / "cuda" -> the kernel module, or None

@@ -29,7 +29,7 @@ def manifest() -> dict:
             .read_text("utf-8")
         )
     except ModuleNotFoundError:  # running from a source checkout that is not pip-installed
-        text = (Path(__file__).resolve().parents[2] / "weights" / "manifest.json").read_text(
+        text = (Path(__file__).resolve().parents[3] / "weights" / "manifest.json").read_text(
             "utf-8"
         )
     return json.loads(text)

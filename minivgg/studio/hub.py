@@ -234,6 +234,9 @@ class Hub:
         if process.is_alive():
             process.terminate()
             process.join(2)
+        if process.is_alive():  # still writing after SIGTERM: it must not outlive the server
+            process.kill()
+            process.join(2)
         for stream in list(self.streams):
             with contextlib.suppress(asyncio.QueueFull):
                 stream.put_nowait(None)

@@ -13,6 +13,8 @@ import base64
 import contextlib
 import io
 import math
+import os
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -126,8 +128,18 @@ def _log_rows(rows: list) -> list:
     return [{**{k: r.get(k) for k in keys}, "seconds": r["elapsed"]} for r in rows]
 
 
+def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """Watch the server: a worker whose server has gone (killed, crashed) exits instead of running on
+    as an orphan that holds the server's terminal and pipes."""
+    while True:
+        time.sleep(every)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def worker_main(job_queue, events, stop) -> None:
     """The worker process: take jobs until ``None`` (or Ctrl-C while idle) and run each."""
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     events.put({"type": "worker", "status": "ready"})
     while True:
         try:

@@ -31,6 +31,7 @@ STUDIES = (
     ("sweep_throughput", "python -m bench.sweep_throughput"),
     ("faults", "python -m bench.faults"),
     ("video_", "python -m bench.video --sizes N"),
+    ("bf16", "python -m bench.bf16"),
     ("creative_control", "by hand (issue 14: replayed from transfer logs, no script here)"),
 )
 NOTES_START, NOTES_END = "<!-- notes -->", "<!-- end notes -->"

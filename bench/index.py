@@ -32,6 +32,7 @@ STUDIES = (
     ("faults", "python -m bench.faults"),
     ("video_", "python -m bench.video --sizes N"),
     ("bf16", "python -m bench.bf16"),
+    ("time_to_picture", "python -m bench.time_to_picture"),
     ("creative_control", "by hand (issue 14: replayed from transfer logs, no script here)"),
 )
 NOTES_START, NOTES_END = "<!-- notes -->", "<!-- end notes -->"

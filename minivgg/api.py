@@ -32,6 +32,7 @@ def stylize(
     iters: int | tuple[int, ...] | None = None,
     scales: tuple[int, ...] | None = None,
     min_scale: int | None = None,
+    single_scale: bool = False,
     original_colors: bool = False,
     luminance_only: bool = False,
     match_color: str | None = None,
@@ -66,6 +67,8 @@ def stylize(
         L-BFGS/Adam iterations: one value, or one per scale.
     scales, min_scale : tuple of int, int, optional
         Coarse-to-fine longest sides (as ``--scales``), or √2 steps from ``min_scale`` up to size.
+    single_scale : bool
+        One scale at ``size`` instead of the preset's default route (as ``--single-scale``).
     original_colors, luminance_only : bool
         Keep the content's colours: chroma put back after, or optimise luminance only (not both).
     match_color : {"chol", "pca", "sym"}, optional
@@ -125,6 +128,7 @@ def stylize(
         iters=iters,
         scales=scales,
         min_scale=min_scale,
+        single_scale=single_scale,
         optimizer=optimizer,
         init=init,
         seed=seed,

@@ -1,9 +1,10 @@
-"""Make the README's picture: tubingen + starry_night (from ../shared/images), gatys defaults.
+"""Make the README's pictures: tubingen + starry_night (from ../shared/images), gatys defaults.
 
-    python scripts/make_readme_picture.py [--size 512] [--iters 500]
+    python scripts/make_readme_picture.py              # the default route (minivgg transfer, no flags)
+    python scripts/make_readme_picture.py --reference  # the reference: one scale, 500 iterations
 
-Writes docs/tubingen_starry_night.jpg (512 px JPEG) and docs/tubingen_starry_night.json (the run log,
-with the time and iteration count quoted in the README).
+Writes docs/tubingen_starry_night.jpg (or docs/tubingen_starry_night_reference.jpg), a 512 px JPEG,
+and the run log beside it (.json: the time and iterations quoted in the docs).
 """
 
 import argparse
@@ -23,19 +24,15 @@ SHARED = ROOT.parent / "shared" / "images"
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--iters", type=int, default=500)
-    ap.add_argument("--out", default=str(ROOT / "docs" / "tubingen_starry_night.jpg"))
+    ap.add_argument("--reference", action="store_true", help="one scale, --all-iters --iters 500")
     args = ap.parse_args()
-    out = Path(args.out)
+    name = "tubingen_starry_night" + ("_reference" if args.reference else "")
+    out = ROOT / "docs" / f"{name}.jpg"
     png = out.with_suffix(".png")
-    log = stylize(
-        str(SHARED / "tubingen.jpg"),
-        [str(SHARED / "starry_night.jpg")],
-        RunOptions(
-            output=str(png), size=args.size, iters=args.iters, log=str(out.with_suffix(".json"))
-        ),
-        {},
-    )
+    opts = RunOptions(output=str(png), size=args.size, log=str(out.with_suffix(".json")))
+    if args.reference:
+        opts.iters, opts.all_iters, opts.single_scale = 500, True, True
+    log = stylize(str(SHARED / "tubingen.jpg"), [str(SHARED / "starry_night.jpg")], opts, {})
     buf = io.BytesIO()
     Image.open(png).convert("RGB").save(buf, "JPEG", quality=88)
     out.write_bytes(buf.getvalue())

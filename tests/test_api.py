@@ -2,6 +2,7 @@
 coarse-to-fine scales (with resume at a scale), regions. The ``real_weights`` tests run the
 verified VGG16 at small sizes."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -163,3 +164,31 @@ def test_real_weights_scales_retarget_and_match_color(real_weights, tmp_path):
         match_color="sym",
     )
     assert out.shape == (64, 64, 3)
+
+
+def test_the_default_route_starts_coarse_and_the_single_scale_is_one_flag_away(transfer_files):
+    """No --scales, --min-scale or --iters: the preset's ``coarse`` scales (those of at least
+    ``MIN_COARSE_SIDE``) come first; --single-scale or any chosen --iters give one scale."""
+    from minivgg.run.options import RunOptions
+    from minivgg.run.transfer import execute
+
+    content, style = transfer_files / "content.png", transfer_files / "style.jpg"
+    route = {"iters": 3, "coarse": (4, 2), "coarse_iters": (2, 2), "history": 30}
+    shallow = {"content_layers": "relu2_2", "style_layers": "relu1_1,relu2_1", **route}
+
+    def scales(**kw):
+        opts = RunOptions(
+            output=None, size=128, quiet=True, weights=str(transfer_files / "vgg16.h5")
+        )
+        _, log = execute(content, [style], dataclasses.replace(opts, **kw), shallow)
+        rows = (
+            [(r["scale"], r["iteration"]) for r in log["iterations"]]
+            if "scale" in log["iterations"][0]
+            else len(log["iterations"])
+        )
+        return log["settings"]["scales"], log["settings"]["iters"], rows, log["settings"]["history"]
+
+    # 128/4 = 32 px is below MIN_COARSE_SIDE (64): only the 64 px scale runs before the output's
+    assert scales() == ([64, 128], [2, 3], [(1, 1), (1, 2), (2, 1), (2, 2), (2, 3)], 30)
+    assert scales(single_scale=True) == ([128], [3], 3, 30)
+    assert scales(iters=2) == ([128], [2], 2, 30)

@@ -606,6 +606,8 @@ TRANSFER_OPTIONAL = {
     ),
     "--min-scale": (["20", "24"], ["0", "-1", "x", "100", "1"]),
     "--stop-tol": (["0", "0.02", "0.5"], ["-1", "nan", "x"]),
+    "--stop-window": (["1", "10", "50"], ["0", "-3", "x", "2.5"]),
+    "--history": (["3", "10", "100"], ["0", "-1", "x", "1.5"]),
     "--tile-size": (["16", "32", "40", "1024"], ["0", "-16", "8", "2.5", "x", ""]),
     "--match-color-histogram": (["chol", "pca", "sym"], ["bogus", "PCA"]),
     "--content-masks": (
@@ -625,6 +627,7 @@ TRANSFER_OPTIONAL = {
 # Flags without a value, drawn bare now and then (--match-color-histogram alone means pca).
 TRANSFER_SWITCHES = (
     "--all-iters",
+    "--single-scale",
     "--original-colors",
     "--luminance-only",
     "--match-color-histogram",

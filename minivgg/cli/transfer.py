@@ -113,6 +113,12 @@ def add_run_arguments(p) -> None:
         help="coarse to fine in √2 steps from this longest side up to --size",
     )
     p.add_argument(
+        "--single-scale",
+        action="store_true",
+        help="one scale at --size, no coarse scales first (the default route of gatys starts at "
+        "--size/4 and --size/2: the same look, sooner)",
+    )
+    p.add_argument(
         "--all-iters",
         action="store_true",
         help="run every iteration (no convergence stop; gatys stops when the loss has stopped falling)",
@@ -121,7 +127,19 @@ def add_run_arguments(p) -> None:
         "--stop-tol",
         type=float,
         help="convergence stop: end when the loss fell by less than this "
-        "fraction over the last 50 iterations (gatys: 0.02)",
+        "fraction over the last --stop-window iterations (default: the preset's)",
+    )
+    p.add_argument(
+        "--stop-window",
+        type=int,
+        metavar="N",
+        help="the iterations the convergence stop looks back over (default: the preset's)",
+    )
+    p.add_argument(
+        "--history",
+        type=int,
+        metavar="M",
+        help="L-BFGS memory: (s, y) pairs kept (default: the preset's)",
     )
     p.add_argument(
         "--original-colors",
@@ -253,6 +271,7 @@ def options_from_args(args, output, log=None, report=None, resume=None, quiet=No
         conv=args.conv,
         scales=args.scales,
         min_scale=args.min_scale,
+        single_scale=args.single_scale,
         all_iters=args.all_iters,
         original_colors=args.original_colors,
         luminance_only=args.luminance_only,
@@ -263,8 +282,9 @@ def options_from_args(args, output, log=None, report=None, resume=None, quiet=No
         tile_size=args.tile_size,
     )
     overrides = overrides_from_args(args)
-    if args.stop_tol is not None:
-        overrides["stop_tol"] = args.stop_tol
+    for key in ("stop_tol", "stop_window", "history"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     return opts, overrides
 
 

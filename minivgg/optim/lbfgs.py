@@ -7,8 +7,10 @@ history where x lives (CuPy or NumPy); per evaluation only scalars reach the hos
 chooses between the two (``--optimizer lbfgs-device``, and bounded problems above 8M variables).
 
 The method is projected L-BFGS: history m (default 10), the direction restricted to the variables
-not held at a bound, a projected Armijo backtracking line search (so every accepted step lowers the
-loss), and scipy's stopping rules: ``maxiter``, ``maxfun``, ``ftol`` on the relative decrease,
+not held at a bound, a projected line search that backtracks on the Armijo condition (so every
+accepted step lowers the loss) and expands a step whose slope is still steep (weak Wolfe: without
+it, the unit-length first step from a stiff start such as the content image made every later step
+tiny too), and scipy's stopping rules: ``maxiter``, ``maxfun``, ``ftol`` on the relative decrease,
 ``gtol`` on the max-norm of the projected gradient.
 
 On print-size images the optimiser's vectors dominate the memory (one float64 vector of an 8192²
@@ -32,7 +34,9 @@ from ..engine.backend import get_array_module
 FTOL = 1e7 * np.finfo(float).eps  # scipy's default factr · eps
 GTOL = 1e-5  # scipy's default pgtol
 _ARMIJO = 1e-4
-_MAX_BACKTRACKS = 20
+_MAX_BACKTRACKS = 20  # evaluations per line search
+_WOLFE = 0.9  # the weak Wolfe (curvature) constant of the line search's expansion
+_EXPAND_MAX = 1 << 23  # variables up to which the line search may expand a step
 
 
 @dataclasses.dataclass
@@ -132,6 +136,40 @@ def _two_loop(g, history, free, gamma=1.0, dtype=np.float64):
     return q
 
 
+def _line_search(fun, x, f, g, d, t, bounds, budget):
+    """Search along the projected path P(x + t·d) from step ``t``: backtrack (quadratic
+    interpolation within [t/10, t/2]) while the Armijo condition fails; while it holds but the slope
+    is still steep (gₙₑᵥ·s < 0.9·g·s, the weak Wolfe condition) and no step has been too long yet,
+    expand t fourfold (below ``_EXPAND_MAX`` variables: an expansion keeps one more x and g alive).
+    Returns ``((x, f, g) of the last Armijo point or None, evaluations)``."""
+    xp = get_array_module(x)
+    expand, too_long, best, n = x.size <= _EXPAND_MAX, False, None, 0
+    while n < min(_MAX_BACKTRACKS, budget):
+        x_new = xp.multiply(d, t, dtype=xp.float64)  # P(x + t·d), built in one array
+        x_new += x
+        _clip_into(x_new, bounds)
+        s = x_new - x
+        gs = float(_dot(g, s))
+        if gs >= 0:  # the projection undid the descent: no decrease is promised
+            break
+        f_new, g_new = fun(x_new)
+        n += 1
+        if f_new > f + _ARMIJO * gs:
+            del x_new, g_new
+            if best is not None:  # an expansion went too far: keep the step before it
+                break
+            too_long = True
+            curv = f_new - f - gs
+            t = t * min(0.5, max(0.1, -gs / (2 * curv))) if curv > 0 else t * 0.5
+            continue
+        best = (x_new, f_new, g_new)
+        if too_long or not expand or float(_dot(g_new, s)) >= _WOLFE * gs:
+            break
+        del s
+        t *= 4.0
+    return best, n
+
+
 def minimize_lbfgs(
     fun,
     x0,
@@ -180,26 +218,8 @@ def minimize_lbfgs(
             t = 1.0
             if steepest:  # scipy's first step: unit length
                 t = min(1.0, 1.0 / max(math.sqrt(float(_dot(d, d))), 1e-300))
-            for _ in range(_MAX_BACKTRACKS):
-                x_new = xp.multiply(d, t, dtype=xp.float64)  # P(x + t·d), built in one array
-                x_new += x
-                _clip_into(x_new, bounds)
-                s = x_new - x
-                gs = float(_dot(g, s))
-                del s  # rebuilt if the step is accepted: not held through the evaluation
-                if gs >= 0:  # the projection undid the descent: no decrease is promised
-                    break
-                f_new, g_new = fun(x_new)
-                nfev += 1
-                if f_new <= f + _ARMIJO * gs:
-                    accepted = (x_new, f_new, g_new)
-                    break
-                del x_new, g_new
-                if nfev >= maxfun:
-                    break
-                # Quadratic interpolation of the decrease, kept within [t/10, t/2].
-                curv = f_new - f - gs
-                t = t * min(0.5, max(0.1, -gs / (2 * curv))) if curv > 0 else t * 0.5
+            accepted, n = _line_search(fun, x, f, g, d, t, bounds, maxfun - nfev)
+            nfev += n
             if accepted is not None or nfev >= maxfun:
                 break
         if accepted is None:

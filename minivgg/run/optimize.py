@@ -45,7 +45,8 @@ class Progress:
             run.start_iteration,
         )  # read only
         self.stop = controls.ConvergenceStop(
-            None if run.opts.all_iters or run.settings["round_evals"] else run.settings["stop_tol"]
+            None if run.opts.all_iters or run.settings["round_evals"] else run.settings["stop_tol"],
+            run.settings["stop_window"],
         )
         self.bar = tqdm(
             total=run.iters,
@@ -76,6 +77,7 @@ class Progress:
                 "style": terms.get("style"),
                 "tv": terms.get("tv"),
                 "seconds": round(self.seconds(), 4),
+                "evaluations": self.run.obj.evaluations,
                 **({"scale": self.run.scale + 1} if self.run.scales > 1 else {}),
             }
         )
@@ -137,7 +139,7 @@ def _run_optimizer(run: Run, progress: Progress):
             callback=progress.on_iteration,
             start_iteration=start,
         )
-    history = lbfgs_history(x.shape[0] * x.shape[1])
+    history = lbfgs_history(x.shape[0] * x.shape[1], default=s["history"])
     if run.optimizer == "lbfgs":
         return lbfgs(
             obj,

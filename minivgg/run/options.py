@@ -32,6 +32,7 @@ class RunOptions:
         None  # longest side of every scale, coarse to fine (schedule.scale_sizes)
     )
     min_scale: int | None = None  # or: √2 steps from this side up to ``size``
+    single_scale: bool = False  # no default coarse scales (the preset's ``coarse``): one scale
     optimizer: str | None = None
     lr: float | None = None
     init: str | None = None

@@ -5,6 +5,11 @@
 value for every scale or one per scale. Each scale starts from the previous result resized
 (bicubic) and re-targets content and style at its own size.
 
+The default route (no ``--scales``, ``--min-scale``, ``--iters`` or ``--single-scale``): the preset's
+``coarse`` scales (divisors of the output's side, each kept only when its side is at least
+``MIN_COARSE_SIDE``) with their ``coarse_iters``, then the output's scale with the preset's ``iters``
+and its convergence stop (``default_route``).
+
 Weighting: with sum-type content norms (``gatys``' ½Σ(F−P)², ``sum``) the content term grows with the
 pixel count while the style term (normalised by M²) does not, so a coarse scale would be nearly
 all style. ``content_scale`` multiplies the content weight of a scale of longest side s by
@@ -76,3 +81,24 @@ def scale_iters(iters, default: int, n: int) -> list[int]:
 def content_scale(content_norm: str, side: int, final_side: int) -> float:
     """The content-weight factor of a scale of longest side ``side`` (see the module docstring)."""
     return (final_side / side) ** 2 if content_norm in SUM_NORMS else 1.0
+
+
+MIN_COARSE_SIDE = 64  # a coarse scale smaller than this is dropped from the default route
+
+
+def default_route(size: int, coarse=(), coarse_iters=(), iters: int = 500):
+    """The default route's ``(sizes, iters)`` for an output of longest side ``size``.
+
+    >>> default_route(512, coarse=(4, 2), coarse_iters=(100, 50), iters=500)
+    ([128, 256, 512], [100, 50, 500])
+    >>> default_route(200, coarse=(4, 2), coarse_iters=(100, 50), iters=500)  # 50 px: too small
+    ([100, 200], [50, 500])
+    >>> default_route(100, coarse=(4, 2), coarse_iters=(100, 50))
+    ([100], [500])
+    """
+    kept = [
+        (round(size / d), n)
+        for d, n in zip(coarse, coarse_iters)
+        if MIN_COARSE_SIDE <= round(size / d) < size
+    ]
+    return [side for side, _ in kept] + [size], [n for _, n in kept] + [iters]

@@ -57,8 +57,7 @@ def execute(content, styles, opts: RunOptions, overrides: dict, argv=None):
         raise UserError(f"unknown preset {opts.preset!r}; valid presets: {', '.join(PRESETS)}")
     preset = PRESETS[opts.preset]
     _positive("size", opts.size)
-    sizes = schedule.scale_sizes(int(opts.size or preset.size), opts.scales, opts.min_scale)
-    iters = schedule.scale_iters(opts.iters, preset.iters, len(sizes))
+    sizes, iters = _route(opts, preset, overrides)
     first = checkpoint.scale_of(opts.resume) if opts.resume else 0
     if first >= len(sizes):
         raise UserError(
@@ -66,6 +65,8 @@ def execute(content, styles, opts: RunOptions, overrides: dict, argv=None):
         )
     content_weight = overrides.get("content_weight", preset.content_weight)
     rows, seconds, x = [], 0.0, None
+    if len(sizes) - first > 1:  # every scale uses the same network: load it once
+        opts = dataclasses.replace(opts, load_network=_load_once(opts.load_network or load_vgg))
     for k in range(first, len(sizes)):
         stage_overrides = dict(overrides)
         if len(sizes) > 1:
@@ -89,6 +90,33 @@ def execute(content, styles, opts: RunOptions, overrides: dict, argv=None):
     return finish(run, x, seconds)
 
 
+def _route(opts: RunOptions, preset, overrides: dict):
+    """The run's ``(sizes, iters)``: the user's scales and iterations, else the preset's default route."""
+    size = int(opts.size or preset.size)
+    settings = resolve_settings(opts.preset, overrides)
+    chosen = opts.scales is not None or opts.min_scale is not None or opts.iters is not None
+    if chosen or opts.single_scale:
+        sizes = schedule.scale_sizes(size, opts.scales, opts.min_scale)
+        return sizes, schedule.scale_iters(opts.iters, settings["iters"], len(sizes))
+    return schedule.default_route(
+        size, settings["coarse"], settings["coarse_iters"], settings["iters"]
+    )
+
+
+def _load_once(load):
+    """``load`` (``load_vgg``'s signature) remembering its last network, for the scales of one run."""
+    kept: dict = {}
+
+    def loader(*args, **kwargs):
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in kept:
+            kept.clear()
+            kept[key] = load(*args, **kwargs)
+        return kept[key]
+
+    return loader
+
+
 def check_options(content, styles, opts: RunOptions, overrides: dict) -> None:
     """Every check ``execute`` makes before reading a file (options, scales, objective settings,
     output paths): UserError with one sentence on the first bad one, nothing loaded."""
@@ -96,8 +124,7 @@ def check_options(content, styles, opts: RunOptions, overrides: dict) -> None:
         raise UserError(f"unknown preset {opts.preset!r}; valid presets: {', '.join(PRESETS)}")
     preset = PRESETS[opts.preset]
     _positive("size", opts.size)
-    sizes = schedule.scale_sizes(int(opts.size or preset.size), opts.scales, opts.min_scale)
-    schedule.scale_iters(opts.iters, preset.iters, len(sizes))
+    _route(opts, preset, overrides)
     settings = resolve_settings(opts.preset, dict(overrides))
     _validate(opts, content, styles)
     validate_tile_size(opts.tile_size, settings)

@@ -144,6 +144,7 @@ class Objective:
                         t, st, A
                     ) * A.dtype.type(b)
         self.last_terms: dict[str, float] | None = None
+        self.evaluations = 0  # value_and_grad calls so far (the optimiser's cost, in the run's log)
         # Further terms of x alone, each ``term(x) -> (weighted value, weighted gradient)`` with a
         # ``name`` (the video's temporal loss, ``temporal.py``); their values join ``last_terms``.
         self.extra_terms: list = []
@@ -259,6 +260,7 @@ class Objective:
         True
         """
         x, xp = self._check_x(x)
+        self.evaluations += 1
         if self.tiling is not None and self.tiling.splits(*self.shape[:2]):
             parts, grad = self.tiling.value_and_grad(self, x)
         else:

@@ -44,9 +44,13 @@ class Preset:
     content_weight, style_weight, tv_weight : float >= 0
     decay : float >= 0, optional
         ``cntk`` only: the all-layer weight decay (``cntk_layers``).
-    optimizer, iters, round_evals, bounds, init, stop_tol
+    optimizer, iters, round_evals, bounds, init, stop_tol, stop_window, history
         "lbfgs" or "adam"; iterations; L-BFGS rounds of at most this many evaluations (None: one
-        run); box constraints 0..255; start (``run.transfer.INITS``); convergence tolerance.
+        run); box constraints 0..255; start (``run.transfer.INITS``); convergence tolerance and
+        the iterations it looks back over; L-BFGS memory.
+    coarse, coarse_iters : tuple of int
+        The default route's coarse scales (divisors of the output's side, coarse to fine) and their
+        iterations (``run.schedule.default_route``); empty: one scale.
     lr, lr_unit, betas, adam_eps, lr_decay_every, lr_decay_gamma, clip
         Adam's settings; ``lr_unit`` ("pixel", "unit01", "imagenet_std") is the unit of lr and eps.
     size, square_crop : int; bool
@@ -94,6 +98,10 @@ class Preset:
     stop_tol: float | None = (
         None  # convergence stop (controls.ConvergenceStop); None: all iterations
     )
+    stop_window: int = 50  # the iterations the convergence stop looks back over
+    history: int = 10  # L-BFGS memory: (s, y) pairs kept
+    coarse: tuple = ()  # the default route's coarse scales, as divisors of the output's side
+    coarse_iters: tuple = ()  # iterations at each coarse scale
 
 
 _B1 = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
@@ -328,6 +336,10 @@ def resolve_settings(preset: str, overrides: Mapping[str, Any]) -> dict[str, Any
         or s["stop_tol"] < 0
     ):
         raise UserError(f"stop_tol must be a finite number >= 0, got {s['stop_tol']!r}")
+    for key in ("stop_window", "history"):
+        v = s[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"{key} must be a whole number >= 1, got {v!r}")
     if s["pooling"] not in ("avg", "max"):
         raise UserError(f"pooling must be 'avg' or 'max', got {s['pooling']!r}")
     if preset == "cntk" and not s["content_layers"] and not s["style_layers"]:

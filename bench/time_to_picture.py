@@ -47,7 +47,7 @@ ROUTES = {
         Route("before", "today's default: one scale, scipy L-BFGS-B, memory 10"),
         Route("history30", "L-BFGS-B memory 30", history=30),
         Route("history100", "L-BFGS-B memory 100", history=100),
-        Route("c2f", "coarse to fine 128→256→512 (100, 100)", scales=C2F, iters=(100, 100, 200)),
+        Route("c2f", "coarse to fine 128→256→512 (100, 100)", scales=C2F, iters=(100, 100, 150)),
         Route(
             "c2f+history100",
             "coarse to fine 128→256→512 (100, 100), memory 100",
@@ -74,14 +74,24 @@ ROUTES = {
         ),
         Route("color", "decorrelated-colour parameterisation, unbounded", param="color"),
         Route(
-            "pyramid", "Laplacian-pyramid parameterisation (4 levels), unbounded", param="pyramid"
+            "pyramid",
+            "Laplacian-pyramid parameterisation (4 levels), unbounded",
+            param="pyramid",
+            iters=(200,),
         ),
-        Route("torch-eager", "PyTorch eager, torch.optim.LBFGS", history=100, engine="torch-eager"),
+        Route(
+            "torch-eager",
+            "PyTorch eager, torch.optim.LBFGS",
+            history=100,
+            engine="torch-eager",
+            iters=(300,),
+        ),
         Route(
             "torch-compile",
             "PyTorch torch.compile, torch.optim.LBFGS",
             history=100,
             engine="torch-compile",
+            iters=(300,),
         ),
         Route("after", "the default of minivgg transfer (no flags)", default=True, own_stop=True),
     )

@@ -115,7 +115,7 @@ def test_prepare_sizes_images_and_starts_from_the_content(transfer_files, tmp_pa
     assert r.x0.dtype == np.float64 and r.start_iteration == 0
     np.testing.assert_array_equal(r.x0, r.content)
     assert r.obj.blend.tolist() == [0.75, 0.25]
-    assert (r.size, r.iters, r.optimizer, r.init) == (40, 3, "lbfgs", "content")
+    assert (r.size, r.iters, r.optimizer, r.init) == (40, 3, "lbfgs-device", "content")
     assert r.log["settings"]["styles"] == [
         str(transfer_files / "style.jpg"),
         str(transfer_files / "style2.png"),

@@ -88,7 +88,7 @@ def lbfgs(
         state["stop"] = stop
         return stop
 
-    history_dtype = lbfgs_history_dtype(pixels) if in_house else "float64"
+    history_dtype = lbfgs_history_dtype(pixels, history) if in_house else "float64"
 
     def run(x, maxiter, maxfun):
         if in_house:

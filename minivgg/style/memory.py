@@ -50,13 +50,14 @@ def lbfgs_history(n_pixels: int, default: int = 10) -> int:
     )
 
 
-def optimizer_bytes(n_pixels: int, optimizer: str = "lbfgs") -> int:
-    """The optimiser's own bytes for an image of ``n_pixels`` (x, gradient, history, workspace)."""
+def optimizer_bytes(n_pixels: int, optimizer: str = "lbfgs", history: int = 10) -> int:
+    """The optimiser's own bytes for an image of ``n_pixels`` (x, gradient, ``history`` pairs at most,
+    workspace)."""
     n = 3 * n_pixels
     if not optimizer.startswith("lbfgs"):
         return 6 * n * 8
-    m = lbfgs_history(n_pixels)
-    if lbfgs_history_dtype(n_pixels) == "float64":
+    m = lbfgs_history(n_pixels, history)
+    if lbfgs_history_dtype(n_pixels, history) == "float64":
         # scipy: (2m + 5)·n doubles of workspace plus x, g and copies; the in-house L-BFGS:
         # x, g, the free mask, the direction, the trial point and its gradient beside 2(m + 1) pairs
         return (2 * m + 9) * n * 8
@@ -99,13 +100,14 @@ def estimate_bytes(
     tile_size: int | None = None,
     content_taps=(),
     image_itemsize: int = 1,
+    history: int = 10,
 ) -> int:
     """Estimated peak bytes of a run at (h, w) that taps ``taps`` (engine in float32), on tiles of
     ``tile_size`` when given (``content_taps``: the content targets, whole-image arrays even then).
     ``image_itemsize``: bytes per value of the content and style images the objective holds beside the
     loaded uint8 ones (1: the same arrays; 9: float64 ones after colour matching or luminance)."""
     n = 3 * h * w
-    opt = optimizer_bytes(h * w, optimizer)
+    opt = optimizer_bytes(h * w, optimizer, history)
     if tile_size is None or (h <= tile_size and w <= tile_size):
         # the objective's own float64 pixel arrays (x, the network input, the gradient, TV's
         # differences) and the content target: about 8·n doubles (fitted: bench/transfer_4096.md)
@@ -225,7 +227,9 @@ def check_fits(
     taps = content_taps + list(settings["style_layers"])
     arch = settings["arch"]
     need, have = (
-        estimate_bytes(arch, *hw, taps, optimizer, tile_size, content_taps, image_itemsize),
+        estimate_bytes(
+            arch, *hw, taps, optimizer, tile_size, content_taps, image_itemsize, settings["history"]
+        ),
         available_bytes(),
     )
     if have is None or need <= 0.9 * have:
@@ -240,7 +244,7 @@ def check_fits(
         if tile is None
         else (
             f"--tile-size {tile} (about "
-            f"{estimate_bytes(arch, *hw, taps, optimizer, tile, content_taps, image_itemsize) / 2**30:.1f} GiB) or "
+            f"{estimate_bytes(arch, *hw, taps, optimizer, tile, content_taps, image_itemsize, settings['history']) / 2**30:.1f} GiB) or "
         )
     )
     raise UserError(

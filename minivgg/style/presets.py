@@ -125,6 +125,10 @@ PRESETS = {
         iters=500,
         init="content",
         stop_tol=0.02,
+        # The engine's L-BFGS with memory 30: the same picture as scipy's L-BFGS-B (memory 10) in
+        # 0.84x the time (bench/results/time_to_picture.md, issue 25).
+        optimizer="lbfgs-device",
+        history=30,
     ),
     "keras": Preset(
         name="keras",

@@ -262,6 +262,7 @@ def test_sigint_writes_checkpoint_and_resume_finishes(files, tmp_path):
         "48",
         "--iters",
         "400",
+        "--all-iters",  # no convergence stop: the run is still going when SIGINT comes
         "--save-every",
         "2",
         "--quiet",

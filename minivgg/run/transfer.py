@@ -57,7 +57,7 @@ def execute(content, styles, opts: RunOptions, overrides: dict, argv=None):
         raise UserError(f"unknown preset {opts.preset!r}; valid presets: {', '.join(PRESETS)}")
     preset = PRESETS[opts.preset]
     _positive("size", opts.size)
-    sizes, iters = _route(opts, preset, overrides)
+    sizes, iters = _route(opts, preset, resolve_settings(opts.preset, overrides))
     first = checkpoint.scale_of(opts.resume) if opts.resume else 0
     if first >= len(sizes):
         raise UserError(
@@ -90,10 +90,10 @@ def execute(content, styles, opts: RunOptions, overrides: dict, argv=None):
     return finish(run, x, seconds)
 
 
-def _route(opts: RunOptions, preset, overrides: dict):
-    """The run's ``(sizes, iters)``: the user's scales and iterations, else the preset's default route."""
+def _route(opts: RunOptions, preset, settings: dict):
+    """The run's ``(sizes, iters)``: the user's scales and iterations, else the preset's default route
+    (``settings``: the resolved ones)."""
     size = int(opts.size or preset.size)
-    settings = resolve_settings(opts.preset, overrides)
     chosen = opts.scales is not None or opts.min_scale is not None or opts.iters is not None
     if chosen or opts.single_scale:
         sizes = schedule.scale_sizes(size, opts.scales, opts.min_scale)
@@ -104,7 +104,8 @@ def _route(opts: RunOptions, preset, overrides: dict):
 
 
 def _load_once(load):
-    """``load`` (``load_vgg``'s signature) remembering its last network, for the scales of one run."""
+    """``load`` (``load_vgg``'s signature) remembering its last network, for the scales of one run
+    (``video.run._load_network_cache`` keeps every network of a video's workers)."""
     kept: dict = {}
 
     def loader(*args, **kwargs):
@@ -124,8 +125,8 @@ def check_options(content, styles, opts: RunOptions, overrides: dict) -> None:
         raise UserError(f"unknown preset {opts.preset!r}; valid presets: {', '.join(PRESETS)}")
     preset = PRESETS[opts.preset]
     _positive("size", opts.size)
-    _route(opts, preset, overrides)
     settings = resolve_settings(opts.preset, dict(overrides))
+    _route(opts, preset, settings)
     _validate(opts, content, styles)
     validate_tile_size(opts.tile_size, settings)
 
